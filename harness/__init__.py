@@ -1,0 +1,1 @@
+"""convbench harness: shape sets, pyperf sweeps, peers, calibration, reports, CLI."""

@@ -1,0 +1,18 @@
+"""convbench kernels: every convolution type of deep learning as Numba CPU kernels.
+
+Public API (see DESIGN.md): ConvSpec, CONV_TYPES, ALGORITHMS, make_inputs,
+reference, supports, run, multiplications.
+"""
+
+from .reference import reference
+from .registry import ALGORITHMS, cell_reason, multiplications, run, supports
+from .spec import ConvSpec
+from .types import CATALOGUE, CONV_TYPES, make_inputs
+
+# Algorithm modules register their cells on import.
+from . import direct, im2col, separable, winograd  # noqa: E402,F401  isort: skip
+
+__all__ = [
+    "ALGORITHMS", "CATALOGUE", "CONV_TYPES", "ConvSpec", "cell_reason", "make_inputs",
+    "multiplications", "reference", "run", "supports",
+]

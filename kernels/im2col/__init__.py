@@ -1,0 +1,1 @@
+"""The `im2col` algorithm family (cells register themselves on import)."""

@@ -1,0 +1,77 @@
+"""The float64 NumPy oracle: pad, take a strided dilated window view, einsum.
+
+Short on purpose (after JAX's lax_reference): every kernel in the suite is
+checked against this, so it must be obviously right rather than fast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .spec import ConvSpec
+from .types import check_inputs, flip_spatial, full_kernel, shuffle_permutation
+
+
+def _pad(x: np.ndarray, lo, hi) -> np.ndarray:
+    """Pad (or, for negative amounts, crop) the spatial axes of x."""
+    x = np.pad(x, [(0, 0), (0, 0)] + [(max(a, 0), max(b, 0)) for a, b in zip(lo, hi)])
+    crop = tuple(slice(max(-a, 0), x.shape[2 + i] - max(-b, 0))
+                 for i, (a, b) in enumerate(zip(lo, hi)))
+    return x[(slice(None), slice(None)) + crop]
+
+
+def conv_nd(x, w, stride, padding, dilation, groups, pad_hi=None) -> np.ndarray:
+    """Grouped N-d cross-correlation: x[n, c, *s], w[k, c/g, *r] -> y[n, k, *o], float64."""
+    nd = x.ndim - 2
+    x = _pad(np.asarray(x, np.float64), padding, pad_hi if pad_hi is not None else padding)
+    w = np.asarray(w, np.float64)
+    span = [d * (r - 1) + 1 for r, d in zip(w.shape[2:], dilation)]
+    win = sliding_window_view(x, span, axis=tuple(range(2, 2 + nd)))
+    win = win[(slice(None), slice(None))
+              + tuple(slice(None, None, s) for s in stride)
+              + tuple(slice(None, None, d) for d in dilation)]
+    n, c = x.shape[:2]
+    k = w.shape[0]
+    win = win.reshape(n, groups, c // groups, *win.shape[2:])
+    w = w.reshape(groups, k // groups, c // groups, *w.shape[2:])
+    sp = "xyz"[:nd]
+    taps = "uvt"[:nd]
+    y = np.einsum(f"ngc{sp}{taps},gkc{taps}->ngk{sp}", win, w, optimize=True)
+    return y.reshape(n, k, *y.shape[3:])
+
+
+def conv_transpose_nd(x, w, stride, padding, dilation, groups, output_padding) -> np.ndarray:
+    """Transposed conv as the correlation of the zero-upsampled input with the flipped,
+    channel-swapped kernel. x[n, c, *s], w[c, k/g, *r] -> y[n, k, *o]."""
+    nd = x.ndim - 2
+    n, c = x.shape[:2]
+    up = np.zeros((n, c, *[s * (i - 1) + 1 for i, s in zip(x.shape[2:], stride)]))
+    up[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)] = x
+    kg = w.shape[1]
+    wt = w.reshape(groups, c // groups, kg, *w.shape[2:]).swapaxes(1, 2)
+    wt = flip_spatial(wt.reshape(groups * kg, c // groups, *w.shape[2:]), nd)
+    lo = [d * (r - 1) - p for r, p, d in zip(w.shape[2:], padding, dilation)]
+    hi = [a + b for a, b in zip(lo, output_padding)]
+    return conv_nd(up, wt, (1,) * nd, lo, dilation, groups, pad_hi=hi)
+
+
+def reference(conv_type: str, spec: ConvSpec, x, weights) -> np.ndarray:
+    """The exact (float64) output of `conv_type` on `spec`."""
+    x, weights = check_inputs(conv_type, spec, x, weights)
+    nd = spec.ndim
+    conv = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation)
+    orient = (lambda w: flip_spatial(w, nd)) if spec.flip else (lambda w: w)
+    if conv_type == "transposed2d":
+        return conv_transpose_nd(x, orient(weights[0]), groups=spec.groups,
+                                 output_padding=spec.output_padding, **conv)
+    if conv_type == "depthwise_separable":
+        dw, pw = weights
+        mid = conv_nd(x, orient(dw), groups=spec.c, **conv)
+        return conv_nd(mid, pw, (1,) * nd, (0,) * nd, (1,) * nd, 1)
+    y = conv_nd(x, orient(full_kernel(conv_type, spec, weights)), groups=spec.groups, **conv)
+    if conv_type == "shuffled_grouped":
+        shuffled = np.empty_like(y)
+        shuffled[:, shuffle_permutation(spec.k, spec.groups)] = y
+        y = shuffled
+    return y

@@ -1,0 +1,1 @@
+"""The `separable` algorithm family (cells register themselves on import)."""

@@ -1,0 +1,285 @@
+"""ConvSpec: one convolution problem, and its oneDNN benchdnn descriptor form.
+
+A spec describes the *shape* of a problem (sizes, stride, padding, dilation,
+groups, transposed, flip); the conv type (see `kernels.types`) says how the
+weights are laid out and which specs fit it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+
+_SPATIAL = ("size", "kernel", "stride", "padding", "dilation", "output_padding")
+
+
+def _as_tuple(value, ndim: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        return (int(value),) * ndim
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise ValueError(f"{name}: expected an int or a tuple of ints, got {value!r}") from None
+    if len(items) != ndim:
+        raise ValueError(
+            f"{name}: has {len(items)} dimensions but the spec has {ndim} spatial dimensions"
+        )
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int,)) and not hasattr(v, "__index__"):
+            raise ValueError(f"{name}: expected integers, got {value!r}")
+    return tuple(int(v) for v in items)
+
+
+def conv_out_size(i: int, k: int, s: int, p: int, d: int) -> int:
+    """Output length of a convolution (Dumoulin & Visin, relationship 15)."""
+    return (i + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def deconv_out_size(i: int, k: int, s: int, p: int, d: int, a: int) -> int:
+    """Output length of a transposed convolution with output_padding `a`."""
+    return s * (i - 1) - 2 * p + d * (k - 1) + a + 1
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A convolution problem. Integers given for tuple fields broadcast.
+
+    `dilation` is 1-based (1 = dense) like PyTorch; benchdnn's 0-based
+    dilation is converted by `parse` and `__str__`.
+    """
+
+    n: int = 1
+    c: int = 1
+    k: int = 1
+    size: tuple[int, ...] | int = (1, 1)
+    kernel: tuple[int, ...] | int = (1, 1)
+    stride: tuple[int, ...] | int = 1
+    padding: tuple[int, ...] | int = 0
+    dilation: tuple[int, ...] | int = 1
+    groups: int = 1
+    output_padding: tuple[int, ...] | int = 0
+    transposed: bool = False
+    flip: bool = False
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        ndim = None
+        for fname in ("size", "kernel"):
+            v = getattr(self, fname)
+            if not isinstance(v, int):
+                ndim = len(tuple(v))
+                break
+        ndim = ndim or 2
+        if ndim not in (1, 2, 3):
+            raise ValueError(f"size: 1, 2 or 3 spatial dimensions are supported, got {ndim}")
+        for fname in _SPATIAL:
+            object.__setattr__(self, fname, _as_tuple(getattr(self, fname), ndim, fname))
+        for fname in ("n", "c", "k", "groups"):
+            v = getattr(self, fname)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{fname}: expected an integer, got {v!r}")
+        object.__setattr__(self, "transposed", bool(self.transposed))
+        object.__setattr__(self, "flip", bool(self.flip))
+        self._validate()
+
+    # ------------------------------------------------------------------ rules
+    def _validate(self):
+        for fname in ("n", "c", "k", "groups"):
+            if getattr(self, fname) < 1:
+                raise ValueError(f"{fname}: must be positive, got {getattr(self, fname)}")
+        for fname in ("size", "kernel", "stride", "dilation"):
+            if min(getattr(self, fname)) < 1:
+                raise ValueError(f"{fname}: must be positive, got {getattr(self, fname)}")
+        if min(self.padding) < 0:
+            raise ValueError(f"padding: must be non-negative, got {self.padding}")
+        if min(self.output_padding) < 0:
+            raise ValueError(f"output_padding: must be non-negative, got {self.output_padding}")
+        if self.c % self.groups:
+            raise ValueError(f"groups: must divide c (c={self.c}, groups={self.groups})")
+        if self.k % self.groups:
+            raise ValueError(f"groups: must divide k (k={self.k}, groups={self.groups})")
+        if self.transposed:
+            for a, s, d in zip(self.output_padding, self.stride, self.dilation):
+                if a >= max(s, d):
+                    raise ValueError(
+                        f"output_padding: must be smaller than stride or dilation "
+                        f"(output_padding={self.output_padding}, stride={self.stride}, "
+                        f"dilation={self.dilation})"
+                    )
+        elif any(self.output_padding):
+            raise ValueError("output_padding: only a transposed spec may have output_padding")
+        if not self.transposed:
+            for i, k, p, d in zip(self.size, self.kernel, self.padding, self.dilation):
+                if d * (k - 1) + 1 > i + 2 * p:
+                    raise ValueError(
+                        f"kernel: the dilated kernel ({self.kernel} at dilation {self.dilation}) "
+                        f"is larger than the padded input ({self.size} + 2*{self.padding})"
+                    )
+        if min(self.out_size) < 1:
+            raise ValueError(f"padding: leaves an empty output {self.out_size}")
+
+    # ------------------------------------------------------------- derived
+    @property
+    def ndim(self) -> int:
+        return len(self.size)
+
+    @property
+    def out_size(self) -> tuple[int, ...]:
+        if self.transposed:
+            return tuple(
+                deconv_out_size(*t)
+                for t in zip(self.size, self.kernel, self.stride, self.padding, self.dilation,
+                             self.output_padding)
+            )
+        return tuple(
+            conv_out_size(*t)
+            for t in zip(self.size, self.kernel, self.stride, self.padding, self.dilation)
+        )
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.n, self.c, *self.size)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.n, self.k, *self.out_size)
+
+    def replace(self, **changes) -> ConvSpec:
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------ descriptors
+    def __str__(self) -> str:
+        dims = "dhw"[3 - self.ndim:]
+        parts = [f"g{self.groups}" if self.groups > 1 else "", f"mb{self.n}", f"ic{self.c}"]
+        parts += [f"i{d}{v}" for d, v in zip(dims, self.size)]
+        parts.append(f"oc{self.k}")
+        parts += [f"o{d}{v}" for d, v in zip(dims, self.out_size)]
+        parts += [f"k{d}{v}" for d, v in zip(dims, self.kernel)]
+        if any(s != 1 for s in self.stride):
+            parts += [f"s{d}{v}" for d, v in zip(dims, self.stride)]
+        if any(self.padding):
+            parts += [f"p{d}{v}" for d, v in zip(dims, self.padding)]
+        if any(d != 1 for d in self.dilation):
+            parts += [f"d{d}{v - 1}" for d, v in zip(dims, self.dilation)]
+        text = "".join(parts)
+        if self.transposed:
+            text = "deconv:" + text
+        if self.flip:
+            text += "_flip"
+        if self.name:
+            text += f'n"{self.name}"'
+        return text
+
+    @classmethod
+    def parse(cls, text: str, transposed: bool = False) -> ConvSpec:
+        """Read a benchdnn conv (or, with transposed=True, deconv) descriptor.
+
+        Accepts this class's own `str()` form too: a `deconv:` prefix marks a
+        transposed spec and a `_flip` suffix a true (flipped) convolution.
+        """
+        return _parse_descriptor(text, transposed)
+
+
+_NAME_RE = re.compile(r'n"([^"]*)"\s*$')
+_TOKEN_RE = re.compile(r"(mb|ic|oc|id|ih|iw|od|oh|ow|kd|kh|kw|sd|sh|sw|pd|ph|pw|dd|dh|dw|g)(\d+)")
+
+
+def _parse_descriptor(text: str, transposed: bool) -> ConvSpec:
+    if not isinstance(text, str):
+        raise ValueError(f"descriptor: expected a string, got {type(text).__name__}")
+    body = text.strip()
+    name = ""
+    m = _NAME_RE.search(body)
+    if m:
+        name = m.group(1)
+        body = body[: m.start()]
+    if body.startswith("deconv:"):
+        transposed = True
+        body = body[len("deconv:"):]
+    flip = False
+    if body.endswith("_flip"):
+        flip = True
+        body = body[: -len("_flip")]
+    values: dict[str, int] = {}
+    pos = 0
+    for tok in _TOKEN_RE.finditer(body):
+        gap = body[pos:tok.start()].replace("_", "")
+        if gap:
+            raise ValueError(f"descriptor: cannot read {gap!r} in {text!r}")
+        if tok.group(1) in values:
+            raise ValueError(f"descriptor: field {tok.group(1)!r} given twice in {text!r}")
+        values[tok.group(1)] = int(tok.group(2))
+        pos = tok.end()
+    rest = body[pos:].replace("_", "")
+    if rest:
+        raise ValueError(f"descriptor: cannot read {rest!r} in {text!r}")
+    for req in ("ic", "oc"):
+        if req not in values:
+            raise ValueError(f"descriptor: {req} is required in {text!r}")
+    if not any(f"i{d}" in values for d in "dhw"):
+        raise ValueError(f"descriptor: an input size (ih, iw or id) is required in {text!r}")
+
+    three_d = any(f"{p}d" in values for p in ("i", "o", "k", "s", "p", "d"))
+    dims = "dhw" if three_d else "hw"
+
+    def get(prefix: str, default: int | None) -> list[int | None]:
+        # benchdnn: an omitted spatial dim copies a given one (w from h, h from w, d from h)
+        out = {d: values.get(prefix + d) for d in dims}
+        given = [out[d] for d in ("h", "w", "d") if d in out and out[d] is not None]
+        fill = given[0] if given else default
+        return [out[d] if out[d] is not None else fill for d in dims]
+
+    size = get("i", None)
+    kernel = get("k", 1)
+    stride = get("s", 1)
+    dil0 = get("d", 0)
+    dilation = [d + 1 for d in dil0]
+    given_out = get("o", None)
+    pad_given = any(f"p{d}" in values for d in dims)
+    padding = get("p", 0)
+    if not pad_given and any(o is not None for o in given_out):
+        # benchdnn derives the padding from a given output size
+        padding = []
+        for i, k, s, d, o in zip(size, kernel, stride, dilation, given_out):
+            if o is None:
+                padding.append(0)
+            elif transposed:
+                padding.append(max(0, ((i - 1) * s - o + d * (k - 1) + 1) // 2))
+            else:
+                padding.append(max(0, ((o - 1) * s - i + d * (k - 1) + 1) // 2))
+    out_pad = [0] * len(dims)
+    if transposed and any(o is not None for o in given_out):
+        for j, (i, k, s, p, d, o) in enumerate(
+            zip(size, kernel, stride, padding, dilation, given_out)
+        ):
+            if o is not None:
+                out_pad[j] = o - deconv_out_size(i, k, s, p, d, 0)
+                if out_pad[j] < 0:
+                    raise ValueError(
+                        f"o{dims[j]}: given {o} but a transposed conv of i{dims[j]}={i} gives at "
+                        f"least {deconv_out_size(i, k, s, p, d, 0)}"
+                    )
+    spec = ConvSpec(
+        n=values.get("mb", 2), c=values["ic"], k=values["oc"], size=tuple(size),
+        kernel=tuple(kernel), stride=tuple(stride), padding=tuple(padding),
+        dilation=tuple(dilation), groups=values.get("g", 1), output_padding=tuple(out_pad),
+        transposed=transposed, flip=flip, name=name,
+    )
+    for d, o, actual in zip(dims, given_out, spec.out_size):
+        if o is not None and o != actual:
+            raise ValueError(
+                f"o{d}: the descriptor gives {o} but the arithmetic gives {actual} "
+                f"for {text!r}"
+            )
+    return spec
+
+
+def spec_macs(spec: ConvSpec) -> int:
+    """Multiply-adds of the dense grouped convolution the spec describes, padded taps included."""
+    taps = (spec.c // spec.groups) * math.prod(spec.kernel)
+    if spec.transposed:
+        return spec.n * spec.c * math.prod(spec.size) * (spec.k // spec.groups) * math.prod(
+            spec.kernel)
+    return spec.n * spec.k * math.prod(spec.out_size) * taps

@@ -1,0 +1,1 @@
+"""The `winograd` algorithm family (cells register themselves on import)."""
