@@ -15,10 +15,10 @@ settings.load_profile("ci")
 
 try:  # PyTorch is an optional peer and test oracle
     import torch
-    import torch.nn.functional as F
 except ImportError:  # pragma: no cover - exercised where torch is absent
     torch = None
-    F = None
+
+requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
 
 
 @pytest.fixture(autouse=True)
@@ -95,24 +95,7 @@ def assert_close(y: np.ndarray, ref: np.ndarray, rtol: float) -> None:
 
 
 def torch_conv(conv_type: str, spec, x, weights) -> np.ndarray:
-    """The same convolution through PyTorch (float64), composed from its primitives."""
-    from kernels.types import flip_spatial, full_kernel, shuffle_permutation
+    """The same convolution through PyTorch in float64 (the peer's own code path)."""
+    from harness.peers import torch_function
 
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float64))  # noqa: E731
-    orient = (lambda w: flip_spatial(w, spec.ndim)) if spec.flip else (lambda w: w)
-    args = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation)
-    if conv_type == "transposed2d":
-        y = F.conv_transpose2d(t(x), t(orient(weights[0])), groups=spec.groups,
-                               output_padding=spec.output_padding, **args)
-    elif conv_type == "depthwise_separable":
-        mid = F.conv2d(t(x), t(orient(weights[0])), groups=spec.c, **args)
-        y = F.conv2d(mid, t(weights[1]))
-    else:
-        conv = F.conv3d if spec.ndim == 3 else F.conv2d
-        y = conv(t(x), t(orient(full_kernel(conv_type, spec, weights))), groups=spec.groups,
-                 **args)
-        if conv_type == "shuffled_grouped":
-            out = torch.empty_like(y)
-            out[:, torch.from_numpy(shuffle_permutation(spec.k, spec.groups))] = y
-            y = out
-    return y.numpy()
+    return torch_function(conv_type, spec, x, weights, dtype="float64")()
