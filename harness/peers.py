@@ -9,7 +9,7 @@ parameters), or a reason why it does not apply.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -49,7 +49,8 @@ def torch_function(conv_type: str, spec, x, weights, dtype: str = "float32") -> 
     tdtype = getattr(torch, dtype)
 
     def t(a):
-        return torch.from_numpy(np.ascontiguousarray(a)).to(tdtype)
+        # a copy: flipped views have negative strides, which torch refuses
+        return torch.from_numpy(np.array(a, order="C", copy=True)).to(tdtype)
 
     orient = (lambda w: flip_spatial(w, spec.ndim)) if spec.flip else (lambda w: w)
     args = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation)

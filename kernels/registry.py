@@ -8,8 +8,8 @@ itself as not implemented, so `convbench list` shows the whole matrix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -1,0 +1,97 @@
+"""Every type's direct kernel against the float64 oracle and PyTorch, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import kernels
+from kernels import ConvSpec
+
+from .conftest import assert_close, requires_torch, specs, torch_conv
+
+RTOL = 1e-5  # float32 accumulation over at most a few hundred taps
+
+
+@pytest.mark.parametrize("conv_type", kernels.CONV_TYPES)
+@given(data=st.data())
+def test_direct_matches_reference(conv_type, data):
+    spec = data.draw(specs(conv_type))
+    assert kernels.supports(conv_type, "direct", spec) is None
+    x, w = kernels.make_inputs(conv_type, spec, seed=data.draw(st.integers(0, 9)))
+    assert_close(kernels.run(conv_type, "direct", spec, x, w),
+                 kernels.reference(conv_type, spec, x, w), RTOL)
+
+
+@requires_torch
+@pytest.mark.parametrize("conv_type", kernels.CONV_TYPES)
+@given(data=st.data())
+def test_direct_matches_torch(conv_type, data):
+    spec = data.draw(specs(conv_type, max_size=12, max_channels=9))
+    x, w = kernels.make_inputs(conv_type, spec, seed=1)
+    assert_close(kernels.run(conv_type, "direct", spec, x, w),
+                 torch_conv(conv_type, spec, x, w), RTOL)
+
+
+@pytest.mark.parametrize("conv_type, spec", [
+    # register-block edges: channels and pixels not multiples of 4 and 6, larger planes
+    ("conv2d", ConvSpec(n=1, c=19, k=13, size=(17, 23), kernel=3, padding=1)),
+    ("depthwise", ConvSpec(n=2, c=5, k=5, groups=5, size=(70, 66), kernel=5, padding=2,
+                           stride=2)),
+    ("depthwise", ConvSpec(n=1, c=21, k=21, groups=21, size=(36, 33), kernel=3, padding=1,
+                           dilation=2, flip=True)),
+    ("pointwise", ConvSpec(n=2, c=37, k=29, size=(13, 11), kernel=1)),
+    ("transposed2d", ConvSpec(n=1, c=11, k=7, size=(9, 10), kernel=4, stride=2, padding=1,
+                              transposed=True)),
+    ("conv3d", ConvSpec(n=1, c=5, k=7, size=(6, 7, 9), kernel=3, padding=1, stride=(1, 2, 1))),
+])
+def test_direct_block_edges(conv_type, spec):
+    x, w = kernels.make_inputs(conv_type, spec)
+    assert_close(kernels.run(conv_type, "direct", spec, x, w),
+                 kernels.reference(conv_type, spec, x, w), RTOL)
+
+
+SPEC = ConvSpec(c=4, k=6, size=7, kernel=3)
+
+
+def test_wrong_weight_shape():
+    x, (w,) = kernels.make_inputs("conv2d", SPEC)
+    with pytest.raises(ValueError, match=r"^weights\[w\]: shape"):
+        kernels.run("conv2d", "direct", SPEC, x, (w[:, :2],))
+
+
+def test_wrong_dtype():
+    x, (w,) = kernels.make_inputs("conv2d", SPEC)
+    with pytest.raises(ValueError, match=r"^x: dtype must be float32"):
+        kernels.run("conv2d", "direct", SPEC, x.astype(np.float64), (w,))
+    with pytest.raises(ValueError, match=r"^weights\[w\]: dtype"):
+        kernels.run("conv2d", "direct", SPEC, x, (w.astype(np.float16),))
+
+
+def test_wrong_number_of_weights():
+    x, w = kernels.make_inputs("conv2d", SPEC)
+    with pytest.raises(ValueError, match=r"^weights: spatially_separable takes 2"):
+        kernels.run("spatially_separable", "direct", SPEC, x, w)
+
+
+def test_wrong_input_shape():
+    x, w = kernels.make_inputs("conv2d", SPEC)
+    with pytest.raises(ValueError, match=r"^x: shape"):
+        kernels.run("conv2d", "direct", SPEC, x[:, :, :5], w)
+
+
+def test_unknown_names():
+    x, w = kernels.make_inputs("conv2d", SPEC)
+    with pytest.raises(ValueError, match=r"^algorithm: unknown"):
+        kernels.run("conv2d", "fft", SPEC, x, w)
+    with pytest.raises(ValueError, match=r"^conv_type: unknown"):
+        kernels.run("conv4d", "direct", SPEC, x, w)
+
+
+def test_non_contiguous_input_is_accepted():
+    x, w = kernels.make_inputs("conv2d", SPEC)
+    xt = np.asfortranarray(x)
+    np.testing.assert_array_equal(kernels.run("conv2d", "direct", SPEC, xt, w),
+                                  kernels.run("conv2d", "direct", SPEC, x, w))
