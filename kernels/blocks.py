@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 JIT = dict(fastmath=True, cache=True, error_model="numpy")
 PAR = dict(JIT, parallel=True)
@@ -107,34 +107,26 @@ def add_block(acc, t):
     acc[23] += t[23]
 
 
-@njit(**PAR)
-def pack_channels_last(x, groups, lo, hi, step):
+def pack_channels_last(x: np.ndarray, groups: int, lo, hi, step) -> np.ndarray:
     """x[n, c, D, H, W] -> xp[n, g, D', H', W', c/g], zero-padded by lo/hi and subsampled by step.
 
     xp[..., i, :] = x[..., i*step - lo] along each spatial axis (zero outside x).
+    NumPy's strided copy does the transposition faster than a scalar Numba loop,
+    and np.zeros of a large buffer costs nothing until touched.
     """
-    n, c, D, H, W = x.shape
+    n, c = x.shape[:2]
     cg = c // groups
-    Dp = (D + lo[0] + hi[0] - 1) // step[0] + 1
-    Hp = (H + lo[1] + hi[1] - 1) // step[1] + 1
-    Wp = (W + lo[2] + hi[2] - 1) // step[2] + 1
-    xp = np.zeros((n, groups, Dp, Hp, Wp, cg), np.float32)
-    for item in prange(n * groups * Dp * Hp):
-        h = item % Hp
-        d = (item // Hp) % Dp
-        g = (item // (Hp * Dp)) % groups
-        b = item // (Hp * Dp * groups)
-        sd = d * step[0] - lo[0]
-        sh = h * step[1] - lo[1]
-        if sd < 0 or sd >= D or sh < 0 or sh >= H:
-            continue
-        for cc in range(cg):
-            src = x[b, g * cg + cc, sd, sh]
-            dst = xp[b, g, d, h]
-            for wi in range(Wp):
-                sw = wi * step[2] - lo[2]
-                if 0 <= sw < W:
-                    dst[wi, cc] = src[sw]
+    dst, src, shape = [], [], []
+    for size, a, b, s in zip(x.shape[2:], lo, hi, step):
+        shape.append((size + a + b - 1) // s + 1)
+        first = -(-a // s)  # first output index whose source index i*s - a is >= 0
+        last = (size - 1 + a) // s  # last one whose source index is < size
+        dst.append(slice(first, last + 1))
+        src.append(slice(first * s - a, last * s - a + 1, s))
+    xp = np.zeros((n, groups, *shape, cg), np.float32)
+    xg = x.reshape(n, groups, cg, *x.shape[2:])
+    xp[(slice(None), slice(None), *dst)] = xg[(slice(None), slice(None), slice(None), *src)] \
+        .transpose(0, 1, 3, 4, 5, 2)
     return xp
 
 

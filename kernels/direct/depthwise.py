@@ -3,8 +3,8 @@
 - Large planes (`conv_depthwise_planes`): each channel plane is independent,
   so a thread takes whole planes in NCHW. The plane is copied once into a
   zero-padded buffer split into stride phases (column j of phase q holds
-  padded column j*s + q), so every tap is a unit-stride axpy along an output
-  row, at any stride, with no bounds tests in the inner loop.
+  padded column j*s + q), so every tap reads a unit-stride run along an output
+  row, at any stride, with no bounds tests; taps are summed nine at a time.
 - Small planes (`conv_depthwise_channels_last`): rows of 7 or 14 pixels leave
   the vector units idle and the loop overhead dominant, so the input is packed
   channels-last and the inner loop runs over channels instead.
@@ -19,53 +19,90 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from ..blocks import PAR, new_output, pack_channels_last
+from ..blocks import JIT, PAR, new_output, pack_channels_last
 from ..spec import ConvSpec
 from ..types import flip_spatial
 
 # Below this many output pixels per plane the channels-last nest is faster.
-SMALL_PLANE = 32 * 32
+SMALL_PLANE = 16 * 16
+
+
+@njit(**JIT)
+def _nine_taps(yf, y0, buf, base, offs, wv, first, n):
+    """yf[y0:y0+n] (+)= sum of 9 taps wv[i] * buf[base + offs[i] + (0..n)].
+
+    Nine taps per pass keep the partial sum in a register: one store per
+    output instead of one load and store per tap.
+    """
+    w0, w1, w2, w3, w4 = wv[0], wv[1], wv[2], wv[3], wv[4]
+    w5, w6, w7, w8 = wv[5], wv[6], wv[7], wv[8]
+    b0, b1, b2 = uint64(base + offs[0]), uint64(base + offs[1]), uint64(base + offs[2])
+    b3, b4, b5 = uint64(base + offs[3]), uint64(base + offs[4]), uint64(base + offs[5])
+    b6, b7, b8 = uint64(base + offs[6]), uint64(base + offs[7]), uint64(base + offs[8])
+    yu = uint64(y0)
+    for t in range(n):
+        u = uint64(t)
+        v = (w0 * buf[b0 + u] + w1 * buf[b1 + u] + w2 * buf[b2 + u] + w3 * buf[b3 + u]
+             + w4 * buf[b4 + u] + w5 * buf[b5 + u] + w6 * buf[b6 + u] + w7 * buf[b7 + u]
+             + w8 * buf[b8 + u])
+        if first:
+            yf[yu + u] = v
+        else:
+            yf[yu + u] += v
 
 
 @njit(**PAR)
-def conv_depthwise_planes(x, w, y, stride, padding, dilation):
-    """y[n, c] = x[n, c] (*) w[c, 0] plane by plane (NCHW)."""
+def conv_depthwise_planes(x, w9, offs, y, stride, padding, Hp, Wq):
+    """y[n, c] = x[n, c] (*) w[c] plane by plane (NCHW).
+
+    w9[c, blocks, 9] are the taps in blocks of nine (zero-padded), offs[blocks, 9]
+    their offsets in the stride-phase buffer (see run_depthwise).
+    """
     n, c, H, W = x.shape
-    KH, KW = w.shape[2], w.shape[3]
     OH, OW = y.shape[2], y.shape[3]
     sh, sw = stride
     ph, pw = padding
-    dh, dw = dilation
-    Hp = H + 2 * ph
-    Wq = (W + 2 * pw + sw - 1) // sw + (KW * dw) // sw + 1  # columns per stride phase
+    nblk = w9.shape[1]
     for item in prange(n * c):
         ch = item % c
         b = item // c
         xf = x[b, ch].ravel()
         yf = y[b, ch].ravel()
-        wk = w[ch, 0].ravel()
         buf = np.zeros(sw * Hp * Wq, np.float32)
         for ih in range(H):
             for q in range(sw):
-                # padded column j*sw + q is input column j*sw + q - pw
+                # phase q, column j holds padded column j*sw + q = input column j*sw + q - pw
                 j0 = max(0, (pw - q + sw - 1) // sw)
                 j1 = (W - 1 + pw - q) // sw + 1
                 dst = uint64((q * Hp + ih + ph) * Wq)
                 src = ih * W + q - pw
-                for j in range(j0, j1):
-                    buf[dst + uint64(j)] = xf[uint64(src + j * sw)]
+                if sw == 2:  # a literal stride lets LLVM vectorise the deinterleave
+                    for j in range(j0, j1):
+                        buf[dst + uint64(j)] = xf[uint64(src + j * 2)]
+                else:
+                    for j in range(j0, j1):
+                        buf[dst + uint64(j)] = xf[uint64(src + j * sw)]
         for oh in range(OH):
-            yrow = uint64(oh * OW)
-            for ow in range(OW):
-                yf[yrow + uint64(ow)] = 0
-            for kh in range(KH):
-                r = oh * sh + kh * dh
-                for kw in range(KW):
-                    col = kw * dw
-                    src = uint64(((col % sw) * Hp + r) * Wq + col // sw)
-                    wv = wk[kh * KW + kw]
-                    for ow in range(OW):
-                        yf[yrow + uint64(ow)] += wv * buf[src + uint64(ow)]
+            for blk in range(nblk):
+                _nine_taps(yf, oh * OW, buf, oh * sh * Wq, offs[blk], w9[ch, blk], blk == 0, OW)
+
+
+def _plane_taps(spec: ConvSpec, w: np.ndarray):
+    """Weights in blocks of nine taps and each tap's offset in the stride-phase buffer."""
+    (KH, KW), (sh, sw), (ph, pw), (dh, dw) = spec.kernel, spec.stride, spec.padding, spec.dilation
+    Hp = spec.size[0] + 2 * ph
+    Wq = (spec.size[1] + 2 * pw + sw - 1) // sw + (KW * dw) // sw + 1  # columns per phase
+    taps = [(kh, kw) for kh in range(KH) for kw in range(KW)]
+    nblk = -(-len(taps) // 9)
+    w9 = np.zeros((spec.c, nblk, 9), np.float32)
+    offs = np.zeros((nblk, 9), np.int64)
+    for i in range(nblk * 9):
+        kh, kw = taps[min(i, len(taps) - 1)]  # padding taps reuse a valid offset, weight 0
+        col = kw * dw
+        offs[i // 9, i % 9] = ((col % sw) * Hp + kh * dh) * Wq + col // sw
+        if i < len(taps):
+            w9[:, i // 9, i % 9] = w[:, 0, kh, kw]
+    return w9, offs, Hp, Wq
 
 
 @njit(**PAR)
@@ -102,7 +139,8 @@ def run_depthwise(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     y = new_output(spec.output_shape)
     oh, ow = spec.out_size
     if oh * ow >= SMALL_PLANE:
-        conv_depthwise_planes(x, w, y, spec.stride, spec.padding, spec.dilation)
+        w9, offs, Hp, Wq = _plane_taps(spec, w)
+        conv_depthwise_planes(x, w9, offs, y, spec.stride, spec.padding, Hp, Wq)
     else:
         pad = (0,) + spec.padding
         xp = pack_channels_last(x[:, :, None], 1, pad, pad, (1, 1, 1))[:, 0, 0]
