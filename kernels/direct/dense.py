@@ -22,25 +22,34 @@ from ..types import flip_spatial
 
 
 @njit(**JIT)
-def _fill_rows(B, xg, od, oh, sd, sh, dd, dh, KD, KH):
-    """B[w, kd*KH + kh, :] = xg[od*sd + kd*dd, oh*sh + kh*dh, w, :]."""
+def _fill_rows(B, xg, od, oh0, nrows, sd, sh, dd, dh, KD, KH):
+    """B[r, w, kd*KH + kh, :] = xg[od*sd + kd*dd, (oh0 + r)*sh + kh*dh, w, :] for r < nrows."""
     Wp = xg.shape[2]
     cg = xg.shape[3]
     L = KD * KH * cg
-    for kd in range(KD):
-        for kh in range(KH):
-            row = xg[od * sd + kd * dd, oh * sh + kh * dh]
-            base = (kd * KH + kh) * cg
-            for w in range(Wp):
-                dst = B[w * L + base:w * L + base + cg]
-                src = row[w]
-                for c in range(cg):
-                    dst[c] = src[c]
+    for r in range(nrows):
+        for kd in range(KD):
+            for kh in range(KH):
+                row = xg[od * sd + kd * dd, (oh0 + r) * sh + kh * dh]
+                base = r * Wp * L + (kd * KH + kh) * cg
+                for w in range(Wp):
+                    dst = B[base + w * L:base + w * L + cg]
+                    src = row[w]
+                    for c in range(cg):
+                        dst[c] = src[c]
 
 
 @njit(**JIT)
-def _row_block(B, wf, y, b, kmap, k0, kg, ow0, od, oh, sw, dw, KW, L, acc):
-    """One 4x6 block of output row (od, oh): channels k0..k0+3 of the group, pixels ow0.."""
+def _pixel_offset(p, npix, OW, Wp, sw, L):
+    """Start in B of the window of pixel p (clamped to the last pixel of the group)."""
+    p = min(p, npix - 1)
+    return ((p // OW) * Wp + (p % OW) * sw) * L
+
+
+@njit(**JIT)
+def _pixel_block(B, wf, y, b, kmap, k0, kg, p0, npix, od, oh0, Wp, sw, dw, KW, L, acc):
+    """One 4x6 block: channels k0..k0+3 of the group, pixels p0..p0+5 of the row group,
+    pixels numbered row by row from output row oh0."""
     OW = y.shape[4]
     fused = dw == 1
     nrun = 1 if fused else KW
@@ -50,26 +59,31 @@ def _row_block(B, wf, y, b, kmap, k0, kg, ow0, od, oh, sw, dw, KW, L, acc):
     for r in range(nrun):
         off = r * dw * L
         t = dot_4x6(B,
-                    min(ow0, OW - 1) * sw * L + off, min(ow0 + 1, OW - 1) * sw * L + off,
-                    min(ow0 + 2, OW - 1) * sw * L + off, min(ow0 + 3, OW - 1) * sw * L + off,
-                    min(ow0 + 4, OW - 1) * sw * L + off, min(ow0 + 5, OW - 1) * sw * L + off,
+                    _pixel_offset(p0, npix, OW, Wp, sw, L) + off,
+                    _pixel_offset(p0 + 1, npix, OW, Wp, sw, L) + off,
+                    _pixel_offset(p0 + 2, npix, OW, Wp, sw, L) + off,
+                    _pixel_offset(p0 + 3, npix, OW, Wp, sw, L) + off,
+                    _pixel_offset(p0 + 4, npix, OW, Wp, sw, L) + off,
+                    _pixel_offset(p0 + 5, npix, OW, Wp, sw, L) + off,
                     wf, k0 * wrow + r * L, (k0 + 1) * wrow + r * L,
                     (k0 + 2) * wrow + r * L, (k0 + 3) * wrow + r * L, runlen)
         add_block(acc, t)
-    for p in range(PB):
-        if ow0 + p < OW:
+    for j in range(PB):
+        p = p0 + j
+        if p < npix:
             for q in range(KB):
                 if k0 + q < kg:
-                    y[b, kmap[k0 + q], od, oh, ow0 + p] = acc[p * KB + q]
+                    y[b, kmap[k0 + q], od, oh0 + p // OW, p % OW] = acc[j * KB + q]
 
 
 @njit(**PAR)
-def conv_dense(xp, wp, y, kmap, stride, dilation, kernel, kchunks):
+def conv_dense(xp, wp, y, kmap, stride, dilation, kernel, rows, kchunks):
     """y[n, kmap[k], od, oh, ow] = sum over the group's window of xp * wp.
 
     xp[n, g, Dp, Hp, Wp, cg] padded input; wp[g, kgpad, KW, KD*KH*cg] packed
     weights (kgpad a multiple of 4, zero rows past kg); kmap the output
     channel of each grouped channel (identity, or ShuffleNet's shuffle).
+    A work item is `rows` output rows x one chunk of output channels.
     """
     n, groups = xp.shape[0], xp.shape[1]
     cg = xp.shape[5]
@@ -81,21 +95,26 @@ def conv_dense(xp, wp, y, kmap, stride, dilation, kernel, kchunks):
     L = KD * KH * cg
     Wp = xp.shape[4]
     OW = y.shape[4]
-    for item in prange(n * groups * OD * OH * kchunks):
+    nrg = (OH + rows - 1) // rows
+    for item in prange(n * groups * OD * nrg * kchunks):
         ch = item % kchunks
-        oh = (item // kchunks) % OH
-        od = (item // (kchunks * OH)) % OD
-        g = (item // (kchunks * OH * OD)) % groups
-        b = item // (kchunks * OH * OD * groups)
-        B = np.empty(Wp * L, np.float32)
-        _fill_rows(B, xp[b, g], od, oh, stride[0], stride[1], dilation[0], dilation[1], KD, KH)
+        rg = (item // kchunks) % nrg
+        od = (item // (kchunks * nrg)) % OD
+        g = (item // (kchunks * nrg * OD)) % groups
+        b = item // (kchunks * nrg * OD * groups)
+        oh0 = rg * rows
+        nrows = min(rows, OH - oh0)
+        B = np.empty(nrows * Wp * L, np.float32)
+        _fill_rows(B, xp[b, g], od, oh0, nrows, stride[0], stride[1], dilation[0], dilation[1],
+                   KD, KH)
         wf = wp[g].ravel()
         km = kmap[g * kg:(g + 1) * kg]
         acc = np.empty(KB * PB, np.float32)
+        npix = nrows * OW
         for kb in range(ch * per_chunk, min(nkb, (ch + 1) * per_chunk)):
-            for ow0 in range(0, OW, PB):
-                _row_block(B, wf, y, b, km, kb * KB, kg, ow0, od, oh, stride[2],
-                           dilation[2], KW, L, acc)
+            for p0 in range(0, npix, PB):
+                _pixel_block(B, wf, y, b, km, kb * KB, kg, p0, npix, od, oh0, Wp, stride[2],
+                             dilation[2], KW, L, acc)
 
 
 def as_3d(a: np.ndarray, ndim: int) -> np.ndarray:
@@ -105,6 +124,16 @@ def as_3d(a: np.ndarray, ndim: int) -> np.ndarray:
 
 def _pad3(t: tuple, ndim: int, fill: int) -> tuple:
     return (fill,) * (3 - ndim) + tuple(t)
+
+
+def rows_per_item(out_w: int, row_bytes: int) -> int:
+    """Output rows per work item: enough pixels to fill 6-pixel blocks with little
+    waste (7 pixels make 2 blocks, 49 make 9), while the row buffer stays in L2."""
+    rows = max(1, -(-4 * PB // out_w))
+    return max(1, min(rows, ROW_BUFFER_BYTES // max(row_bytes, 1)))
+
+
+ROW_BUFFER_BYTES = 512 * 1024
 
 
 def kchunks_for(items: int, nkb: int) -> int:
@@ -139,8 +168,10 @@ def run_dense(spec: ConvSpec, x: np.ndarray, w: np.ndarray, kmap: np.ndarray | N
     y5 = as_3d(y, nd)
     if kmap is None:
         kmap = np.arange(spec.k)
-    items = spec.n * spec.groups * math.prod(y5.shape[2:4])
+    OD, OH, OW = y5.shape[2:]
+    rows = rows_per_item(OW, xp.shape[4] * wp.shape[3] * 4)
+    items = spec.n * spec.groups * OD * -(-OH // rows)
     conv_dense(xp, wp, y5, kmap.astype(np.int64), _pad3(spec.stride, nd, 1),
-               _pad3(spec.dilation, nd, 1), _pad3(spec.kernel, nd, 1),
+               _pad3(spec.dilation, nd, 1), _pad3(spec.kernel, nd, 1), rows,
                kchunks_for(items, wp.shape[1] // KB))
     return y

@@ -89,7 +89,7 @@ def conv_depthwise_planes(x, w9, offs, y, stride, padding, Hp, Wq):
 
 def _plane_taps(spec: ConvSpec, w: np.ndarray):
     """Weights in blocks of nine taps and each tap's offset in the stride-phase buffer."""
-    (KH, KW), (sh, sw), (ph, pw), (dh, dw) = spec.kernel, spec.stride, spec.padding, spec.dilation
+    (KH, KW), sw, (ph, pw), (dh, dw) = spec.kernel, spec.stride[1], spec.padding, spec.dilation
     Hp = spec.size[0] + 2 * ph
     Wq = (spec.size[1] + 2 * pw + sw - 1) // sw + (KW * dw) // sw + 1  # columns per phase
     taps = [(kh, kw) for kh in range(KH) for kw in range(KW)]
