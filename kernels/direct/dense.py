@@ -126,14 +126,17 @@ def _pad3(t: tuple, ndim: int, fill: int) -> tuple:
     return (fill,) * (3 - ndim) + tuple(t)
 
 
-def rows_per_item(out_w: int, row_bytes: int) -> int:
-    """Output rows per work item: enough pixels to fill 6-pixel blocks with little
-    waste (7 pixels make 2 blocks, 49 make 9), while the row buffer stays in L2."""
-    rows = max(1, -(-4 * PB // out_w))
-    return max(1, min(rows, ROW_BUFFER_BYTES // max(row_bytes, 1)))
+def rows_per_item(out_h: int, row_bytes: int) -> int:
+    """Output rows per work item: as many as keep the row buffer in L2.
+
+    Each item streams all the weights of its channel chunk once, so few, tall
+    items matter when the weights outgrow the caches (512x512x3x3 is 9.4 MB);
+    several rows also fill 6-pixel blocks on small images (7 pixels make 2
+    blocks, 49 make 9)."""
+    return max(1, min(out_h, ROW_BUFFER_BYTES // max(row_bytes, 1)))
 
 
-ROW_BUFFER_BYTES = 512 * 1024
+ROW_BUFFER_BYTES = 512 * 1024  # the rows of one work item stay in L2
 
 
 def kchunks_for(items: int, nkb: int) -> int:
@@ -169,7 +172,7 @@ def run_dense(spec: ConvSpec, x: np.ndarray, w: np.ndarray, kmap: np.ndarray | N
     if kmap is None:
         kmap = np.arange(spec.k)
     OD, OH, OW = y5.shape[2:]
-    rows = rows_per_item(OW, xp.shape[4] * wp.shape[3] * 4)
+    rows = rows_per_item(OH, xp.shape[4] * wp.shape[3] * 4)
     items = spec.n * spec.groups * OD * -(-OH // rows)
     conv_dense(xp, wp, y5, kmap.astype(np.int64), _pad3(spec.stride, nd, 1),
                _pad3(spec.dilation, nd, 1), _pad3(spec.kernel, nd, 1), rows,
