@@ -1,1 +1,19 @@
-"""The `winograd` algorithm family (cells register themselves on import)."""
+"""The `winograd` algorithm family: Winograd minimal filtering F(2x2,3x3) and F(4x4,3x3).
+
+- matrices.py: Cook–Toom transform matrices, generated in exact rationals
+- microkernel.py: the outer-product GEMM register block (LLVM IR intrinsic)
+- conv2d.py: the 2-D pipeline for every grouped 3x3 stride-1 conv (dilation as sub-grids)
+- depthwise.py: per-channel products, no GEMM
+- conv3d.py: F(m^3, 3^3) with NumPy
+- cells.py: the cells, their supports() reasons and the Lavin–Gray counts
+
+Cells register themselves on import.
+"""
+
+from . import cells  # noqa: F401  (registers the cells)
+from .accuracy import TOLERANCE
+from .cells import elementwise_multiplications, tile_count, transform_multiplications
+from .matrices import cook_toom, float_matrices
+
+__all__ = ["TOLERANCE", "cook_toom", "elementwise_multiplications", "float_matrices",
+           "tile_count", "transform_multiplications"]

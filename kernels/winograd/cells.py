@@ -1,0 +1,159 @@
+"""The winograd_f2 / winograd_f4 cells of the matrix, their supports() rules and counts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..direct.pointwise import run_pointwise
+from ..registry import cell, not_applicable
+from ..spec import ConvSpec
+from ..types import flip_spatial, full_kernel, shuffle_permutation
+from .conv2d import winograd2d
+from .conv3d import winograd3d
+from .depthwise import winograd_depthwise
+from .matrices import float_matrices
+
+ALGOS = {"winograd_f2": 2, "winograd_f4": 4}
+
+DENSE_2D = ("conv2d", "grouped", "shuffled_grouped", "dilated2d", "spatially_separable",
+            "flattened")
+
+
+def _reason(conv_type: str, spec: ConvSpec) -> str | None:
+    nd = 3 if conv_type == "conv3d" else 2
+    if spec.kernel != (3,) * nd or any(s != 1 for s in spec.stride):
+        shape = "x".join(["3"] * nd)
+        return f"winograd needs a {shape} kernel with stride 1 (got kernel {spec.kernel}, " \
+               f"stride {spec.stride})"
+    return None
+
+
+def _oriented(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    return np.ascontiguousarray(flip_spatial(w, spec.ndim) if spec.flip else w)
+
+
+def _lo(spec: ConvSpec) -> tuple[int, ...]:
+    return spec.padding
+
+
+# ----------------------------------------------------------------------------- counts
+def tile_count(spec: ConvSpec, m: int) -> int:
+    """Tiles of m^d outputs over the batch, counting each dilation sub-grid separately."""
+    total = 0
+    for phase in np.ndindex(*spec.dilation):
+        sub = [-(-(o - r) // d) for o, r, d in zip(spec.out_size, phase, spec.dilation)]
+        if min(sub) > 0:
+            total += math.prod(-(-s // m) for s in sub)
+    return spec.n * total
+
+
+def _nnz(a: np.ndarray) -> int:
+    return int(np.count_nonzero(a))
+
+
+def elementwise_multiplications(conv_type: str, algorithm: str, spec: ConvSpec) -> int:
+    """Lavin–Gray: tiles x (m+r-1)^d x c x k / g (depthwise: x c)."""
+    m = ALGOS[algorithm]
+    alpha = (m + 2) ** spec.ndim
+    tiles = tile_count(spec, m)
+    if conv_type in ("depthwise", "depthwise_separable"):
+        return tiles * alpha * spec.c
+    return tiles * alpha * spec.c * spec.k // spec.groups
+
+
+def transform_multiplications(conv_type: str, algorithm: str, spec: ConvSpec) -> dict:
+    """Multiplications of the three transforms, evaluated axis by axis with the nonzero
+    entries of the generated matrices (what the kernels do): {"input", "filter", "output"}.
+
+    Input: per tile and input channel; filter: per (output channel, input channel
+    of its group); output: per tile and output channel.
+    """
+    m = ALGOS[algorithm]
+    AT, G, BT = float_matrices(m)
+    A, nd = m + 2, spec.ndim
+    tiles = tile_count(spec, m)
+
+    def separable(nnz: int, n_in: int, n_out: int) -> int:
+        # axis by axis: before axis i, i axes are transformed (n_out) and the rest not (n_in)
+        return sum(nnz * n_out ** i * n_in ** (nd - 1 - i) for i in range(nd))
+
+    per_in = separable(_nnz(BT), A, A)
+    per_filter = separable(_nnz(G), 3, A)
+    per_out = separable(_nnz(AT), A, m)
+    if conv_type in ("depthwise", "depthwise_separable"):
+        pairs, outs = spec.c, spec.c
+    elif conv_type == "transposed2d":
+        pairs, outs = spec.c * spec.k // spec.groups, spec.k
+    else:
+        pairs, outs = spec.k * spec.c // spec.groups, spec.k
+    return dict(input=tiles * spec.c * per_in, filter=pairs * per_filter,
+                output=tiles * outs * per_out)
+
+
+# ------------------------------------------------------------------------------ cells
+def _register(algorithm: str, m: int) -> None:
+    def supports_for(conv_type):
+        return lambda spec: _reason(conv_type, spec)
+
+    def count_for(conv_type):
+        if conv_type == "depthwise_separable":
+            return lambda spec: (elementwise_multiplications(conv_type, algorithm, spec)
+                                 + spec.n * math.prod(spec.out_size) * spec.k * spec.c)
+        return lambda spec: elementwise_multiplications(conv_type, algorithm, spec)
+
+    for conv_type in DENSE_2D:
+        def run(spec, x, weights, conv_type=conv_type):
+            w = _oriented(full_kernel(conv_type, spec, weights), spec)
+            kmap = (shuffle_permutation(spec.k, spec.groups)
+                    if conv_type == "shuffled_grouped" else None)
+            return winograd2d(x, w, m, spec.groups, spec.out_size, _lo(spec), spec.dilation,
+                              kmap=kmap)
+
+        cell(conv_type, algorithm, supports=supports_for(conv_type),
+             multiplications=count_for(conv_type))(run)
+
+    @cell("depthwise", algorithm, supports=supports_for("depthwise"),
+          multiplications=count_for("depthwise"))
+    def _depthwise(spec, x, weights):
+        return winograd_depthwise(x, _oriented(weights[0], spec), m, spec.out_size, _lo(spec),
+                                  spec.dilation)
+
+    @cell("depthwise_separable", algorithm, supports=supports_for("depthwise_separable"),
+          multiplications=count_for("depthwise_separable"))
+    def _depthwise_separable(spec, x, weights):
+        dw, pw = weights
+        mid = winograd_depthwise(x, _oriented(dw, spec), m, spec.out_size, _lo(spec),
+                                 spec.dilation)
+        pw_spec = spec.replace(size=spec.out_size, kernel=1, stride=1, padding=0, dilation=1,
+                               flip=False)
+        return run_pointwise(pw_spec, mid, pw)
+
+    @cell("transposed2d", algorithm, supports=supports_for("transposed2d"),
+          multiplications=count_for("transposed2d"))
+    def _transposed(spec, x, weights):
+        # a stride-1 transposed conv is the conv with the kernel flipped and its in/out
+        # channels swapped (per group), padded by d(k-1) - p before (output_padding after)
+        w = weights[0]
+        c, kg = w.shape[:2]
+        g = spec.groups
+        cg = c // g
+        wc = w.reshape(g, cg, kg, 3, 3).transpose(0, 2, 1, 3, 4).reshape(g * kg, cg, 3, 3)
+        if not spec.flip:
+            wc = flip_spatial(wc, 2)
+        lo = tuple(2 * d - p for d, p in zip(spec.dilation, spec.padding))
+        return winograd2d(x, np.ascontiguousarray(wc), m, g, spec.out_size, lo, spec.dilation)
+
+    @cell("conv3d", algorithm, supports=supports_for("conv3d"),
+          multiplications=count_for("conv3d"))
+    def _conv3d(spec, x, weights):
+        return winograd3d(x, _oriented(weights[0], spec), m, spec.groups, spec.out_size,
+                          _lo(spec), spec.dilation)
+
+    for conv_type in ("pointwise", "pointwise_grouped"):
+        not_applicable(conv_type, algorithm, "1x1 has no 3x3 kernel")
+
+
+for _algo, _m in ALGOS.items():
+    _register(_algo, _m)

@@ -1,0 +1,104 @@
+"""An outer-product GEMM register block written directly in LLVM IR (a Numba intrinsic).
+
+Why: LLVM's loop vectoriser keeps accumulators in registers only for
+reductions along the innermost loop (the dot-product form of
+`blocks.dot_4x6`), which pays one horizontal sum per output element. The
+Winograd products reduce over c/g only (64 for ResNet-50's res2), so those
+horizontal sums cost as much as the FMAs. The outer-product form keeps
+PT x KV vectors of 16 accumulators live across the whole reduction: per step
+it loads KV vectors of packed filter values, broadcasts PT input values and
+issues PT*KV FMAs, with no horizontal work at all.
+
+`outer_block_<KV>(u, uo, v, a0..a5, n, out, oo)`:
+    out[oo + p*16*KV + l] = sum_{i<n} u[uo + i*16*KV + l] * v[a_p + i]
+for the PT = 6 tiles p (input offsets a_p) and the 16*KV output channels l.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+LANES = 16
+PT = 6  # tiles per block (broadcast operands)
+
+
+def _make(kv: int):
+    width = LANES * kv
+
+    @intrinsic
+    def outer_block(typingctx, u, uo, v, a0, a1, a2, a3, a4, a5, n, out, oo):
+        sig = types.void(u, uo, v, a0, a1, a2, a3, a4, a5, n, out, oo)
+
+        def codegen(context, builder, signature, args):
+            f32 = ir.FloatType()
+            i64 = ir.IntType(64)
+            vec = ir.VectorType(f32, LANES)
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{LANES}f32")
+            uarr = context.make_array(signature.args[0])(context, builder, args[0])
+            varr = context.make_array(signature.args[2])(context, builder, args[2])
+            oarr = context.make_array(signature.args[10])(context, builder, args[10])
+            ubase = builder.gep(uarr.data, [args[1]])
+            vbases = [builder.gep(varr.data, [args[3 + p]]) for p in range(PT)]
+            n_val = args[9]
+            obase = builder.gep(oarr.data, [args[11]])
+            zero = ir.Constant(vec, None)
+            mask0 = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+
+            pre = builder.block
+            loop = builder.append_basic_block("outer.loop")
+            done = builder.append_basic_block("outer.done")
+            builder.cbranch(builder.icmp_signed(">", n_val, ir.Constant(i64, 0)), loop, done)
+
+            builder.position_at_end(loop)
+            i = builder.phi(i64)
+            accs = [builder.phi(vec) for _ in range(PT * kv)]
+            i.add_incoming(ir.Constant(i64, 0), pre)
+            for a in accs:
+                a.add_incoming(zero, pre)
+            urow = builder.gep(ubase, [builder.mul(i, ir.Constant(i64, width))])
+            uvecs = []
+            for q in range(kv):
+                ptr = builder.bitcast(builder.gep(urow, [ir.Constant(i64, q * LANES)]),
+                                      vec.as_pointer())
+                uvecs.append(builder.load(ptr, align=4))
+            new = []
+            for p in range(PT):
+                s = builder.load(builder.gep(vbases[p], [i]), align=4)
+                b = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, ir.Undefined),
+                                                                 s, ir.Constant(i64, 0)),
+                                          ir.Constant(vec, ir.Undefined), mask0)
+                for q in range(kv):
+                    new.append(builder.call(fma, [uvecs[q], b, accs[p * kv + q]]))
+            i_next = builder.add(i, ir.Constant(i64, 1))
+            end = builder.block
+            i.add_incoming(i_next, end)
+            for a, v_new in zip(accs, new):
+                a.add_incoming(v_new, end)
+            builder.cbranch(builder.icmp_signed("<", i_next, n_val), loop, done)
+
+            builder.position_at_end(done)
+            results = []
+            for j in range(PT * kv):
+                res = builder.phi(vec)
+                res.add_incoming(zero, pre)
+                res.add_incoming(new[j], end)
+                results.append(res)
+            for p in range(PT):
+                for q in range(kv):
+                    ptr = builder.bitcast(
+                        builder.gep(obase, [ir.Constant(i64, p * width + q * LANES)]),
+                        vec.as_pointer())
+                    builder.store(results[p * kv + q], ptr, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return outer_block
+
+
+outer_block_1 = _make(1)
+outer_block_2 = _make(2)
