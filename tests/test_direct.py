@@ -38,6 +38,13 @@ def test_direct_matches_torch(conv_type, data):
 @pytest.mark.parametrize("conv_type, spec", [
     # register-block edges: channels and pixels not multiples of 4 and 6, larger planes
     ("conv2d", ConvSpec(n=1, c=19, k=13, size=(17, 23), kernel=3, padding=1)),
+    # outer-product blocks: 16 and 32 channels wide, dilated runs, groups, flip, 3-D
+    ("conv2d", ConvSpec(n=2, c=5, k=37, size=(11, 13), kernel=3, padding=2, dilation=2,
+                        flip=True)),
+    ("grouped", ConvSpec(n=1, c=6, k=40, size=(9, 10), kernel=(2, 3), stride=2, groups=2)),
+    ("shuffled_grouped", ConvSpec(n=1, c=4, k=64, size=(7, 7), kernel=3, padding=1,
+                                  groups=2)),
+    ("conv3d", ConvSpec(n=1, c=3, k=33, size=(4, 5, 6), kernel=(2, 3, 3), padding=1)),
     ("depthwise", ConvSpec(n=2, c=5, k=5, groups=5, size=(70, 66), kernel=5, padding=2,
                            stride=2)),
     ("depthwise", ConvSpec(n=1, c=21, k=21, groups=21, size=(36, 33), kernel=3, padding=1,

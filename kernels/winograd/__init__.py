@@ -1,7 +1,7 @@
 """The `winograd` algorithm family: Winograd minimal filtering F(2x2,3x3) and F(4x4,3x3).
 
 - matrices.py: Cook–Toom transform matrices, generated in exact rationals
-- microkernel.py: the outer-product GEMM register block (LLVM IR intrinsic)
+- the outer-product GEMM register block it uses is kernels/outer_block.py (shared)
 - conv2d.py: the 2-D pipeline for every grouped 3x3 stride-1 conv (dilation as sub-grids)
 - depthwise.py: per-channel products, no GEMM
 - conv3d.py: F(m^3, 3^3) with NumPy

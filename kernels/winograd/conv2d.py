@@ -30,7 +30,7 @@ from numba import njit, prange
 
 from ..blocks import JIT, PAR, new_output
 from .matrices import float_matrices
-from .microkernel import LANES, PT, outer_block_1, outer_block_2
+from ..outer_block import LANES, PT, outer_block_1, outer_block_2
 
 L2_BYTES = 512 * 1024  # V slice of one tile chunk (half the L2 of one core)
 MIN_CHUNK_TILES = 24  # below this the per-chunk filter transform stops being negligible
