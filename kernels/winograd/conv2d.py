@@ -7,14 +7,14 @@ Pipeline (one call does all of it, the filter transform included):
    convolutions on the sub-grids (ry + dh*i, rx + dw*j); each sub-grid becomes one
    "virtual image", so all of them share one batched product stage.
 2. input transform: V[g, f, t, c] = (B^T d B)[f] per tile t, vectorised over c.
-3. products + output transform, fused per block of 4 output channels x 6 tiles:
-   for each of the (m+2)^2 frequencies f, 24 dot products over c
-   (`blocks.dot_4x6`), then Y = A^T M A for the 24 tiles, written straight to
-   y (ragged edge tiles clipped). The filter transform U = G g G^T of the 4
-   channels is computed into a small buffer just before its blocks, so the
-   transformed filter never travels through memory: for layers with many
-   channels and few tiles (ResNet-50 res5 at N=1) it would be 4x the raw
-   weights and dominate the time.
+3. products + output transform, fused per block of 16 or 32 output channels x
+   6 tiles: for each of the (m+2)^2 frequencies f, an outer-product register
+   block over c (`kernels.outer_block`), then Y = A^T M A for the 6 tiles,
+   written straight to y (ragged edge tiles clipped). The filter transform
+   U = G g G^T of the block's channels is computed into a small buffer just
+   before its tiles, so the transformed filter never travels through memory:
+   for layers with many channels and few tiles (ResNet-50 res5 at N=1) it
+   would be 4x the raw weights and dominate the time.
 
 Work items are (group, block of output channels, chunk of tiles); a tile chunk
 is sized so its V slice stays in L2 while all output channel blocks pass over it.
