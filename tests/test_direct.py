@@ -50,6 +50,8 @@ def test_direct_matches_torch(conv_type, data):
     ("depthwise", ConvSpec(n=1, c=21, k=21, groups=21, size=(36, 33), kernel=3, padding=1,
                            dilation=2, flip=True)),
     ("pointwise", ConvSpec(n=2, c=37, k=29, size=(13, 11), kernel=1)),
+    ("pointwise", ConvSpec(n=1, c=3, k=14, size=(5, 4), kernel=1, stride=2)),
+    ("pointwise_grouped", ConvSpec(n=2, c=8, k=48, size=(9, 7), kernel=1, groups=2)),
     ("transposed2d", ConvSpec(n=1, c=11, k=7, size=(9, 10), kernel=4, stride=2, padding=1,
                               transposed=True)),
     ("conv3d", ConvSpec(n=1, c=5, k=7, size=(6, 7, 9), kernel=3, padding=1, stride=(1, 2, 1))),
