@@ -1,1 +1,72 @@
-"""The `im2col` algorithm family (cells register themselves on import)."""
+"""The `im2col` algorithm family: unfold (im2col / vol2col) into tiles, then GEMM.
+
+- dense.py: every type with one dense grouped kernel (conv2d, conv3d, dilated2d,
+  grouped, shuffled_grouped writing straight into the shuffled channels,
+  spatially_separable and flattened on their full kernel), and the 1x1 types as
+  a bare GEMM on the NCHW planes
+- depthwise.py: per-channel unfold and batched product; depthwise_separable
+  with the pointwise GEMM fused onto each depthwise tile
+- transposed.py: GEMM, then col2im scatter-add
+- plan.py: the workspace budget (`set_workspace_budget`) and tiling
+- blas.py: sgemm with leading dimensions from @njit code, BLAS thread control
+
+`workspace_bytes(conv_type, spec)` is the scratch memory one call allocates
+besides its input, weights and output.
+"""
+
+from __future__ import annotations
+
+from ..registry import cell
+from ..spec import ConvSpec
+from ..types import check_spec, full_kernel
+from .dense import dense_tiling, run_dense
+from .depthwise import depthwise_tiling, run_depthwise, run_depthwise_separable, separable_tiling
+from .plan import DEFAULT_BUDGET, set_workspace_budget, workspace_budget
+from .transposed import run_transposed, transposed_tiling
+
+__all__ = ["DEFAULT_BUDGET", "set_workspace_budget", "workspace_budget", "workspace_bytes"]
+
+
+def workspace_bytes(conv_type: str, spec: ConvSpec) -> int:
+    """Bytes of scratch (unfolded tiles, GEMM results) one im2col call allocates."""
+    check_spec(conv_type, spec)
+    if conv_type == "transposed2d":
+        _, _, slots, elems = transposed_tiling(spec)
+        return 4 * slots * elems
+    if conv_type == "depthwise":
+        return depthwise_tiling(spec).nbytes
+    if conv_type == "depthwise_separable":
+        return separable_tiling(spec).nbytes
+    return dense_tiling(spec)[1]
+
+
+def _dense_cell(conv_type):
+    @cell(conv_type, "im2col")
+    def run(spec, x, weights):
+        return run_dense(spec, x, full_kernel(conv_type, spec, weights))
+
+
+for _t in ("conv2d", "conv3d", "dilated2d", "grouped", "spatially_separable", "flattened",
+           "pointwise", "pointwise_grouped"):
+    _dense_cell(_t)
+
+
+@cell("shuffled_grouped", "im2col")
+def _shuffled(spec, x, weights):
+    return run_dense(spec, x, weights[0], shuffle=True)
+
+
+@cell("depthwise", "im2col")
+def _depthwise(spec, x, weights):
+    return run_depthwise(spec, x, weights[0])
+
+
+@cell("depthwise_separable", "im2col")
+def _depthwise_separable(spec, x, weights):
+    return run_depthwise_separable(spec, x, *weights)
+
+
+@cell("transposed2d", "im2col")
+def _transposed(spec, x, weights):
+    return run_transposed(spec, x, weights[0])
+
