@@ -22,10 +22,10 @@ lint: venv
 	$(BIN)/ruff check kernels harness tests
 
 bench: venv
-	$(BIN)/convbench bench --set $(SET)
+	$(BIN)/convbench bench --set $(SET) $(BENCH_ARGS)
 
 bench-full: venv
-	$(BIN)/convbench bench --set full
+	$(BIN)/convbench bench --set full $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

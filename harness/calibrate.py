@@ -1,0 +1,150 @@
+"""Machine calibration: measured sgemm GFLOP/s and memory bandwidth, cached per machine.
+
+Every result file carries these figures, so a report can give % of peak
+and a roofline, and runs on different machines can be normalised.
+
+- sgemm: float32 `a @ b` through NumPy's BLAS, n = 2048 (2 n^3 flops),
+  best of several, once with BLAS limited to 1 thread (threadpoolctl) and
+  once with all threads.
+- bandwidth: STREAM triad `a[i] = b[i] + s * c[i]` in a Numba `prange`
+  loop over float64 arrays far larger than the caches, counted as STREAM
+  does (3 x 8 bytes per element, no write-allocate traffic), best of several.
+
+The result is cached as JSON in the user cache directory
+(`$CONVBENCH_CACHE_DIR`, else `$XDG_CACHE_HOME/convbench`, else
+`~/.cache/convbench`), keyed by host name and CPU model, so a sweep
+calibrates once per machine; `convbench calibrate --force` re-measures.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+
+KEYS = ("calib_sgemm_gflops_1t", "calib_sgemm_gflops", "calib_bandwidth_gbs", "cpu_model")
+
+
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC 9R14 96-Core Processor", ...)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def hostname() -> str:
+    return socket.gethostname().split(".")[0] or "host"
+
+
+def cache_dir() -> Path:
+    if os.environ.get("CONVBENCH_CACHE_DIR"):
+        return Path(os.environ["CONVBENCH_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "convbench"
+
+
+def cache_path() -> Path:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", cpu_model()).strip("-").lower()[:60]
+    return cache_dir() / f"calibration-{hostname()}-{slug}-{os.cpu_count()}cpu.json"
+
+
+def sgemm_gflops(threads: int | None, n: int = 2048, repeat: int = 5) -> float:
+    """Best float32 matmul rate through NumPy's BLAS, limited to `threads` (None: all)."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        np.matmul(a, b, out=c)  # warm-up: thread pool start, page faults
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            np.matmul(a, b, out=c)
+            best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best / 1e9
+
+
+def _triad_kernel():
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=True)
+    def triad(a, b, c, s):
+        for i in prange(a.shape[0]):
+            a[i] = b[i] + s * c[i]
+
+    return triad
+
+
+def triad_bandwidth_gbs(n: int = 1 << 25, repeat: int = 10) -> float:
+    """STREAM triad bandwidth in GB/s with all Numba threads (3 x 8 bytes per element)."""
+    triad = _triad_kernel()
+    b = np.full(n, 1.0)
+    c = np.full(n, 2.0)
+    a = np.empty(n)
+    triad(a, b, c, 3.0)  # compile (or load from cache) and fault the pages in
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        triad(a, b, c, 3.0)
+        best = min(best, time.perf_counter() - t0)
+    return 3 * 8 * n / best / 1e9
+
+
+def measure(quick: bool = False) -> dict:
+    """Measure the machine now (a few seconds; `quick` uses small sizes, for tests)."""
+    n, words, repeat = (512, 1 << 20, 3) if quick else (2048, 1 << 25, 5)
+    t0 = time.perf_counter()
+    result = {
+        "calib_sgemm_gflops_1t": round(sgemm_gflops(1, n, repeat), 2),
+        "calib_sgemm_gflops": round(sgemm_gflops(None, n, repeat), 2),
+        "calib_bandwidth_gbs": round(triad_bandwidth_gbs(words, 2 * repeat), 2),
+        "cpu_model": cpu_model(),
+    }
+    result.update(
+        hostname=hostname(), cpu_count=os.cpu_count() or 1, quick=quick,
+        date=datetime.datetime.now().isoformat(timespec="seconds"),
+        seconds=round(time.perf_counter() - t0, 2),
+    )
+    return result
+
+
+def calibrate(force: bool = False, quick: bool = False) -> dict:
+    """The cached calibration of this machine, measured (and stored) when missing or forced."""
+    path = cache_path()
+    if not force and path.exists():
+        try:
+            cached = json.loads(path.read_text())
+            if all(k in cached for k in KEYS) and (quick or not cached.get("quick")):
+                cached["cache_path"] = str(path)
+                return cached
+        except (OSError, ValueError):
+            pass
+    result = measure(quick=quick)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        result["cache_path"] = str(path)
+    except OSError:
+        result["cache_path"] = ""
+    return result
+
+
+def metadata(calibration: dict) -> dict:
+    """The calibration keys that go into every benchmark's metadata."""
+    return {k: calibration[k] for k in KEYS}

@@ -1,0 +1,437 @@
+"""`convbench`: the command line of the suite.
+
+    convbench list                         the type x algorithm matrix, with reasons
+    convbench shapes NETWORK [--totals]    multiply-adds per layer / in total
+    convbench verify --set NAME            every cell once against the reference
+    convbench run --set NAME [...]         a pyperf sweep into results/
+    convbench calibrate [--force]          sgemm GFLOP/s and memory bandwidth of this machine
+    convbench merge A.json B.json -o OUT   join shard files
+    convbench bench [--set quick]          calibrate, run with peers, build the report
+    convbench report ... / compare ...     the report builder and the comparison tool
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+# Options handed to pyperf unchanged (see `python -m pyperf --help`).
+_PYPERF_FLAGS = ("--fast", "--rigorous", "--debug-single-value", "--verbose", "--quiet")
+_PYPERF_VALUES = (("--processes", "-p", int, "N"), ("--values", "-n", int, "N"),
+                  ("--warmups", "-w", int, "N"), ("--loops", "-l", int, "N"),
+                  ("--min-time", None, float, "SECONDS"), ("--timeout", None, int, "SECONDS"),
+                  ("--affinity", None, str, "CPUS"))
+
+# What `convbench bench` uses when no pyperf option is given: 3 worker processes
+# (plus pyperf's loop-calibration one), 3 values each, keeping `quick` short on 2 cores.
+BENCH_PYPERF_DEFAULT = ["--processes", "3", "--values", "3", "--warmups", "1"]
+
+
+def _add_pyperf_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("pyperf options (passed to pyperf unchanged)")
+    for flag in _PYPERF_FLAGS:
+        g.add_argument(flag, action="store_true", dest="pp_" + flag[2:].replace("-", "_"))
+    for long, short, typ, metavar in _PYPERF_VALUES:
+        names = [long] + ([short] if short else [])
+        g.add_argument(*names, type=typ, default=None, metavar=metavar,
+                       dest="pp_" + long[2:].replace("-", "_"))
+
+
+def _pyperf_args(args) -> list[str]:
+    out: list[str] = []
+    for flag in _PYPERF_FLAGS:
+        if getattr(args, "pp_" + flag[2:].replace("-", "_")):
+            out.append(flag)
+    for long, *_ in _PYPERF_VALUES:
+        v = getattr(args, "pp_" + long[2:].replace("-", "_"))
+        if v is not None:
+            out.extend((long, str(v)))
+    return out
+
+
+def _add_selection(p: argparse.ArgumentParser, peers_default=None) -> None:
+    p.add_argument("--set", dest="set_name", help="shape set (convbench list shows them)")
+    p.add_argument("--types", nargs="+", metavar="TYPE", help="only these conv types")
+    p.add_argument("--algos", nargs="+", metavar="ALGO", help="only these algorithms")
+    p.add_argument("--peers", nargs="+", default=peers_default, metavar="PEER",
+                   help="peers timed as extra algorithms: torch, scipy")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="verification tolerance (default: per algorithm)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convbench",
+        description="Numba convolution kernels benchmarked with pyperf against oneDNN.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("list", help="the type x algorithm matrix, with the reason of each gap")
+
+    p = sub.add_parser("shapes", help="multiply-adds of a network's layers")
+    p.add_argument("network")
+    p.add_argument("--totals", action="store_true",
+                   help="the network totals and the published figure")
+
+    p = sub.add_parser("verify", help="run every cell of a set once against the reference")
+    _add_selection(p)
+
+    p = sub.add_parser("run", help="time a shape set with pyperf")
+    _add_selection(p)
+    p.add_argument("--threads", nargs="+", metavar="N",
+                   help="thread counts, e.g. 1,2 (default: all cores)")
+    p.add_argument("-o", "--output", help="results file (default results/HOST-DATE-SET.json)")
+    p.add_argument("--resume", metavar="FILE", help="continue FILE, skipping its benchmarks")
+    p.add_argument("--shard", metavar="I/N", help="run the I-th of N deterministic shares")
+    p.add_argument("--dry-run", action="store_true", help="list the benchmarks and skips only")
+    _add_pyperf_options(p)
+
+    p = sub.add_parser("calibrate", help="measure sgemm GFLOP/s and memory bandwidth (cached)")
+    p.add_argument("--force", action="store_true", help="measure again")
+    p.add_argument("--quick", action="store_true", help="small sizes (a rough figure)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("merge", help="join shard result files")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("-o", "--output", required=True)
+
+    p = sub.add_parser("bench", help="calibrate, run a set with the peers, build the report")
+    p.add_argument("--set", dest="set_name", default="quick")
+    p.add_argument("--types", nargs="+", metavar="TYPE", help="only these conv types")
+    p.add_argument("--algos", nargs="+", metavar="ALGO", help="only these algorithms")
+    p.add_argument("--threads", nargs="+", metavar="N")
+    p.add_argument("-o", "--output")
+    p.add_argument("--resume", metavar="FILE")
+    p.add_argument("--no-peers", action="store_true", help="time the kernels only")
+    _add_pyperf_options(p)
+
+    sub.add_parser("report", help="build the HTML report (harness.report)", add_help=False)
+    sub.add_parser("compare", help="compare result files (harness.compare)", add_help=False)
+    return parser
+
+
+# --------------------------------------------------------------------------- list
+
+
+def format_matrix() -> str:
+    """The type x algorithm matrix: 'yes' or a numbered reason for each cell."""
+    import kernels
+    from kernels import registry
+
+    algos = list(registry.ALGORITHMS)
+    reasons: dict[str, int] = {}
+    rows = []
+    for t in kernels.CONV_TYPES:
+        row = [t]
+        for a in algos:
+            why = registry.cell_reason(t, a)
+            if why is None:
+                row.append("yes")
+            else:
+                row.append(f"[{reasons.setdefault(why, len(reasons) + 1)}]")
+        rows.append(row)
+    header = ["type"] + algos
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    runs = sum(r.count("yes") for r in rows)
+    lines.append("")
+    lines.append(f"{runs} of {len(rows) * len(algos)} cells run; "
+                 "yes = runs (some specs may still be refused by supports()); [n] = reason:")
+    for why, i in reasons.items():
+        lines.append(f"  [{i}] {why}")
+    from harness.peers import torch_available
+
+    lines.append("")
+    lines.append("peers (timed as extra algorithms with --peers): torch "
+                 + ("(installed)" if torch_available() else "(not installed: pip install torch)")
+                 + ", scipy (single-channel 2-D problems)")
+    try:
+        import harness.shapes as shapes
+
+        if hasattr(shapes, "available_sets"):
+            lines.append("shape sets: " + ", ".join(shapes.available_sets()))
+    except Exception as exc:  # the shape sets are optional for the matrix
+        lines.append(f"shape sets: unavailable ({exc})")
+    return "\n".join(lines)
+
+
+def cmd_list(args) -> int:
+    print(format_matrix())
+    return 0
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def _shapes_module():
+    import harness.shapes as shapes
+
+    if not hasattr(shapes, "load_set"):
+        raise ValueError("harness.shapes is not available yet")
+    return shapes
+
+
+def _layer_table(network: str):
+    """Rows of (network, layer, conv_type, spec, repeat, each, times repeat, counted) + total."""
+    shapes = _shapes_module()
+    if hasattr(shapes, "totals"):
+        df = shapes.totals(network)
+        rows = [(str(r.network), str(r.layer), str(r.conv_type), str(r.spec), int(r.repeat),
+                 r.multiply_adds_each, int(r.multiply_adds), bool(r.in_total))
+                for r in df.itertuples(index=False)]
+        published = df.attrs.get("published")
+        if published is None and hasattr(shapes, "published_total"):
+            published = shapes.published_total(network)
+        return rows[:-1], rows[-1][6], published
+    from kernels.counts import direct_multiplications
+
+    rows = []
+    for layer in shapes.load_set(network):
+        each = int(direct_multiplications(layer.conv_type, layer.spec))
+        rep = int(getattr(layer, "repeat", 1) or 1)
+        rows.append((layer.network, layer.name, layer.conv_type, str(layer.spec), rep, each,
+                     each * rep, True))
+    published = shapes.published_total(network) if hasattr(shapes, "published_total") else None
+    return rows, sum(r[6] for r in rows if r[7]), published
+
+
+def _published_line(total: int, published) -> str:
+    if published is None:
+        return "published: no published figure for this set"
+    value = getattr(published, "value", published)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return f"published: {published}"
+    fc = float(getattr(published, "fc", 0.0) or 0.0)
+    conv = value - fc
+    line = f"published: {value / 1e9:.4g} G multiply-adds"
+    if getattr(published, "source", ""):
+        line += f" ({published.source})"
+    if fc:
+        line += f"; {fc / 1e9:.4g} G of it not convolution, so {conv / 1e9:.4g} G conv-only"
+    ratio = total / conv if conv else float("nan")
+    line += f"\nours / published conv-only = {ratio:.4f}"
+    tol = getattr(published, "tolerance", None)
+    if tol is not None:
+        verdict = "agrees" if abs(ratio - 1) <= tol else "DISAGREES"
+        line += f" ({verdict} within the file's tolerance of {tol:.0%})"
+    return line
+
+
+def cmd_shapes(args) -> int:
+    rows, total, published = _layer_table(args.network)
+    if not args.totals:
+        header = ("layer", "type", "spec", "repeat", "multiply-adds", "x repeat")
+        table = [(f"{n}:{la}", t, sp, str(rep), f"{int(each):,}",
+                  f"{tot:,}" + ("" if counted else " (view, not in total)"))
+                 for n, la, t, sp, rep, each, tot, counted in rows]
+        widths = [max(len(r[i]) for r in table + [header]) for i in range(len(header))]
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+        for r in table:
+            print("  ".join(c.rjust(w) if i >= 3 else c.ljust(w)
+                            for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+    counted = [r for r in rows if r[7]]
+    print(f"total: {total:,} multiply-adds ({total / 1e9:.4g} G) in {len(counted)} layer lines, "
+          f"{sum(r[4] for r in counted)} layers with repeats (direct count, padded taps "
+          "included)")
+    print(_published_line(total, published))
+    return 0
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def cmd_verify(args) -> int:
+    from harness import runner
+
+    if not args.set_name:
+        print("convbench verify: --set is required", file=sys.stderr)
+        return 2
+    plan = runner.plan(args.set_name, args.types, args.algos, args.peers or (),
+                       threads=(1,))
+    rows, failed = [], 0
+    checks: dict = {}
+    for i, job in enumerate(plan.jobs, 1):
+        print(f"[{i}/{len(plan.jobs)}] {job.name}", file=sys.stderr, flush=True)
+        key = (job.conv_type, job.algorithm, str(job.spec))
+        if key not in checks:
+            checks[key] = runner.check_cell(job.conv_type, job.algorithm, job.spec, args.rtol)
+        c = checks[key]
+        failed += not c["ok"]
+        rows.append((job.name, f"{c['max_error']:.2e}", f"{c['tolerance']:.0e}",
+                     f"{c['first_call_s']:.2f}", "ok" if c["ok"] else "FAIL " + c["error"]))
+    header = ("benchmark", "max rel error", "tolerance", "first call s", "status")
+    widths = [max([len(header[i])] + [len(r[i]) for r in rows]) for i in range(4)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths + [0])).rstrip())
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths + [0])).rstrip())
+    print(f"\n{len(rows) - failed} passed, {failed} failed, {len(plan.skips)} cells skipped "
+          "(do not apply)")
+    for e in plan.skips:
+        print(f"  skipped {e['name']}: {e['reason']}")
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
+    from harness import runner
+
+    set_name = args.set_name
+    if args.resume:
+        output = Path(args.resume)
+        if args.output and Path(args.output) != output:
+            print("convbench run: --resume writes to its own file; drop -o", file=sys.stderr)
+            return 2, None
+        if not set_name and output.exists():
+            md = runner.load_suite(output).get_metadata()
+            set_name = md.get("set")
+    else:
+        output = None
+    if not set_name:
+        print("convbench run: --set is required", file=sys.stderr)
+        return 2, None
+    shard = runner.parse_shard(getattr(args, "shard", None))
+    the_plan = runner.plan(set_name, getattr(args, "types", None),
+                           getattr(args, "algos", None), peers, threads=args.threads,
+                           shard=shard)
+    if getattr(args, "dry_run", False):
+        for job in the_plan.jobs:
+            print(job.name)
+        for e in the_plan.skips:
+            print(f"skip {e['name']}: {e['reason']}")
+        print(f"{len(the_plan.jobs)} benchmarks, {len(the_plan.skips)} skipped cells",
+              file=sys.stderr)
+        return 0, None
+    if output is None:
+        output = Path(args.output) if args.output else runner.default_output(set_name,
+                                                                               shard=shard)
+    from harness.calibrate import calibrate
+
+    calibration = calibrate()
+    print(f"calibration: sgemm {calibration['calib_sgemm_gflops_1t']} GFLOP/s (1 thread), "
+          f"{calibration['calib_sgemm_gflops']} GFLOP/s (all), triad "
+          f"{calibration['calib_bandwidth_gbs']} GB/s", file=sys.stderr)
+    print(f"{len(the_plan.jobs)} benchmarks, {len(the_plan.skips)} skipped cells -> {output}",
+          file=sys.stderr)
+    res = runner.sweep(the_plan, output, pyperf_args, resume=bool(args.resume),
+                       calibration=calibration, rtol=getattr(args, "rtol", None),
+                       command=getattr(args, "command_line", ""))
+    for line in runner.summary_lines(res):
+        print(line)
+    return res.exit_code, output
+
+
+def cmd_run(args) -> int:
+    code, _ = _run(args, args.peers or (), _pyperf_args(args))
+    return code
+
+
+# --------------------------------------------------------------------------- calibrate, merge
+
+
+def cmd_calibrate(args) -> int:
+    from harness.calibrate import calibrate
+
+    result = calibrate(force=args.force, quick=args.quick)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    print(f"cpu:        {result['cpu_model']} ({result.get('cpu_count', '?')} cpus)")
+    print(f"sgemm:      {result['calib_sgemm_gflops_1t']:.1f} GFLOP/s on 1 thread, "
+          f"{result['calib_sgemm_gflops']:.1f} GFLOP/s on all threads")
+    print(f"bandwidth:  {result['calib_bandwidth_gbs']:.1f} GB/s (STREAM triad)")
+    print(f"measured:   {result.get('date', '?')}; cached in {result.get('cache_path', '')}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from harness import runner
+
+    n, k = runner.merge(args.inputs, args.output)
+    print(f"{n} benchmarks -> {args.output}; {k} skipped/failed cells -> "
+          f"{runner.sidecar_path(args.output)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args) -> int:
+    from harness.calibrate import calibrate
+    from harness.peers import torch_available
+
+    cal = calibrate()
+    print(f"calibration: {cal['calib_sgemm_gflops']} GFLOP/s sgemm, "
+          f"{cal['calib_bandwidth_gbs']} GB/s triad ({cal.get('cache_path', '')})")
+    peers = []
+    if not args.no_peers:
+        if torch_available():
+            peers.append("torch")
+        else:
+            print("PyTorch is not installed: no torch peer (pip install torch)")
+        peers.append("scipy")
+    pyperf_args = _pyperf_args(args) or list(BENCH_PYPERF_DEFAULT)
+    code, output = _run(args, peers, pyperf_args)
+    if output is None or not output.exists():
+        return code or 1
+    html = Path("reports") / (output.stem + ".html")
+    try:
+        report = importlib.import_module("harness.report")
+    except ImportError as exc:
+        print(f"report: skipped, harness.report is not available ({exc})")
+        report = None
+    if report is not None and not hasattr(report, "build_report"):
+        print("report: skipped, harness.report has no build_report yet")
+    elif report is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            report.build_report(str(output), str(html))
+            print(f"report:  {html}")
+        except Exception as exc:  # the timings are safe on disk; say what went wrong
+            print(f"report: failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+            code = code or 1
+    print(f"results: {output}")
+    return code
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def _delegate(module: str, argv: list[str]) -> int:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        print(f"convbench: {module} is not available ({exc})", file=sys.stderr)
+        return 2
+    if not hasattr(mod, "main"):
+        print(f"convbench: {module} has no main() yet", file=sys.stderr)
+        return 2
+    code = mod.main(argv)
+    return int(code or 0)
+
+
+COMMANDS = {"list": cmd_list, "shapes": cmd_shapes, "verify": cmd_verify, "run": cmd_run,
+            "calibrate": cmd_calibrate, "merge": cmd_merge, "bench": cmd_bench}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("report", "compare"):
+        return _delegate(f"harness.{argv[0]}", argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    args.command_line = " ".join(["convbench", *argv])
+    try:
+        return COMMANDS[args.command](args)
+    except ValueError as exc:
+        print(f"convbench {args.command}: {exc}", file=sys.stderr)
+        return 2

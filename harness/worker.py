@@ -1,0 +1,134 @@
+"""One benchmark under pyperf: `python -m harness.worker --job JSON [pyperf options]`.
+
+The sweep (harness.runner) starts this module once per benchmark. It makes
+the process's one `pyperf.Runner`, which then re-runs this same module as
+its worker processes (`program_args`), forwarding `--job` to them
+(`add_cmdline_args`), so every process registers the same single
+benchmark. Only the workers import the kernels: each sets its thread
+counts (Numba, BLAS through threadpoolctl, torch), builds the inputs and
+makes one untimed first call, which loads the kernel from Numba's on-disk
+cache (the sweep compiled it while verifying the cell). The time from
+process start to ready goes into the run's metadata as `worker_startup_s`
+(`worker_first_call_s` of it is the first call, `worker_compiles` counts
+Numba compilations in the worker, 0 when the cache works).
+
+The job is a JSON object: conv_type, algorithm (a kernel algorithm or a
+peer), spec (canonical string), transposed, threads, name, and metadata
+(the benchmark's metadata, computed by the sweep).
+"""
+
+from __future__ import annotations
+
+import time
+
+_T0 = time.perf_counter()
+
+import json  # noqa: E402
+import sys  # noqa: E402
+
+import pyperf  # noqa: E402
+
+PEERS = ("torch", "scipy")
+
+
+def _numba_compilations() -> int:
+    """Numba compilations (cache misses) of the kernels' dispatchers so far in this process."""
+    try:
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:  # pragma: no cover
+        return 0
+    seen, total = set(), 0
+    for modname, module in list(sys.modules.items()):
+        if not modname.startswith(("kernels", "harness")) or module is None:
+            continue
+        for obj in list(vars(module).values()):
+            if isinstance(obj, Dispatcher) and id(obj) not in seen:
+                seen.add(id(obj))
+                total += sum(obj.stats.cache_misses.values())
+    return total
+
+
+def set_thread_counts(threads: int) -> None:
+    """Numba, BLAS (NumPy's and SciPy's OpenBLAS, used by np.dot in @njit) and torch threads."""
+    import scipy.linalg  # noqa: F401  loads SciPy's BLAS so threadpoolctl limits it too
+    from threadpoolctl import threadpool_limits
+
+    from kernels.blocks import set_threads
+
+    set_threads(threads)
+    threadpool_limits(limits=threads)
+
+
+def threading_layer(algorithm: str) -> str:
+    if algorithm == "torch":
+        import torch
+
+        info = torch.__config__.parallel_info()
+        backend = "openmp" if "OpenMP" in info else "native"
+        return f"torch-{backend}"
+    if algorithm == "scipy":
+        return "none"
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return "unknown"
+
+
+def prepare(job: dict):
+    """Set up one job in this process: (zero-argument callable, per-run metadata)."""
+    import kernels
+    from harness import peers
+
+    threads = int(job["threads"])
+    set_thread_counts(threads)
+    spec = kernels.ConvSpec.parse(job["spec"], transposed=bool(job.get("transposed")))
+    conv_type, algorithm = job["conv_type"], job["algorithm"]
+    x, weights = kernels.make_inputs(conv_type, spec, seed=0)
+    if algorithm in PEERS:
+        peers.set_torch_threads(threads)
+        fn = peers.peer_function(algorithm, conv_type, spec, x, weights)
+    else:
+        def fn():
+            return kernels.run(conv_type, algorithm, spec, x, weights)
+    compiles = _numba_compilations()
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    extra = {
+        "worker_startup_s": round(time.perf_counter() - _T0, 4),
+        "worker_first_call_s": round(first, 4),
+        "worker_compiles": _numba_compilations() - compiles,
+        "threading_layer": threading_layer(algorithm),
+    }
+    return fn, extra
+
+
+def time_func(loops: int, fn) -> float:
+    timer = time.perf_counter
+    t0 = timer()
+    for _ in range(loops):
+        fn()
+    return timer() - t0
+
+
+def _forward_job(cmd: list, args) -> None:
+    cmd.extend(("--job", args.job))
+
+
+def main(argv=None) -> None:
+    runner = pyperf.Runner(program_args=("-m", "harness.worker"), add_cmdline_args=_forward_job)
+    runner.argparser.add_argument("--job", required=True, help="the benchmark, as JSON")
+    args = runner.parse_args(argv)
+    job = json.loads(args.job)
+    metadata = dict(job.get("metadata", {}))
+    fn = None
+    if args.worker:
+        fn, extra = prepare(job)
+        metadata.update(extra)
+    runner.bench_time_func(job["name"], time_func, fn, metadata=metadata)
+
+
+if __name__ == "__main__":
+    main()
