@@ -1,0 +1,136 @@
+"""`convbench report`: result files -> one self-contained HTML page.
+
+    build_report(results_paths, out_html, accuracy=None) -> Path
+    main(argv) -> int            # convbench report RESULTS.json [B.json] [-o OUT.html]
+
+Reads pyperf suite JSON written by the sweep runner (and the `<stem>.skips.json`
+sidecars beside them) and writes a page with every plot embedded as a base64
+PNG, so it opens offline. With several files and no `--merge`, the page
+describes the last one and compares each later file against the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .load import Results, load_results, result_stem
+
+__all__ = ["Results", "build_report", "load_accuracy", "load_results", "main"]
+
+
+def load_accuracy(accuracy) -> pd.DataFrame | None:
+    """The Winograd accuracy table: a DataFrame, a CSV/JSON path, or None.
+
+    Columns: algorithm, channels, max_rel_error (extra columns are kept); the wide form
+    (channels, then one column per algorithm) is accepted too.
+    """
+    if accuracy is None:
+        return None
+    if isinstance(accuracy, pd.DataFrame):
+        df = accuracy
+    else:
+        path = Path(accuracy)
+        df = pd.read_json(path) if path.suffix == ".json" else pd.read_csv(path)
+    if "max_rel_error" not in df.columns and "channels" in df.columns:
+        # wide form, as winograd_accuracy prints it: channels, direct, winograd_f2, ...
+        df = df[pd.to_numeric(df["channels"], errors="coerce").notna()]
+        df = df.melt(id_vars=["channels"], var_name="algorithm", value_name="max_rel_error")
+    missing = {"algorithm", "channels", "max_rel_error"} - set(df.columns)
+    if missing:
+        raise ValueError(f"accuracy: the table lacks column(s) {', '.join(sorted(missing))}")
+    return df
+
+
+def _accuracy_beside(path: Path) -> Path | None:
+    cand = path.with_name(result_stem(path) + ".accuracy.csv")
+    return cand if cand.exists() else None
+
+
+def build_report(results_paths, out_html, accuracy=None, *, merge: bool = False,
+                 command: str | None = None, title: str | None = None) -> Path:
+    """Write the HTML report for one or more result files; returns its path.
+
+    One file: the report of that run. Several files: with `merge`, one run split
+    across files; otherwise the report of the last file plus a comparison of
+    each later file against the first (ratio, Mann–Whitney significance,
+    geomean, worst offenders first). `accuracy` is the Winograd accuracy table
+    (DataFrame or CSV path); without it, a `<stem>.accuracy.csv` beside the
+    results is used when present, else that section is left out.
+    """
+    from . import html as page
+    from .compare import compare_runs
+
+    if isinstance(results_paths, (str, Path)):
+        results_paths = [results_paths]
+    paths = [Path(p) for p in results_paths]
+    if not paths:
+        raise ValueError("results: give at least one result file")
+    for p in paths:
+        if not p.exists():
+            raise ValueError(f"results: {p} does not exist")
+    body_paths = paths if (merge or len(paths) == 1) else [paths[-1]]
+    res = load_results(body_paths)
+    if accuracy is None:
+        found = _accuracy_beside(body_paths[-1])
+        accuracy = found
+    acc = load_accuracy(accuracy)
+    comparisons = []
+    if not merge and len(paths) > 1:
+        base = paths[0]
+        for other in paths[1:]:
+            comparisons.append((compare_runs(base, other), result_stem(base),
+                                result_stem(other)))
+    if title is None:
+        title = "convbench report: " + (" vs ".join(result_stem(p) for p in paths)
+                                        if comparisons else
+                                        ", ".join(result_stem(p) for p in body_paths))
+    text = page.render(res, accuracy=acc, comparisons=comparisons, command=command,
+                       title=title, files=[p.name for p in paths])
+    out = Path(out_html)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def default_output(paths, merge: bool = False) -> Path:
+    stems = [result_stem(Path(p)) for p in paths]
+    name = stems[0] if len(stems) == 1 or merge else "-vs-".join([stems[0], stems[-1]])
+    return Path("reports") / f"{name}.html"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="convbench report",
+        description="Turn result files (pyperf JSON from `convbench bench`) into one "
+                    "self-contained HTML report. Two files: the report of the second, with a "
+                    "comparison against the first.")
+    p.add_argument("results", nargs="+", help="result JSON file(s)")
+    p.add_argument("-o", "--output", help="HTML file to write (default reports/<stem>.html)")
+    p.add_argument("--accuracy", help="Winograd accuracy table (CSV with algorithm, channels, "
+                                      "max_rel_error) from harness.checks.winograd_accuracy")
+    p.add_argument("--merge", action="store_true",
+                   help="treat several files as one run (shards) instead of comparing them")
+    p.add_argument("--title", help="page title")
+    return p
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "report" and not Path("report").exists():
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    out = Path(args.output) if args.output else default_output(args.results, args.merge)
+    command = "convbench report " + shlex.join(argv)
+    try:
+        path = build_report(args.results, out, accuracy=args.accuracy, merge=args.merge,
+                            command=command, title=args.title)
+    except (ValueError, OSError) as exc:
+        print(f"convbench report: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
