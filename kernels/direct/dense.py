@@ -3,13 +3,8 @@
 Layout: the input is packed channels-last and zero-padded per group,
 xp[n, g, D, H, W, c/g]. For one output row the rows the kernel touches are
 interleaved into a buffer B[w][kd*kh][c/g], so the window of an output pixel,
-(kw, kd*kh, c/g), is one contiguous run of B (for dense kw). Two register
-blocks then walk that run:
-
-- groups of 16 or more output channels: an outer-product block of 6 pixels x
-  16 or 32 channels (`outer_block`), weights packed channels-innermost, the
-  pixel values broadcast; no horizontal sums at all;
-- narrower groups: 4 channels x 6 pixels as 24 dot products (`blocks.dot_4x6`).
+(kw, kd*kh, c/g), is one contiguous run of B (for dense kw), and the
+register-blocked GEMM of `gemm.channel_block` walks those runs.
 
 2-D problems run as 3-D with depth 1; 1-D as 2-D with height 1.
 """
@@ -22,10 +17,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..blocks import JIT, KB, PAR, PB, add_block, dot_4x6, new_output, pack_channels_last
-from ..outer_block import LANES, outer_block_1, outer_block_2
+from ..blocks import JIT, PAR, PB, new_output, pack_channels_last
 from ..spec import ConvSpec
-from ..types import flip_spatial
+from .gemm import channel_block, pack_blocked_weights, split_item
 
 
 @njit(**JIT)
@@ -46,156 +40,47 @@ def _fill_rows(B, xg, od, oh0, nrows, sd, sh, dd, dh, KD, KH):
                         dst[c] = src[c]
 
 
-@njit(**JIT)
-def _pixel_offset(p, npix, OW, Wp, sw, L):
-    """Start in B of the window of pixel p (clamped to the last pixel of the group)."""
-    p = min(p, npix - 1)
-    return ((p // OW) * Wp + (p % OW) * sw) * L
-
-
-@njit(**JIT)
-def _pixel_block(B, wf, y, b, kmap, k0, kg, p0, npix, od, oh0, Wp, sw, dw, KW, L, acc):
-    """One 4x6 block: channels k0..k0+3 of the group, pixels p0..p0+5 of the row group,
-    pixels numbered row by row from output row oh0."""
-    OW = y.shape[4]
-    fused = dw == 1
-    nrun = 1 if fused else KW
-    runlen = KW * L if fused else L
-    wrow = KW * L
-    acc[:] = 0
-    for r in range(nrun):
-        off = r * dw * L
-        t = dot_4x6(B,
-                    _pixel_offset(p0, npix, OW, Wp, sw, L) + off,
-                    _pixel_offset(p0 + 1, npix, OW, Wp, sw, L) + off,
-                    _pixel_offset(p0 + 2, npix, OW, Wp, sw, L) + off,
-                    _pixel_offset(p0 + 3, npix, OW, Wp, sw, L) + off,
-                    _pixel_offset(p0 + 4, npix, OW, Wp, sw, L) + off,
-                    _pixel_offset(p0 + 5, npix, OW, Wp, sw, L) + off,
-                    wf, k0 * wrow + r * L, (k0 + 1) * wrow + r * L,
-                    (k0 + 2) * wrow + r * L, (k0 + 3) * wrow + r * L, runlen)
-        add_block(acc, t)
-    for j in range(PB):
-        p = p0 + j
-        if p < npix:
-            for q in range(KB):
-                if k0 + q < kg:
-                    y[b, kmap[k0 + q], od, oh0 + p // OW, p % OW] = acc[j * KB + q]
-
-
 @njit(**PAR)
-def conv_dense(xp, wp, y, kmap, stride, dilation, kernel, rows, kchunks):
-    """y[n, kmap[k], od, oh, ow] = sum over the group's window of xp * wp.
+def conv_dense(xp, wb, outer, y, kmap, stride, dilation, kernel, rows, kchunks):
+    """y[n, kmap[k], od, oh, ow] = sum over the group's window of xp * w.
 
-    xp[n, g, Dp, Hp, Wp, cg] padded input; wp[g, kgpad, KW, KD*KH*cg] packed
-    weights (kgpad a multiple of 4, zero rows past kg); kmap the output
-    channel of each grouped channel (identity, or ShuffleNet's shuffle).
-    A work item is `rows` output rows x one chunk of output channels.
+    xp[n, g, Dp, Hp, Wp, cg] padded input; wb the weights from
+    `gemm.pack_blocked_weights`; kmap the output channel of each grouped
+    channel (identity, or ShuffleNet's shuffle). A work item is `rows` output
+    rows x one chunk of output channel blocks.
     """
     n, groups = xp.shape[0], xp.shape[1]
     cg = xp.shape[5]
-    OD, OH = y.shape[2], y.shape[3]
+    K, OD, OH, OW = y.shape[1], y.shape[2], y.shape[3], y.shape[4]
     KD, KH, KW = kernel
-    kg = y.shape[1] // groups
-    nkb = wp.shape[1] // KB
-    per_chunk = (nkb + kchunks - 1) // kchunks
+    kg = K // groups
+    nblk = wb.shape[1]
+    width = wb.shape[3] if outer else wb.shape[2]
+    per_chunk = (nblk + kchunks - 1) // kchunks
     L = KD * KH * cg
     Wp = xp.shape[4]
-    OW = y.shape[4]
     nrg = (OH + rows - 1) // rows
+    fused = dilation[2] == 1  # dense columns: the whole window is one run of B
+    nrun = 1 if fused else KW
+    runlen = KW * L if fused else L
     for item in prange(n * groups * OD * nrg * kchunks):
-        ch = item % kchunks
-        rg = (item // kchunks) % nrg
-        od = (item // (kchunks * nrg)) % OD
-        g = (item // (kchunks * nrg * OD)) % groups
-        b = item // (kchunks * nrg * OD * groups)
+        b, g, od, rg, ch = split_item(item, kchunks, nrg, OD, groups)
         oh0 = rg * rows
         nrows = min(rows, OH - oh0)
-        B = np.empty(nrows * Wp * L, np.float32)
-        _fill_rows(B, xp[b, g], od, oh0, nrows, stride[0], stride[1], dilation[0], dilation[1],
-                   KD, KH)
-        wf = wp[g].ravel()
-        km = kmap[g * kg:(g + 1) * kg]
-        acc = np.empty(KB * PB, np.float32)
         npix = nrows * OW
-        for kb in range(ch * per_chunk, min(nkb, (ch + 1) * per_chunk)):
-            for p0 in range(0, npix, PB):
-                _pixel_block(B, wf, y, b, km, kb * KB, kg, p0, npix, od, oh0, Wp, stride[2],
-                             dilation[2], KW, L, acc)
-
-
-@njit(**JIT)
-def _outer_channel_block(B, wq, y, b, kmap, k0, kg, npix, od, oh0, Wp, sw, dw, KW, L, width,
-                         out, part):
-    """Channels k0..k0+width-1 of the group for every pixel of the row group.
-
-    wq[KW*L*width] holds the block's weights with the channel innermost, so
-    step i of the run loads width/16 weight vectors and broadcasts one value
-    of each of the 6 pixel windows.
-    """
-    OW = y.shape[4]
-    fused = dw == 1
-    nrun = 1 if fused else KW
-    runlen = KW * L if fused else L
-    for p0 in range(0, npix, PB):
-        a0 = _pixel_offset(p0, npix, OW, Wp, sw, L)
-        a1 = _pixel_offset(p0 + 1, npix, OW, Wp, sw, L)
-        a2 = _pixel_offset(p0 + 2, npix, OW, Wp, sw, L)
-        a3 = _pixel_offset(p0 + 3, npix, OW, Wp, sw, L)
-        a4 = _pixel_offset(p0 + 4, npix, OW, Wp, sw, L)
-        a5 = _pixel_offset(p0 + 5, npix, OW, Wp, sw, L)
-        for r in range(nrun):
-            off = r * dw * L
-            target = out if r == 0 else part
-            if width == 2 * LANES:
-                outer_block_2(wq, r * L * width, B, a0 + off, a1 + off, a2 + off, a3 + off,
-                              a4 + off, a5 + off, runlen, target, 0)
-            else:
-                outer_block_1(wq, r * L * width, B, a0 + off, a1 + off, a2 + off, a3 + off,
-                              a4 + off, a5 + off, runlen, target, 0)
-            if r > 0:
-                for i in range(PB * width):
-                    out[i] += part[i]
-        for j in range(PB):
-            p = p0 + j
-            if p < npix:
-                for q in range(width):
-                    if k0 + q < kg:
-                        y[b, kmap[k0 + q], od, oh0 + p // OW, p % OW] = out[j * width + q]
-
-
-@njit(**PAR)
-def conv_dense_outer(xp, wq, y, kmap, stride, dilation, kernel, rows, kchunks):
-    """As conv_dense, with wq[g, nblocks, KW*KD*KH*cg, width] (channel-innermost blocks)."""
-    n, groups = xp.shape[0], xp.shape[1]
-    cg = xp.shape[5]
-    OD, OH = y.shape[2], y.shape[3]
-    KD, KH, KW = kernel
-    kg = y.shape[1] // groups
-    nkb = wq.shape[1]
-    width = wq.shape[3]
-    per_chunk = (nkb + kchunks - 1) // kchunks
-    L = KD * KH * cg
-    Wp = xp.shape[4]
-    OW = y.shape[4]
-    nrg = (OH + rows - 1) // rows
-    for item in prange(n * groups * OD * nrg * kchunks):
-        ch = item % kchunks
-        rg = (item // kchunks) % nrg
-        od = (item // (kchunks * nrg)) % OD
-        g = (item // (kchunks * nrg * OD)) % groups
-        b = item // (kchunks * nrg * OD * groups)
-        oh0 = rg * rows
-        nrows = min(rows, OH - oh0)
         B = np.empty(nrows * Wp * L, np.float32)
         _fill_rows(B, xp[b, g], od, oh0, nrows, stride[0], stride[1], dilation[0], dilation[1],
                    KD, KH)
+        offs = np.empty(npix, np.int64)
+        for p in range(npix):
+            offs[p] = ((p // OW) * Wp + (p % OW) * stride[2]) * L
+        yb = y[b].reshape((K, OD * OH * OW))
         km = kmap[g * kg:(g + 1) * kg]
-        out = np.empty(PB * width, np.float32)
+        acc = np.empty(PB * width, np.float32)
         part = np.empty(PB * width, np.float32)
-        for kb in range(ch * per_chunk, min(nkb, (ch + 1) * per_chunk)):
-            _outer_channel_block(B, wq[g, kb].ravel(), y, b, km, kb * width, kg, nrows * OW, od,
-                                 oh0, Wp, stride[2], dilation[2], KW, L, width, out, part)
+        for blk in range(ch * per_chunk, min(nblk, (ch + 1) * per_chunk)):
+            channel_block(B, offs, npix, nrun, runlen, dilation[2] * L, wb[g, blk].ravel(),
+                          width, outer, yb, km, blk * width, kg, (od * OH + oh0) * OW, acc, part)
 
 
 def as_3d(a: np.ndarray, ndim: int) -> np.ndarray:
@@ -226,39 +111,6 @@ def kchunks_for(items: int, nkb: int) -> int:
     return max(1, min(nkb, math.ceil(want / max(items, 1))))
 
 
-def pack_dense_weights(w: np.ndarray, groups: int, flip: bool) -> np.ndarray:
-    """w[k, c/g, KD, KH, KW] -> wp[g, kgpad, KW, KD*KH*c/g] (kgpad rounded up to 4)."""
-    k, cg, KD, KH, KW = w.shape
-    if flip:
-        w = flip_spatial(w, 3)
-    kg = k // groups
-    kgpad = -(-kg // KB) * KB
-    wp = np.zeros((groups, kgpad, KW, KD, KH, cg), np.float32)
-    wp[:, :kg] = w.reshape(groups, kg, cg, KD, KH, KW).transpose(0, 1, 5, 3, 4, 2)
-    return wp.reshape(groups, kgpad, KW, KD * KH * cg)
-
-
-def pack_outer_weights(w: np.ndarray, groups: int, flip: bool, width: int) -> np.ndarray:
-    """w[k, c/g, KD, KH, KW] -> wq[g, blocks, KW*KD*KH*c/g, width], channel innermost,
-    zero channels past k/g."""
-    k, cg, KD, KH, KW = w.shape
-    if flip:
-        w = flip_spatial(w, 3)
-    kg = k // groups
-    nblk = -(-kg // width)
-    wq = np.zeros((groups, nblk * width, KW, KD, KH, cg), np.float32)
-    wq[:, :kg] = w.reshape(groups, kg, cg, KD, KH, KW).transpose(0, 1, 5, 3, 4, 2)
-    wq = wq.reshape(groups, nblk, width, KW * KD * KH * cg)
-    return np.ascontiguousarray(wq.transpose(0, 1, 3, 2))
-
-
-def outer_width(kg: int) -> int:
-    """Channels per outer-product block (0: too few channels, use the dot-product block)."""
-    if kg >= 2 * LANES - LANES // 2:
-        return 2 * LANES
-    return LANES if kg >= LANES // 2 + LANES // 4 else 0
-
-
 def run_dense(spec: ConvSpec, x: np.ndarray, w: np.ndarray, kmap: np.ndarray | None = None,
               flip: bool | None = None) -> np.ndarray:
     """Direct grouped convolution of x with the dense kernel w[k, c/g, *kernel]."""
@@ -277,11 +129,6 @@ def run_dense(spec: ConvSpec, x: np.ndarray, w: np.ndarray, kmap: np.ndarray | N
     items = spec.n * spec.groups * OD * -(-OH // rows)
     geometry = (_pad3(spec.stride, nd, 1), _pad3(spec.dilation, nd, 1),
                 _pad3(spec.kernel, nd, 1), rows)
-    width = outer_width(spec.k // spec.groups)
-    if width:
-        wq = pack_outer_weights(w5, spec.groups, flip, width)
-        conv_dense_outer(xp, wq, y5, kmap, *geometry, kchunks_for(items, wq.shape[1]))
-    else:
-        wp = pack_dense_weights(w5, spec.groups, flip)
-        conv_dense(xp, wp, y5, kmap, *geometry, kchunks_for(items, wp.shape[1] // KB))
+    wb, outer = pack_blocked_weights(w5, spec.groups, flip)
+    conv_dense(xp, wb, outer, y5, kmap, *geometry, kchunks_for(items, wb.shape[1]))
     return y

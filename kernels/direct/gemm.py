@@ -1,0 +1,121 @@
+"""The inner GEMM of the direct kernels: one block of output channels over a set of pixels.
+
+Both the dense (windowed) and the pointwise kernels reduce to this once the
+input is laid out so that every output pixel's window is a run of a buffer:
+pixel p's window starts at `offs[p]`, and is `nrun` runs of `runlen` values,
+run r starting `run_step * r` further on (nrun = 1 unless a dilated width
+breaks the window into one run per kernel column).
+
+Two register blocks:
+
+- `outer`: 6 pixels x 16 or 32 channels (`outer_block`), weights packed
+  channel-innermost (`wf[i*width + q]`), pixel values broadcast; no
+  horizontal sums, so it wins wherever a group has 12 or more output channels;
+- `dot`: 4 channels x 6 pixels as 24 dot products (`blocks.dot_4x6`),
+  weights packed channel-major (`wf[q*wrow + i]`), for narrower groups.
+
+Results go to `yb[kmap[k0 + q], ybase + p]`: the output of one image as
+(channels, flattened pixels), so both kernels write NCHW directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..blocks import JIT, KB, PB, add_block, dot_4x6
+from ..outer_block import LANES, outer_block_1, outer_block_2
+from ..types import flip_spatial
+
+__all__ = ["channel_block", "outer_width", "pack_blocked_weights", "split_item"]
+
+
+@njit(**JIT)
+def _offsets6(offs, p0, npix):
+    """Window starts of pixels p0..p0+5, the ragged tail repeating the last pixel."""
+    last = npix - 1
+    return (offs[min(p0, last)], offs[min(p0 + 1, last)], offs[min(p0 + 2, last)],
+            offs[min(p0 + 3, last)], offs[min(p0 + 4, last)], offs[min(p0 + 5, last)])
+
+
+@njit(**JIT)
+def _store(yb, kmap, k0, kg, ybase, p0, npix, acc, width):
+    """yb[kmap[k0+q], ybase+p0+j] = acc[j*width + q] for the real pixels and channels."""
+    for j in range(PB):
+        if p0 + j < npix:
+            for q in range(width):
+                if k0 + q < kg:
+                    yb[kmap[k0 + q], ybase + p0 + j] = acc[j * width + q]
+
+
+@njit(**JIT)
+def channel_block(buf, offs, npix, nrun, runlen, run_step, wf, width, outer, yb, kmap, k0, kg,
+                  ybase, acc, part):
+    """Output channels k0..k0+width-1 (of kg in the group) for pixels 0..npix-1.
+
+    wf is the block's packed weights: (nrun*runlen, width) if `outer`, else
+    (width=4, nrun*runlen). acc and part are scratch of PB*width floats.
+    """
+    wrow = nrun * runlen
+    for p0 in range(0, npix, PB):
+        a0, a1, a2, a3, a4, a5 = _offsets6(offs, p0, npix)
+        if not outer:
+            acc[:] = 0
+        for r in range(nrun):
+            o = r * run_step
+            if outer:
+                dst = acc if r == 0 else part
+                if width == 2 * LANES:
+                    outer_block_2(wf, r * runlen * width, buf, a0 + o, a1 + o, a2 + o, a3 + o,
+                                  a4 + o, a5 + o, runlen, dst, 0)
+                else:
+                    outer_block_1(wf, r * runlen * width, buf, a0 + o, a1 + o, a2 + o, a3 + o,
+                                  a4 + o, a5 + o, runlen, dst, 0)
+                if r > 0:
+                    for i in range(PB * width):
+                        acc[i] += part[i]
+            else:
+                w0 = r * runlen
+                add_block(acc, dot_4x6(buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o, a5 + o,
+                                       wf, w0, w0 + wrow, w0 + 2 * wrow, w0 + 3 * wrow, runlen))
+        _store(yb, kmap, k0, kg, ybase, p0, npix, acc, width)
+
+
+@njit(**JIT)
+def split_item(item, chunks, inner, depth, groups):
+    """Flat parallel work-item index -> (batch, group, depth, inner, chunk), chunk fastest."""
+    chunk = item % chunks
+    item //= chunks
+    i = item % inner
+    item //= inner
+    d = item % depth
+    item //= depth
+    return item // groups, item % groups, d, i, chunk
+
+
+def outer_width(kg: int) -> int:
+    """Channels per outer-product block (0: too few channels, use the dot-product block)."""
+    if kg >= 2 * LANES - LANES // 2:
+        return 2 * LANES
+    return LANES if kg >= LANES // 2 + LANES // 4 else 0
+
+
+def pack_blocked_weights(w: np.ndarray, groups: int, flip: bool) -> tuple[np.ndarray, bool]:
+    """w[k, c/g, KD, KH, KW] -> (wb[g, blocks, ...], outer) in the layout channel_block reads.
+
+    The window order is (kw, kd, kh, c), matching the row buffer of the dense
+    kernel; channels past k/g are zero.
+    """
+    k, cg, KD, KH, KW = w.shape
+    if flip:
+        w = flip_spatial(w, 3)
+    kg = k // groups
+    width = outer_width(kg) or KB
+    nblk = -(-kg // width)
+    wb = np.zeros((groups, nblk * width, KW, KD, KH, cg), np.float32)
+    wb[:, :kg] = w.reshape(groups, kg, cg, KD, KH, KW).transpose(0, 1, 5, 3, 4, 2)
+    wb = wb.reshape(groups, nblk, width, KW * KD * KH * cg)
+    outer = width != KB
+    if outer:
+        wb = np.ascontiguousarray(wb.transpose(0, 1, 3, 2))
+    return wb, outer
