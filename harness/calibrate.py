@@ -145,6 +145,20 @@ def calibrate(force: bool = False, quick: bool = False) -> dict:
     return result
 
 
+def blas_info() -> str:
+    """The BLAS libraries loaded now and the CPU kernels they chose ("openblas 0.3.30 Haswell").
+
+    Measured each time rather than cached: OPENBLAS_CORETYPE can change it per run,
+    and it halves or doubles every sgemm-bound figure.
+    """
+    import scipy.linalg  # noqa: F401  loads SciPy's BLAS, the one the im2col kernels call
+    from threadpoolctl import threadpool_info
+
+    libs = [f"{i.get('internal_api', '?')} {i.get('version') or ''} {i.get('architecture') or ''}"
+            .strip() for i in threadpool_info() if i.get("user_api") == "blas"]
+    return "; ".join(sorted(set(libs))) or "unknown"
+
+
 def metadata(calibration: dict) -> dict:
-    """The calibration keys that go into every benchmark's metadata."""
-    return {k: calibration[k] for k in KEYS}
+    """The calibration keys that go into every benchmark's metadata, and the BLAS in use."""
+    return {**{k: calibration[k] for k in KEYS}, "blas": blas_info()}

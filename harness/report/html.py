@@ -136,6 +136,8 @@ def header_table(res: Results, command: str | None, files: list[str]) -> str:
         calib.append("memory bandwidth " + _join(fmt.num(v) for v in get("calib_bandwidth_gbs"))
                      + " GB/s")
     add("calibration", "; ".join(calib) or "not recorded in the results")
+    if get("blas"):
+        add("BLAS", html.escape(_join(get("blas"))))
     add("sweep command", "<code>" + html.escape(_join(get("command"))) + "</code>"
         if get("command") else "not recorded in the results")
     if command:
