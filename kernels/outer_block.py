@@ -12,6 +12,8 @@ issues PT*KV FMAs, with no horizontal work at all.
 `outer_block_<KV>(u, uo, v, a0..a5, n, out, oo)`:
     out[oo + p*16*KV + l] = sum_{i<n} u[uo + i*16*KV + l] * v[a_p + i]
 for the PT = 6 tiles p (input offsets a_p) and the 16*KV output channels l.
+`outer_add_<KV>` adds the sums to what `out` holds instead, so a long
+reduction can run in cache-sized chunks.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ LANES = 16
 PT = 6  # tiles per block (broadcast operands)
 
 
-def _make(kv: int):
+def _make(kv: int, accumulate: bool):
     width = LANES * kv
 
     @intrinsic
@@ -46,6 +48,13 @@ def _make(kv: int):
             n_val = args[9]
             obase = builder.gep(oarr.data, [args[11]])
             zero = ir.Constant(vec, None)
+
+            def out_ptr(j):
+                return builder.bitcast(builder.gep(obase, [ir.Constant(i64, j * LANES)]),
+                                       vec.as_pointer())
+
+            init = [builder.load(out_ptr(j), align=4) if accumulate else zero
+                    for j in range(PT * kv)]
             mask0 = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
 
             pre = builder.block
@@ -57,8 +66,8 @@ def _make(kv: int):
             i = builder.phi(i64)
             accs = [builder.phi(vec) for _ in range(PT * kv)]
             i.add_incoming(ir.Constant(i64, 0), pre)
-            for a in accs:
-                a.add_incoming(zero, pre)
+            for a, a0_ in zip(accs, init):
+                a.add_incoming(a0_, pre)
             urow = builder.gep(ubase, [builder.mul(i, ir.Constant(i64, width))])
             uvecs = []
             for q in range(kv):
@@ -84,7 +93,7 @@ def _make(kv: int):
             results = []
             for j in range(PT * kv):
                 res = builder.phi(vec)
-                res.add_incoming(zero, pre)
+                res.add_incoming(init[j], pre)
                 res.add_incoming(new[j], end)
                 results.append(res)
             for p in range(PT):
@@ -100,5 +109,7 @@ def _make(kv: int):
     return outer_block
 
 
-outer_block_1 = _make(1)
-outer_block_2 = _make(2)
+outer_block_1 = _make(1, False)
+outer_block_2 = _make(2, False)
+outer_add_1 = _make(1, True)
+outer_add_2 = _make(2, True)

@@ -76,11 +76,10 @@ def conv_dense(xp, wb, outer, y, kmap, stride, dilation, kernel, rows, kchunks):
             offs[p] = ((p // OW) * Wp + (p % OW) * stride[2]) * L
         yb = y[b].reshape((K, OD * OH * OW))
         km = kmap[g * kg:(g + 1) * kg]
-        acc = np.empty(PB * width, np.float32)
-        part = np.empty(PB * width, np.float32)
+        accs = np.empty((npix + PB) * width, np.float32)
         for blk in range(ch * per_chunk, min(nblk, (ch + 1) * per_chunk)):
             channel_block(B, offs, npix, nrun, runlen, dilation[2] * L, wb[g, blk].ravel(),
-                          width, outer, yb, km, blk * width, kg, (od * OH + oh0) * OW, acc, part)
+                          width, outer, yb, km, blk * width, kg, (od * OH + oh0) * OW, accs)
 
 
 def as_3d(a: np.ndarray, ndim: int) -> np.ndarray:

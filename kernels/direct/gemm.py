@@ -21,11 +21,13 @@ Results go to `yb[kmap[k0 + q], ybase + p]`: the output of one image as
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ..blocks import JIT, KB, PB, add_block, dot_4x6
-from ..outer_block import LANES, outer_block_1, outer_block_2
+from ..blocks import JIT, KB, PAR, PB, add_block, dot_4x6
+from ..outer_block import LANES, outer_add_1, outer_add_2, outer_block_1, outer_block_2
 from ..types import flip_spatial
+
+REDUCTION_CHUNK = 1024  # reduction steps per pass over the pixel blocks (outer block)
 
 __all__ = ["channel_block", "outer_width", "pack_blocked_weights", "split_item"]
 
@@ -49,35 +51,64 @@ def _store(yb, kmap, k0, kg, ybase, p0, npix, acc, width):
 
 
 @njit(**JIT)
+def _outer_pixels(buf, offs, npix, nrun, runlen, run_step, wf, width, accs):
+    """accs[block] = the 6 x width outer-product sums of every pixel block.
+
+    The reduction runs in chunks of about REDUCTION_CHUNK steps, each chunk
+    over all pixel blocks, so the weight chunk and the windows it meets stay
+    in L2 together: 512 channels x 3x3 would otherwise stream a 590 KB weight
+    block past a 390 KB row buffer for every 6 pixels.
+    """
+    nch = (runlen + REDUCTION_CHUNK - 1) // REDUCTION_CHUNK
+    step = (runlen + nch - 1) // nch
+    for r in range(nrun):
+        for c0 in range(0, runlen, step):
+            cl = min(step, runlen - c0)
+            o = r * run_step + c0
+            wo = (r * runlen + c0) * width
+            first = r == 0 and c0 == 0
+            for p0 in range(0, npix, PB):
+                a0, a1, a2, a3, a4, a5 = _offsets6(offs, p0, npix)
+                ao = (p0 // PB) * PB * width
+                if width == 2 * LANES:
+                    if first:
+                        outer_block_2(wf, wo, buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o,
+                                      a5 + o, cl, accs, ao)
+                    else:
+                        outer_add_2(wf, wo, buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o,
+                                    a5 + o, cl, accs, ao)
+                elif first:
+                    outer_block_1(wf, wo, buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o, a5 + o,
+                                  cl, accs, ao)
+                else:
+                    outer_add_1(wf, wo, buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o, a5 + o,
+                                cl, accs, ao)
+
+
+@njit(**JIT)
 def channel_block(buf, offs, npix, nrun, runlen, run_step, wf, width, outer, yb, kmap, k0, kg,
-                  ybase, acc, part):
+                  ybase, accs):
     """Output channels k0..k0+width-1 (of kg in the group) for pixels 0..npix-1.
 
     wf is the block's packed weights: (nrun*runlen, width) if `outer`, else
-    (width=4, nrun*runlen). acc and part are scratch of PB*width floats.
+    (width=4, nrun*runlen). accs is scratch of at least npix + PB rows of
+    `width` floats.
     """
+    if outer:
+        _outer_pixels(buf, offs, npix, nrun, runlen, run_step, wf, width, accs)
+        for p0 in range(0, npix, PB):
+            _store(yb, kmap, k0, kg, ybase, p0, npix, accs[p0 * width:(p0 + PB) * width], width)
+        return
     wrow = nrun * runlen
+    acc = accs[:PB * width]
     for p0 in range(0, npix, PB):
         a0, a1, a2, a3, a4, a5 = _offsets6(offs, p0, npix)
-        if not outer:
-            acc[:] = 0
+        acc[:] = 0
         for r in range(nrun):
             o = r * run_step
-            if outer:
-                dst = acc if r == 0 else part
-                if width == 2 * LANES:
-                    outer_block_2(wf, r * runlen * width, buf, a0 + o, a1 + o, a2 + o, a3 + o,
-                                  a4 + o, a5 + o, runlen, dst, 0)
-                else:
-                    outer_block_1(wf, r * runlen * width, buf, a0 + o, a1 + o, a2 + o, a3 + o,
-                                  a4 + o, a5 + o, runlen, dst, 0)
-                if r > 0:
-                    for i in range(PB * width):
-                        acc[i] += part[i]
-            else:
-                w0 = r * runlen
-                add_block(acc, dot_4x6(buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o, a5 + o,
-                                       wf, w0, w0 + wrow, w0 + 2 * wrow, w0 + 3 * wrow, runlen))
+            w0 = r * runlen
+            add_block(acc, dot_4x6(buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o, a5 + o,
+                                   wf, w0, w0 + wrow, w0 + 2 * wrow, w0 + 3 * wrow, runlen))
         _store(yb, kmap, k0, kg, ybase, p0, npix, acc, width)
 
 
@@ -100,6 +131,31 @@ def outer_width(kg: int) -> int:
     return LANES if kg >= LANES // 2 + LANES // 4 else 0
 
 
+@njit(**PAR)
+def _pack_channel_innermost(w, groups, flip, out):
+    """out[g, blk, kw, kd, kh, c, q] = w[g*kg + blk*width + q, c, kd, kh, kw] (flipped if asked),
+    zero past kg. One parallel pass: NumPy's transposing copies took 2.4 ms for 512x512x3x3."""
+    kg = w.shape[0] // groups
+    G, nblk, KW, KD, KH, cg, width = out.shape
+    for item in prange(G * nblk):
+        g = item // nblk
+        blk = item % nblk
+        for q in range(width):
+            kk = blk * width + q
+            for kw in range(KW):
+                sw = KW - 1 - kw if flip else kw
+                for kd in range(KD):
+                    sd = KD - 1 - kd if flip else kd
+                    for kh in range(KH):
+                        sh = KH - 1 - kh if flip else kh
+                        if kk < kg:
+                            for c in range(cg):
+                                out[g, blk, kw, kd, kh, c, q] = w[g * kg + kk, c, sd, sh, sw]
+                        else:
+                            for c in range(cg):
+                                out[g, blk, kw, kd, kh, c, q] = 0
+
+
 def pack_blocked_weights(w: np.ndarray, groups: int, flip: bool) -> tuple[np.ndarray, bool]:
     """w[k, c/g, KD, KH, KW] -> (wb[g, blocks, ...], outer) in the layout channel_block reads.
 
@@ -107,15 +163,16 @@ def pack_blocked_weights(w: np.ndarray, groups: int, flip: bool) -> tuple[np.nda
     kernel; channels past k/g are zero.
     """
     k, cg, KD, KH, KW = w.shape
+    kg = k // groups
+    width = outer_width(kg)
+    if width:
+        nblk = -(-kg // width)
+        out = np.empty((groups, nblk, KW, KD, KH, cg, width), np.float32)
+        _pack_channel_innermost(np.ascontiguousarray(w), groups, flip, out)
+        return out.reshape(groups, nblk, KW * KD * KH * cg, width), True
     if flip:
         w = flip_spatial(w, 3)
-    kg = k // groups
-    width = outer_width(kg) or KB
-    nblk = -(-kg // width)
-    wb = np.zeros((groups, nblk * width, KW, KD, KH, cg), np.float32)
+    nblk = -(-kg // KB)
+    wb = np.zeros((groups, nblk * KB, KW, KD, KH, cg), np.float32)
     wb[:, :kg] = w.reshape(groups, kg, cg, KD, KH, KW).transpose(0, 1, 5, 3, 4, 2)
-    wb = wb.reshape(groups, nblk, width, KW * KD * KH * cg)
-    outer = width != KB
-    if outer:
-        wb = np.ascontiguousarray(wb.transpose(0, 1, 3, 2))
-    return wb, outer
+    return wb.reshape(groups, nblk, KB, KW * KD * KH * cg), False

@@ -41,11 +41,10 @@ def conv_pointwise(xp, wb, outer, y, kmap, pixels, kchunks):
             offs[p] = (p0 + p) * cg
         buf = xp[b, g].ravel()
         km = kmap[g * kg:(g + 1) * kg]
-        acc = np.empty(PB * width, np.float32)
-        part = np.empty(PB * width, np.float32)
+        accs = np.empty((npix + PB) * width, np.float32)
         for blk in range(ch * per_chunk, min(nblk, (ch + 1) * per_chunk)):
             channel_block(buf, offs, npix, 1, cg, 0, wb[g, blk].ravel(), width, outer, y[b],
-                          km, blk * width, kg, p0, acc, part)
+                          km, blk * width, kg, p0, accs)
 
 
 def run_pointwise(spec: ConvSpec, x: np.ndarray, w: np.ndarray,
