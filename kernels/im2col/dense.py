@@ -17,11 +17,12 @@ import numpy as np
 from numba import njit, prange
 
 from ..blocks import JIT, PAR, new_output
+from ..direct.dense import as_3d
 from ..spec import ConvSpec
 from ..types import flip_spatial
 from .blas import gemm, single_threaded_blas
 from .plan import plan
-from .unfold import geometry, unfold_tile
+from .unfold import spec_geometry, unfold_tile
 
 
 @njit(**JIT)
@@ -30,6 +31,22 @@ def _tile(col, xg, wg, m0, m1, yf, c_off, ldc, p0, p1, geo):
     tn = p1 - p0
     unfold_tile(col, xg, p0, p1, geo)
     gemm(m1 - m0, tn, K, wg[m0:m1].reshape(-1), K, False, col, tn, yf[c_off:], ldc, 0.0)
+
+
+@njit(**JIT)
+def gemm_item(item, mchunks, ntiles, groups, tn, mper, kg, shuffle):
+    """Work item -> (image b, group g, first pixel p0, GEMM rows m0..m1 of the group, and
+    the output channel ch0 of row m0); items run (image, group, pixel tile, row chunk),
+    row chunk fastest. With the shuffle, row m of group g is output channel m*groups + g.
+    """
+    mc = item % mchunks
+    tile = (item // mchunks) % ntiles
+    g = (item // (mchunks * ntiles)) % groups
+    b = item // (mchunks * ntiles * groups)
+    m0 = mc * mper
+    m1 = min(kg, m0 + mper)
+    ch0 = g + m0 * groups if shuffle else g * kg + m0
+    return b, g, tile * tn, m0, m1, ch0
 
 
 @njit(**PAR)
@@ -45,15 +62,8 @@ def dense_gemm(x, wm, y, geo, tn, mchunks, shuffle, ws):
     yf = y.reshape(-1)
     cs = groups if shuffle else 1
     for item in prange(n * groups * ntiles * mchunks):
-        mc = item % mchunks
-        tile = (item // mchunks) % ntiles
-        g = (item // (mchunks * ntiles)) % groups
-        b = item // (mchunks * ntiles * groups)
-        p0 = tile * tn
+        b, g, p0, m0, m1, ch0 = gemm_item(item, mchunks, ntiles, groups, tn, mper, kg, shuffle)
         p1 = min(P, p0 + tn)
-        m0 = mc * mper
-        m1 = min(kg, m0 + mper)
-        ch0 = (g if shuffle else g * kg) + m0 * cs
         if m1 > m0:
             _tile(ws[numba.get_thread_id()], x[b, g * cg:(g + 1) * cg], wm[g], m0, m1, yf,
                   (b * k + ch0) * P + p0, cs * P, p0, p1, geo)
@@ -72,21 +82,10 @@ def pointwise_gemm(x, wm, y, tn, mchunks, shuffle):
     yf = y.reshape(-1)
     cs = groups if shuffle else 1
     for item in prange(n * groups * ntiles * mchunks):
-        mc = item % mchunks
-        tile = (item // mchunks) % ntiles
-        g = (item // (mchunks * ntiles)) % groups
-        b = item // (mchunks * ntiles * groups)
-        p0 = tile * tn
-        m0 = mc * mper
-        m1 = min(kg, m0 + mper)
-        ch0 = (g if shuffle else g * kg) + m0 * cs
+        b, g, p0, m0, m1, ch0 = gemm_item(item, mchunks, ntiles, groups, tn, mper, kg, shuffle)
         if m1 > m0:
             gemm(m1 - m0, min(P, p0 + tn) - p0, cg, wm[g, m0:m1].reshape(-1), cg, False,
                  xf[(b * c + g * cg) * P + p0:], P, yf[(b * k + ch0) * P + p0:], cs * P, 0.0)
-
-
-def _as3(t, nd, fill):
-    return (fill,) * (3 - nd) + tuple(t)
 
 
 def is_bare_gemm(spec: ConvSpec) -> bool:
@@ -122,10 +121,7 @@ def run_dense(spec: ConvSpec, x: np.ndarray, w: np.ndarray, shuffle: bool = Fals
         if is_bare_gemm(spec):
             pointwise_gemm(x.reshape(spec.n, spec.c, -1), wm, yv, t.tile, t.mchunks, shuffle)
         else:
-            geo = geometry(spec.c, _as3(spec.size, nd, 1), _as3(spec.kernel, nd, 1),
-                           _as3(spec.stride, nd, 1), _as3(spec.padding, nd, 0),
-                           _as3(spec.dilation, nd, 1), _as3(spec.out_size, nd, 1))
-            x5 = x.reshape(spec.n, spec.c, *_as3(spec.size, nd, 1))
             ws = np.empty((t.slots, t.slot_elems), np.float32)
-            dense_gemm(x5, wm, yv, geo, t.tile, t.mchunks, shuffle, ws)
+            dense_gemm(as_3d(x, nd), wm, yv, spec_geometry(spec), t.tile, t.mchunks, shuffle,
+                       ws)
     return y

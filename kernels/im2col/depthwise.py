@@ -14,12 +14,12 @@ import numpy as np
 from numba import njit, prange
 
 from ..blocks import JIT, PAR, new_output
+from ..direct.dense import as_3d
 from ..spec import ConvSpec
 from ..types import flip_spatial
 from .blas import gemm, single_threaded_blas
-from .dense import _as3
 from .plan import plan
-from .unfold import U, geometry, unfold_channel
+from .unfold import U, spec_geometry, unfold_channel
 
 
 @njit(**JIT)
@@ -78,13 +78,6 @@ def separable_gemm(x, dw, pw, y, geo, tn, ws):
         gemm(k, m, c, pw.reshape(-1), c, False, mid, m, yf[b * k * P + p0:], P, 0.0)
 
 
-def _geo(spec: ConvSpec, c: int) -> np.ndarray:
-    nd = spec.ndim
-    return geometry(c, _as3(spec.size, nd, 1), _as3(spec.kernel, nd, 1),
-                    _as3(spec.stride, nd, 1), _as3(spec.padding, nd, 0),
-                    _as3(spec.dilation, nd, 1), _as3(spec.out_size, nd, 1))
-
-
 def depthwise_tiling(spec: ConvSpec):
     return plan(math.prod(spec.kernel), math.prod(spec.out_size), spec.n * spec.c)
 
@@ -94,10 +87,6 @@ def separable_tiling(spec: ConvSpec):
                 extra_per_col=spec.c)
 
 
-def _x5(spec, x):
-    return x.reshape(spec.n, spec.c, *_as3(spec.size, spec.ndim, 1))
-
-
 def run_depthwise(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     if spec.flip:
         w = flip_spatial(w, spec.ndim)
@@ -105,7 +94,7 @@ def run_depthwise(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     y = new_output(spec.output_shape)
     t = depthwise_tiling(spec)
     ws = np.empty((t.slots, t.slot_elems), np.float32)
-    depthwise_gemm(_x5(spec, x), wm, y.reshape(spec.n, spec.c, -1), _geo(spec, spec.c),
+    depthwise_gemm(as_3d(x, spec.ndim), wm, y.reshape(spec.n, spec.c, -1), spec_geometry(spec),
                    t.tile, ws)
     return y
 
@@ -120,6 +109,6 @@ def run_depthwise_separable(spec: ConvSpec, x: np.ndarray, dw: np.ndarray,
     t = separable_tiling(spec)
     ws = np.empty((t.slots, t.slot_elems), np.float32)
     with single_threaded_blas():
-        separable_gemm(_x5(spec, x), dwm, pwm, y.reshape(spec.n, spec.k, -1),
-                       _geo(spec, spec.c), t.tile, ws)
+        separable_gemm(as_3d(x, spec.ndim), dwm, pwm, y.reshape(spec.n, spec.k, -1),
+                       spec_geometry(spec), t.tile, ws)
     return y

@@ -30,6 +30,18 @@ def geometry(c, size, kernel, stride, padding, dilation, out_size) -> np.ndarray
     return np.array([c, *size, *kernel, *stride, *padding, *dilation, *out_size], np.int64)
 
 
+def _as3(t, nd, fill):
+    return (fill,) * (3 - nd) + tuple(t)
+
+
+def spec_geometry(spec) -> np.ndarray:
+    """`geometry` of a ConvSpec, 1-D and 2-D problems padded to 3-D."""
+    nd = spec.ndim
+    return geometry(spec.c, _as3(spec.size, nd, 1), _as3(spec.kernel, nd, 1),
+                    _as3(spec.stride, nd, 1), _as3(spec.padding, nd, 0),
+                    _as3(spec.dilation, nd, 1), _as3(spec.out_size, nd, 1))
+
+
 @njit(**JIT)
 def _valid_range(off, s, n_out, n_in):
     """[lo, hi): the outputs o < n_out with 0 <= o*s + off < n_in."""

@@ -10,6 +10,7 @@ import numba
 import numpy as np
 
 from ..blocks import new_output
+from ..direct.dense import kchunks_for
 from ..direct.pointwise import run_pointwise
 from ..registry import cell, not_applicable
 from ..spec import ConvSpec
@@ -26,9 +27,8 @@ def _chunks(k: int, per: int, items_per_chunk: int) -> np.ndarray:
     """Boundaries of contiguous output-channel chunks of at most `per` channels, split
     further when there are too few work items to keep every thread busy."""
     nchunks = -(-k // per)
-    want = 4 * numba.get_num_threads()
-    if items_per_chunk * nchunks < want:
-        nchunks = min(k, -(-want // max(items_per_chunk, 1)))
+    if items_per_chunk * nchunks < 4 * numba.get_num_threads():
+        nchunks = kchunks_for(items_per_chunk, k)
     return np.linspace(0, k, nchunks + 1).round().astype(np.int64)
 
 
@@ -112,7 +112,7 @@ def _spatially_separable(spec, x, weights):
     """The seed's kh x 1 then 1 x kw pass for every (k, c): rank 1 by construction."""
     col, row = weights
     if spec.flip:
-        col, row = col[..., ::-1], row[..., ::-1]
+        col, row = flip_spatial(col, 1), flip_spatial(row, 1)
     ks, cs = np.divmod(np.arange(spec.k * spec.c), spec.c)
     return run_terms2d(spec, x, spec.k, cs, ks, col.reshape(-1, spec.kernel[0]),
                        row.reshape(-1, spec.kernel[1]))
@@ -141,7 +141,7 @@ def _flattened(spec, x, weights):
     mid = run_pointwise(_pointwise_spec(spec, spec.c, spec.k, spec.size), x,
                         lat[:, :, None, None])
     if spec.flip:
-        ver, hor = ver[:, ::-1], hor[:, ::-1]
+        ver, hor = flip_spatial(ver, 1), flip_spatial(hor, 1)
     ks = np.arange(spec.k)
     return run_terms2d(spec.replace(c=spec.k), mid, spec.k, ks, ks, ver, hor)
 
@@ -216,9 +216,7 @@ def _conv3d(spec, x, weights):
     OD, OH, OW = spec.out_size
     kd, kh, kw = spec.kernel
     bounds = _chunks(spec.k, max(1, ACC_FLOATS // (OH * OW)), spec.n * OD)
-    chunk = np.searchsorted(bounds, gk, side="right") - 1
-    order = np.lexsort((gk, gc, chunk))
-    starts = np.searchsorted(chunk[order], np.arange(len(bounds))).astype(np.int64)
+    order, starts = _plan(gk, gc, bounds)
     # regroup the terms in the new group order
     lens = np.diff(gt)[order]
     take = np.concatenate([np.arange(gt[g], gt[g + 1]) for g in order]) if len(order) else (

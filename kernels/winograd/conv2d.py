@@ -22,15 +22,13 @@ is sized so its V slice stays in L2 while all output channel blocks pass over it
 
 from __future__ import annotations
 
-import math
-
-import numba
 import numpy as np
 from numba import njit, prange
 
 from ..blocks import JIT, PAR, new_output
-from .matrices import float_matrices
+from ..direct.dense import kchunks_for
 from ..outer_block import LANES, PT, outer_block_1, outer_block_2
+from .matrices import float_matrices
 
 L2_BYTES = 512 * 1024  # V slice of one tile chunk (half the L2 of one core)
 MIN_CHUNK_TILES = 24  # below this the per-chunk filter transform stops being negligible
@@ -43,6 +41,12 @@ def tiles_along(out: int, d: int, m: int) -> int:
     return -(-per_grid // m)
 
 
+@njit(**JIT)
+def subgrid_of(vb, dh, dw):
+    """Virtual image vb = (b*dh + ry)*dw + rx -> (image b, sub-grid row ry, column rx)."""
+    return vb // (dw * dh), (vb // dw) % dh, vb % dw
+
+
 @njit(**PAR)
 def pack_subgrids(x, xp, lo_h, lo_w, dh, dw):
     """xp[vb, g, i, j, cc] = x[b, g*cg + cc, ry + dh*i - lo_h, rx + dw*j - lo_w] (0 outside),
@@ -53,9 +57,7 @@ def pack_subgrids(x, xp, lo_h, lo_w, dh, dw):
         i = item % Hs
         g = (item // Hs) % groups
         vb = item // (Hs * groups)
-        rx = vb % dw
-        ry = (vb // dw) % dh
-        b = vb // (dw * dh)
+        b, ry, rx = subgrid_of(vb, dh, dw)
         dst = xp[vb, g, i]
         sy = ry + dh * i - lo_h
         if sy < 0 or sy >= H:
@@ -234,22 +236,31 @@ def _product_block(Vg, ubuf, mbuf, t0, T, cg, F, kv):
 
 
 @njit(**JIT)
+def tile_position(t, th, tw, geo):
+    """Where tile t = (vb*th + ty)*tw + tx lies: (b, ry, rx, ty, tx, ohs, ows).
+
+    Virtual image vb = (b*dh + ry)*dw + rx is the dilation sub-grid (ry, rx) of
+    image b, which has ohs x ows outputs; geo = (OH, OW, dh, dw).
+    """
+    OH, OW, dh, dw = geo[0], geo[1], geo[2], geo[3]
+    tx = t % tw
+    ty = (t // tw) % th
+    b, ry, rx = subgrid_of(t // (tw * th), dh, dw)
+    ohs = (OH - ry + dh - 1) // dh
+    ows = (OW - rx + dw - 1) // dw
+    return b, ry, rx, ty, tx, ohs, ows
+
+
+@njit(**JIT)
 def _scatter(out, y, km, k0, kg, KBL, t0, te, m, th, tw, geo):
     """Write the m x m outputs of the block's tiles into y (clipping ragged tiles)."""
-    OH, OW, dh, dw = geo[0], geo[1], geo[2], geo[3]
+    dh, dw = geo[2], geo[3]
     NB = KBL * PT
     for p in range(PT):
         t = t0 + p
         if t >= te:
             break
-        tx = t % tw
-        ty = (t // tw) % th
-        vb = t // (tw * th)
-        rx = vb % dw
-        ry = (vb // dw) % dh
-        b = vb // (dw * dh)
-        ohs = (OH - ry + dh - 1) // dh
-        ows = (OW - rx + dw - 1) // dw
+        b, ry, rx, ty, tx, ohs, ows = tile_position(t, th, tw, geo)
         for q in range(KBL):
             k = k0 + q
             if k >= kg:
@@ -330,8 +341,7 @@ def prepare2d(x, w, m, groups, out_size, lo, dilation, kmap=None):
     ntc = -(-T // chunk)
     kv = 1 if kg <= LANES else 2
     nkb = -(-kg // (LANES * kv))
-    want = 4 * numba.get_num_threads()
-    kchunks = max(1, min(nkb, math.ceil(want / (groups * ntc))))
+    kchunks = kchunks_for(groups * ntc, nkb)
     return dict(
         xp=np.empty((n * dh * dw, groups, th * m + 2, tw * m + 2, cg), np.float32),
         V=np.empty((groups, A * A * T * cg), np.float32),

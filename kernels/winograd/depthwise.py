@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..blocks import JIT, PAR, new_output
-from .conv2d import _output_block, input_transform, pack_subgrids, tiles_along
+from .conv2d import _output_block, input_transform, pack_subgrids, tile_position, tiles_along
 from .matrices import float_matrices
 
 
@@ -35,21 +35,14 @@ def depthwise_products(V, U, AT, y, th, tw, geo):
     F, c = U.shape
     m, A = AT.shape
     T = V.shape[1] // (F * c)
-    OH, OW, dh, dw = geo[0], geo[1], geo[2], geo[3]
+    dh, dw = geo[2], geo[3]
     for t in prange(T):
         mbuf = np.empty(F * c, np.float32)
         o1 = np.empty(m * A * c, np.float32)
         out = np.empty(m * m * c, np.float32)
         _dw_tile(V[0], U, mbuf, t, T, c, F)
         _output_block(mbuf, AT, o1, out, c)
-        tx = t % tw
-        ty = (t // tw) % th
-        vb = t // (tw * th)
-        rx = vb % dw
-        ry = (vb // dw) % dh
-        b = vb // (dw * dh)
-        ohs = (OH - ry + dh - 1) // dh
-        ows = (OW - rx + dw - 1) // dw
+        b, ry, rx, ty, tx, ohs, ows = tile_position(t, th, tw, geo)
         for i in range(m):
             u = ty * m + i
             if u >= ohs:
