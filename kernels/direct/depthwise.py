@@ -16,6 +16,7 @@ emitting plain vector loads.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange, uint64
 
@@ -52,39 +53,50 @@ def _nine_taps(yf, y0, buf, base, offs, wv, first, n):
 
 
 @njit(**PAR)
-def conv_depthwise_planes(x, w9, offs, y, stride, padding, Hp, Wq):
+def conv_depthwise_planes(x, w9, offs, y, stride, padding, Hp, Wq, items):
     """y[n, c] = x[n, c] (*) w[c] plane by plane (NCHW).
 
     w9[c, blocks, 9] are the taps in blocks of nine (zero-padded), offs[blocks, 9]
     their offsets in the stride-phase buffer (see run_depthwise).
     """
+    sw = stride[1]
+    nblk = w9.shape[1]
+    planes = x.shape[0] * x.shape[1]
+    per_item = (planes + items - 1) // items
+    for item in prange(items):
+        # one buffer per item, not per plane: 1024 small planes would pay 1024 allocations
+        buf = np.zeros(sw * Hp * Wq, np.float32)
+        for plane in range(item * per_item, min(planes, (item + 1) * per_item)):
+            _one_plane(x, w9, offs, y, plane, buf, stride, padding, Hp, Wq, nblk)
+
+
+@njit(**JIT)
+def _one_plane(x, w9, offs, y, plane, buf, stride, padding, Hp, Wq, nblk):
+    """One channel plane; buf's padding border is zero and stays zero."""
     n, c, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
     sh, sw = stride
     ph, pw = padding
-    nblk = w9.shape[1]
-    for item in prange(n * c):
-        ch = item % c
-        b = item // c
-        xf = x[b, ch].ravel()
-        yf = y[b, ch].ravel()
-        buf = np.zeros(sw * Hp * Wq, np.float32)
-        for ih in range(H):
-            for q in range(sw):
-                # phase q, column j holds padded column j*sw + q = input column j*sw + q - pw
-                j0 = max(0, (pw - q + sw - 1) // sw)
-                j1 = (W - 1 + pw - q) // sw + 1
-                dst = uint64((q * Hp + ih + ph) * Wq)
-                src = ih * W + q - pw
-                if sw == 2:  # a literal stride lets LLVM vectorise the deinterleave
-                    for j in range(j0, j1):
-                        buf[dst + uint64(j)] = xf[uint64(src + j * 2)]
-                else:
-                    for j in range(j0, j1):
-                        buf[dst + uint64(j)] = xf[uint64(src + j * sw)]
-        for oh in range(OH):
-            for blk in range(nblk):
-                _nine_taps(yf, oh * OW, buf, oh * sh * Wq, offs[blk], w9[ch, blk], blk == 0, OW)
+    ch = plane % c
+    b = plane // c
+    xf = x[b, ch].ravel()
+    yf = y[b, ch].ravel()
+    for ih in range(H):
+        for q in range(sw):
+            # phase q, column j holds padded column j*sw + q = input column j*sw + q - pw
+            j0 = max(0, (pw - q + sw - 1) // sw)
+            j1 = (W - 1 + pw - q) // sw + 1
+            dst = uint64((q * Hp + ih + ph) * Wq)
+            src = ih * W + q - pw
+            if sw == 2:  # a literal stride lets LLVM vectorise the deinterleave
+                for j in range(j0, j1):
+                    buf[dst + uint64(j)] = xf[uint64(src + j * 2)]
+            else:
+                for j in range(j0, j1):
+                    buf[dst + uint64(j)] = xf[uint64(src + j * sw)]
+    for oh in range(OH):
+        for blk in range(nblk):
+            _nine_taps(yf, oh * OW, buf, oh * sh * Wq, offs[blk], w9[ch, blk], blk == 0, OW)
 
 
 def _plane_taps(spec: ConvSpec, w: np.ndarray):
@@ -140,7 +152,8 @@ def run_depthwise(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     oh, ow = spec.out_size
     if oh * ow >= SMALL_PLANE:
         w9, offs, Hp, Wq = _plane_taps(spec, w)
-        conv_depthwise_planes(x, w9, offs, y, spec.stride, spec.padding, Hp, Wq)
+        items = min(spec.n * spec.c, 8 * numba.get_num_threads())
+        conv_depthwise_planes(x, w9, offs, y, spec.stride, spec.padding, Hp, Wq, items)
     else:
         pad = (0,) + spec.padding
         xp = pack_channels_last(x[:, :, None], 1, pad, pad, (1, 1, 1))[:, 0, 0]
