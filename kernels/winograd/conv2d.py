@@ -11,10 +11,12 @@ Pipeline (one call does all of it, the filter transform included):
    6 tiles: for each of the (m+2)^2 frequencies f, an outer-product register
    block over c (`kernels.outer_block`), then Y = A^T M A for the 6 tiles,
    written straight to y (ragged edge tiles clipped). The filter transform
-   U = G g G^T of the block's channels is computed into a small buffer just
-   before its tiles, so the transformed filter never travels through memory:
-   for layers with many channels and few tiles (ResNet-50 res5 at N=1) it
-   would be 4x the raw weights and dominate the time.
+   U = G g G^T of the block's channels is computed chunk by chunk of input
+   channels into an L2-sized buffer, and every tile block of the work item
+   accumulates that chunk's products (`outer_add`) before the next chunk is
+   transformed, so the transformed filter never travels through memory: for
+   layers with many channels and few tiles (ResNet-50 res5 at N=1) it would be
+   4x the raw weights and dominate the time.
 
 Work items are (group, block of output channels, chunk of tiles); a tile chunk
 is sized so its V slice stays in L2 while all output channel blocks pass over it.
@@ -27,12 +29,15 @@ from numba import njit, prange
 
 from ..blocks import JIT, PAR, new_output
 from ..direct.dense import kchunks_for
-from ..outer_block import LANES, PT, outer_block_1, outer_block_2
+from ..outer_block import LANES, PT, outer_add_1, outer_add_2, outer_block_1, outer_block_2
 from .matrices import float_matrices
+from .transpose import transpose16
 
 L2_BYTES = 512 * 1024  # V slice of one tile chunk (half the L2 of one core)
 MIN_CHUNK_TILES = 24  # below this the per-chunk filter transform stops being negligible
 FILTER_CHUNK = 32  # input channels per filter-transform step (taps + tmp stay in L1)
+FILTER_L2 = 320 * 1024  # transformed filter of one channel chunk (stays in L2 with V)
+U64 = np.uint64
 
 
 def tiles_along(out: int, d: int, m: int) -> int:
@@ -74,66 +79,81 @@ def pack_subgrids(x, xp, lo_h, lo_w, dh, dw):
 
 
 @njit(**JIT)
-def _axpy(dst, src, s, n):
-    d = dst[:n]
-    v = src[:n]
+def _comb3(dst, do, src, s0, st, c0, c1, c2, n):
+    d = dst[do:do + n]
+    x = src[s0:s0 + n]
+    y = src[s0 + st:s0 + st + n]
+    z = src[s0 + 2 * st:s0 + 2 * st + n]
     for t in range(n):
-        d[t] += s * v[t]
+        d[t] = c0 * x[t] + c1 * y[t] + c2 * z[t]
 
 
 @njit(**JIT)
-def _scale(dst, src, s, n):
-    d = dst[:n]
-    v = src[:n]
+def _comb4(dst, do, src, s0, st, c0, c1, c2, c3, n):
+    d = dst[do:do + n]
+    x0 = src[s0:s0 + n]
+    x1 = src[s0 + st:s0 + st + n]
+    x2 = src[s0 + 2 * st:s0 + 2 * st + n]
+    x3 = src[s0 + 3 * st:s0 + 3 * st + n]
     for t in range(n):
-        d[t] = s * v[t]
+        d[t] = c0 * x0[t] + c1 * x1[t] + c2 * x2[t] + c3 * x3[t]
 
 
 @njit(**JIT)
-def _comb3(dst, a, x, b, y, c, z, n):
-    """dst = a*x + b*y + c*z in one pass (one store instead of zeroing plus three updates)."""
-    d = dst[:n]
-    u = x[:n]
-    v = y[:n]
-    w = z[:n]
+def _comb6(dst, do, src, s0, st, c0, c1, c2, c3, c4, c5, n):
+    d = dst[do:do + n]
+    x0 = src[s0:s0 + n]
+    x1 = src[s0 + st:s0 + st + n]
+    x2 = src[s0 + 2 * st:s0 + 2 * st + n]
+    x3 = src[s0 + 3 * st:s0 + 3 * st + n]
+    x4 = src[s0 + 4 * st:s0 + 4 * st + n]
+    x5 = src[s0 + 5 * st:s0 + 5 * st + n]
     for t in range(n):
-        d[t] = a * u[t] + b * v[t] + c * w[t]
+        d[t] = (c0 * x0[t] + c1 * x1[t] + c2 * x2[t] + c3 * x3[t] + c4 * x4[t]
+                + c5 * x5[t])
 
 
 @njit(**JIT)
-def _input_tiles(xg, BT, Vg, t1, m, ty, tw, tbase, T, cg):
-    """V rows of one row of tiles: Vg[(f*T + t)*cg + c] for t = tbase..tbase+tw-1."""
-    A = BT.shape[0]
-    for tx in range(tw):
-        t = tbase + tx
-        y0 = ty * m
-        x0 = tx * m
-        for a in range(A):
-            for j in range(A):
-                dst = t1[(a * A + j) * cg:(a * A + j + 1) * cg]
-                first = True
-                for i in range(A):
-                    s = BT[a, i]
-                    if s != 0:
-                        row = xg[y0 + i]
-                        if first:
-                            _scale(dst, row[(x0 + j) * cg:(x0 + j + 1) * cg], s, cg)
-                            first = False
-                        else:
-                            _axpy(dst, row[(x0 + j) * cg:(x0 + j + 1) * cg], s, cg)
+def _comb(dst, do, src, so, st, M, r, n):
+    """dst[do + t] = sum_j M[r, j] * src[so + j*st + t] for t < n, in one pass.
+
+    The common row lengths get their own loop over views made once per call, so
+    every term is a register FMA and dst is stored once (zeros in M cost an FMA,
+    cheaper than a branch). Indexing the flat arrays at offsets inside the loop
+    instead ran 4x slower once inlined into the filter transform.
+    """
+    A = M.shape[1]
+    if A == 6:
+        _comb6(dst, do, src, so, st, M[r, 0], M[r, 1], M[r, 2], M[r, 3], M[r, 4], M[r, 5], n)
+    elif A == 4:
+        _comb4(dst, do, src, so, st, M[r, 0], M[r, 1], M[r, 2], M[r, 3], n)
+    elif A == 3:
+        _comb3(dst, do, src, so, st, M[r, 0], M[r, 1], M[r, 2], n)
+    else:
+        s = M[r, 0]
+        for t in range(n):
+            dst[do + t] = s * src[so + t]
+        for j in range(1, A):
+            s = M[r, j]
+            o = so + U64(j) * st
+            for t in range(n):
+                dst[do + t] += s * src[o + t]
+
+
+@njit(**JIT)
+def _input_rows(xf, BT, Vg, t1, ty, tw, tbase, T, m, rowlen, cg):
+    """V of one row of tiles: the vertical pass B^T d over whole padded rows into t1,
+    then the horizontal pass per tile into Vg[(f*T + t)*cg + c]."""
+    A = U64(BT.shape[0])
+    r0 = U64(ty) * U64(m) * rowlen
+    for a in range(A):
+        _comb(t1, a * rowlen, xf, r0, rowlen, BT, a, rowlen)
+    for tx in range(U64(tw)):
+        x0 = tx * U64(m) * cg
+        t = U64(tbase) + tx
         for a in range(A):
             for b in range(A):
-                o = ((a * A + b) * T + t) * cg
-                dst = Vg[o:o + cg]
-                first = True
-                for j in range(A):
-                    s = BT[b, j]
-                    if s != 0:
-                        if first:
-                            _scale(dst, t1[(a * A + j) * cg:(a * A + j + 1) * cg], s, cg)
-                            first = False
-                        else:
-                            _axpy(dst, t1[(a * A + j) * cg:(a * A + j + 1) * cg], s, cg)
+                _comb(Vg, ((a * A + b) * U64(T) + t) * cg, t1, a * rowlen + x0, cg, BT, b, cg)
 
 
 @njit(**PAR)
@@ -146,93 +166,97 @@ def input_transform(xp, BT, V, m, th, tw):
         ty = item % th
         vb = (item // th) % VB
         g = item // (th * VB)
-        xg = xp[vb, g].reshape(Hs, Ws * cg)
-        t1 = np.empty(A * A * cg, np.float32)
-        _input_tiles(xg, BT, V[g], t1, m, ty, tw, (vb * th + ty) * tw, T, cg)
+        xf = xp[vb, g].reshape(Hs * Ws * cg)
+        t1 = np.empty(A * Ws * cg, np.float32)
+        _input_rows(xf, BT, V[g], t1, ty, tw, (vb * th + ty) * tw, T, m, U64(Ws * cg), U64(cg))
 
 
 @njit(**JIT)
-def _filter_block(wg, G, k0, kg, cg, KBL, ubuf, taps, tmp):
-    """ubuf[(f*cg + c)*KBL + q] = (G w[k0+q, c] G^T)[f], zero for k0+q >= kg.
+def _filter_chunk(wg, G, k0, kg, cg, c0, cb, KBL, ubuf, taps, tmp, offs):
+    """ubuf[(f*cb + c)*KBL + q] = (G w[k0+q, c0+c] G^T)[f], zero for k0+q >= kg.
 
     The lanes q are the output channels of the block, the layout the
-    outer-product microkernel loads as whole vectors. Channels go in chunks of
-    FILTER_CHUNK so the intermediate buffers stay in L1.
+    outer-product microkernel loads as whole vectors. Channels go in steps of
+    FILTER_CHUNK so taps and tmp stay in L1.
     """
-    A = G.shape[0]
-    for c0 in range(0, cg, FILTER_CHUNK):
-        cb = min(FILTER_CHUNK, cg - c0)
-        L = cb * KBL
-        # transpose the block's taps to lane-major once: taps[(tap*cb + c)*KBL + q]
-        for q in range(KBL):
-            k = k0 + q
-            if k >= kg:
-                for r in range(9 * cb):
-                    taps[r * KBL + q] = 0
-                continue
-            wk = wg[(k * cg + c0) * 9:(k * cg + c0 + cb) * 9]
-            for c in range(cb):
-                src = wk[c * 9:c * 9 + 9]
-                for tap in range(9):
-                    taps[(tap * cb + c) * KBL + q] = src[tap]
+    A = U64(G.shape[0])
+    ub = U64(KBL)
+    for s0 in range(0, cb, FILTER_CHUNK):
+        sb = min(FILTER_CHUNK, cb - s0)
+        L = U64(sb) * ub
+        # lane-major taps[(tap*sb + c)*KBL + q]: whole 16 x 16 blocks in registers,
+        # the ragged rest (and missing output channels) one value at a time
+        ne = 9 * sb
+        for e in range(ne):
+            offs[e] = ((e % 9) * sb + e // 9) * KBL
+        for q0 in range(0, KBL, 16):
+            full = k0 + q0 + 16 <= kg
+            e0 = 0
+            if full:
+                so = ((k0 + q0) * cg + c0 + s0) * 9
+                while e0 + 16 <= ne:
+                    transpose16(wg, so + e0, cg * 9, taps, q0, offs, e0)
+                    e0 += 16
+            for q in range(q0, q0 + 16):
+                k = k0 + q
+                src = (k * cg + c0 + s0) * 9
+                for e in range(e0, ne):
+                    taps[offs[e] + q] = wg[src + e] if k < kg else 0
         for a in range(A):
-            for j in range(3):
-                _comb3(tmp[j * L:(j + 1) * L], G[a, 0], taps[j * L:(j + 1) * L],
-                       G[a, 1], taps[(3 + j) * L:(4 + j) * L], G[a, 2],
-                       taps[(6 + j) * L:(7 + j) * L], L)
+            for j in range(U64(3)):
+                _comb(tmp, j * L, taps, j * L, 3 * L, G, a, L)
             for b in range(A):
-                o = ((a * A + b) * cg + c0) * KBL
-                _comb3(ubuf[o:o + L], G[b, 0], tmp[:L], G[b, 1], tmp[L:2 * L], G[b, 2],
-                       tmp[2 * L:3 * L], L)
+                _comb(ubuf, ((a * A + b) * U64(cb) + U64(s0)) * ub, tmp, U64(0), L, G, b, L)
+
+
+@njit(**JIT)
+def _output_at(mbuf, mo, AT, o1, out, NB):
+    """out[(i*m + j)*NB + l] = (A^T M_l A)[i, j], M_l[f] = mbuf[mo + f*NB + l]."""
+    m = U64(AT.shape[0])
+    A = U64(AT.shape[1])
+    nb = U64(NB)
+    for i in range(m):
+        for col in range(A):
+            _comb(o1, (i * A + col) * nb, mbuf, U64(mo) + col * nb, A * nb, AT, i, nb)
+    for i in range(m):
+        for j in range(m):
+            _comb(out, (i * m + j) * nb, o1, i * A * nb, nb, AT, j, nb)
 
 
 @njit(**JIT)
 def _output_block(mbuf, AT, o1, out, NB):
     """out[(i*m + j)*NB + l] = (A^T M_l A)[i, j] for the NB (tile, channel) pairs l of a block."""
-    m, A = AT.shape
-    for i in range(m):
-        for col in range(A):
-            d = o1[(i * A + col) * NB:(i * A + col + 1) * NB]
-            first = True
-            for r in range(A):
-                s = AT[i, r]
-                if s != 0:
-                    if first:
-                        _scale(d, mbuf[(r * A + col) * NB:(r * A + col + 1) * NB], s, NB)
-                        first = False
-                    else:
-                        _axpy(d, mbuf[(r * A + col) * NB:(r * A + col + 1) * NB], s, NB)
-    for i in range(m):
-        for j in range(m):
-            d = out[(i * m + j) * NB:(i * m + j + 1) * NB]
-            first = True
-            for col in range(A):
-                s = AT[j, col]
-                if s != 0:
-                    if first:
-                        _scale(d, o1[(i * A + col) * NB:(i * A + col + 1) * NB], s, NB)
-                        first = False
-                    else:
-                        _axpy(d, o1[(i * A + col) * NB:(i * A + col + 1) * NB], s, NB)
+    _output_at(mbuf, 0, AT, o1, out, NB)
 
 
 @njit(**JIT)
-def _product_block(Vg, ubuf, mbuf, t0, T, cg, F, kv):
-    a0 = min(t0, T - 1) * cg
-    a1 = min(t0 + 1, T - 1) * cg
-    a2 = min(t0 + 2, T - 1) * cg
-    a3 = min(t0 + 3, T - 1) * cg
-    a4 = min(t0 + 4, T - 1) * cg
-    a5 = min(t0 + 5, T - 1) * cg
+def _product_block(Vg, ubuf, macc, mo, t0, T, cg, c0, cb, F, kv, add):
+    """macc[mo + (f*PT + p)*KBL + q] (+)= sum over the cb channels from c0 of
+    ubuf[(f*cb + c)*KBL + q] * V[f, tile t0 + p, c0 + c]."""
+    a0 = min(t0, T - 1) * cg + c0
+    a1 = min(t0 + 1, T - 1) * cg + c0
+    a2 = min(t0 + 2, T - 1) * cg + c0
+    a3 = min(t0 + 3, T - 1) * cg + c0
+    a4 = min(t0 + 4, T - 1) * cg + c0
+    a5 = min(t0 + 5, T - 1) * cg + c0
     KBL = LANES * kv
     for f in range(F):
         fo = f * T * cg
+        uo = f * cb * KBL
+        oo = mo + f * PT * KBL
         if kv == 2:
-            outer_block_2(ubuf, f * cg * KBL, Vg, fo + a0, fo + a1, fo + a2, fo + a3, fo + a4,
-                          fo + a5, cg, mbuf, f * PT * KBL)
+            if add:
+                outer_add_2(ubuf, uo, Vg, fo + a0, fo + a1, fo + a2, fo + a3, fo + a4, fo + a5,
+                            cb, macc, oo)
+            else:
+                outer_block_2(ubuf, uo, Vg, fo + a0, fo + a1, fo + a2, fo + a3, fo + a4,
+                              fo + a5, cb, macc, oo)
+        elif add:
+            outer_add_1(ubuf, uo, Vg, fo + a0, fo + a1, fo + a2, fo + a3, fo + a4, fo + a5,
+                        cb, macc, oo)
         else:
-            outer_block_1(ubuf, f * cg * KBL, Vg, fo + a0, fo + a1, fo + a2, fo + a3, fo + a4,
-                          fo + a5, cg, mbuf, f * PT * KBL)
+            outer_block_1(ubuf, uo, Vg, fo + a0, fo + a1, fo + a2, fo + a3, fo + a4, fo + a5,
+                          cb, macc, oo)
 
 
 @njit(**JIT)
@@ -279,7 +303,8 @@ def _scatter(out, y, km, k0, kg, KBL, t0, te, m, th, tw, geo):
 
 
 @njit(**PAR)
-def products_and_output(V, wf, G, AT, y, kmap, th, tw, chunk, kchunks, kv, geo, stages=15):
+def products_and_output(V, wf, G, AT, y, kmap, th, tw, chunk, kchunks, kv, cc, geo,
+                        stages=15):
     """y = A^T [ (G w G^T) ⊙ V ] A for every (output channel, tile); see module doc.
 
     `stages` is a bit mask (1 filter transform, 2 products, 4 output transform,
@@ -289,7 +314,8 @@ def products_and_output(V, wf, G, AT, y, kmap, th, tw, chunk, kchunks, kv, geo, 
     A = G.shape[0]
     m = AT.shape[0]
     F = A * A
-    kg = y.shape[1] // groups
+    K = y.shape[1]
+    kg = K // groups
     cg = wf.shape[1] // (kg * 9)
     T = V.shape[1] // (F * cg)
     KBL = LANES * kv
@@ -304,24 +330,34 @@ def products_and_output(V, wf, G, AT, y, kmap, th, tw, chunk, kchunks, kv, geo, 
         Vg = V[g]
         wg = wf[g]
         km = kmap[g * kg:(g + 1) * kg]
-        ubuf = np.empty(F * cg * KBL, np.float32)
-        taps = np.empty(9 * FILTER_CHUNK * KBL, np.float32)
-        tmp = np.empty(3 * FILTER_CHUNK * KBL, np.float32)
-        mbuf = np.empty(F * NB, np.float32)
-        o1 = np.empty(m * A * NB, np.float32)
-        out = np.empty(m * m * NB, np.float32)
         ts = tc * chunk
         te = min(T, ts + chunk)
+        nblk = (te - ts + PT - 1) // PT
+        # stage timing runs the products without the filter transform
+        ubuf = np.empty(F * cc * KBL, np.float32) if stages & 1 else \
+            np.zeros(F * cc * KBL, np.float32)
+        taps = np.empty(9 * FILTER_CHUNK * KBL, np.float32)
+        tmp = np.empty(3 * FILTER_CHUNK * KBL, np.float32)
+        offs = np.empty(9 * FILTER_CHUNK, np.int64)
+        macc = np.zeros(nblk * F * NB, np.float32)
+        o1 = np.empty(m * A * NB, np.float32)
+        out = np.empty(m * m * NB, np.float32)
         for kb in range(kc * per_chunk, min(nkb, (kc + 1) * per_chunk)):
-            if stages & 1:
-                _filter_block(wg, G, kb * KBL, kg, cg, KBL, ubuf, taps, tmp)
-            for t0 in range(ts, te, PT):
+            # The reduction over c runs in chunks of cc channels, each chunk's
+            # transformed filter used by every tile block while it is in L2.
+            for c0 in range(0, cg, cc):
+                cb = min(cc, cg - c0)
+                if stages & 1:
+                    _filter_chunk(wg, G, kb * KBL, kg, cg, c0, cb, KBL, ubuf, taps, tmp, offs)
                 if stages & 2:
-                    _product_block(Vg, ubuf, mbuf, t0, T, cg, F, kv)
+                    for bi in range(nblk):
+                        _product_block(Vg, ubuf, macc, bi * F * NB, ts + bi * PT, T, cg, c0,
+                                       cb, F, kv, c0 > 0)
+            for bi in range(nblk):
                 if stages & 4:
-                    _output_block(mbuf, AT, o1, out, NB)
+                    _output_at(macc, bi * F * NB, AT, o1, out, NB)
                 if stages & 8:
-                    _scatter(out, y, km, kb * KBL, kg, KBL, t0, te, m, th, tw, geo)
+                    _scatter(out, y, km, kb * KBL, kg, KBL, ts + bi * PT, te, m, th, tw, geo)
 
 
 def prepare2d(x, w, m, groups, out_size, lo, dilation, kmap=None):
@@ -342,13 +378,15 @@ def prepare2d(x, w, m, groups, out_size, lo, dilation, kmap=None):
     kv = 1 if kg <= LANES else 2
     nkb = -(-kg // (LANES * kv))
     kchunks = kchunks_for(groups * ntc, nkb)
+    cc = FILTER_L2 // (A * A * LANES * kv * 4) // FILTER_CHUNK * FILTER_CHUNK
+    cc = min(cg, max(FILTER_CHUNK, cc))
     return dict(
         xp=np.empty((n * dh * dw, groups, th * m + 2, tw * m + 2, cg), np.float32),
         V=np.empty((groups, A * A * T * cg), np.float32),
         wf=np.ascontiguousarray(w, dtype=np.float32).reshape(groups, kg * cg * 9),
         y=new_output((n, k, OH, OW)), kmap=(np.arange(k) if kmap is None else kmap).astype(
             np.int64), AT=AT, G=G, BT=BT, m=m, th=th, tw=tw, lo=lo, dh=dh, dw=dw, chunk=chunk,
-        kchunks=kchunks, kv=kv, geo=np.array([OH, OW, dh, dw], np.int64))
+        kchunks=kchunks, kv=kv, cc=cc, geo=np.array([OH, OW, dh, dw], np.int64))
 
 
 def run_prepared(x, p: dict, stages: int = 15) -> np.ndarray:
@@ -358,7 +396,8 @@ def run_prepared(x, p: dict, stages: int = 15) -> np.ndarray:
         input_transform(p["xp"], p["BT"], p["V"], p["m"], p["th"], p["tw"])
     if stages & 15:
         products_and_output(p["V"], p["wf"], p["G"], p["AT"], p["y"], p["kmap"], p["th"],
-                            p["tw"], p["chunk"], p["kchunks"], p["kv"], p["geo"], stages & 15)
+                            p["tw"], p["chunk"], p["kchunks"], p["kv"], p["cc"], p["geo"],
+                            stages & 15)
     return p["y"]
 
 
