@@ -30,6 +30,7 @@ from numba import njit, prange
 from ..blocks import JIT, PAR, new_output
 from ..direct.dense import kchunks_for
 from ..outer_block import LANES, PT, outer_add_1, outer_add_2, outer_block_1, outer_block_2
+from .filter_tile import make_filter_tile
 from .matrices import float_matrices
 from .transpose import transpose16
 
@@ -38,6 +39,9 @@ MIN_CHUNK_TILES = 24  # below this the per-chunk filter transform stops being ne
 FILTER_CHUNK = 32  # input channels per filter-transform step (taps + tmp stay in L1)
 FILTER_L2 = 320 * 1024  # transformed filter of one channel chunk (stays in L2 with V)
 U64 = np.uint64
+# G is baked into these as constants; prepare2d always passes float_matrices(m)'s G
+_filter_tile_f2 = make_filter_tile(float_matrices(2)[1])
+_filter_tile_f4 = make_filter_tile(float_matrices(4)[1])
 
 
 def tiles_along(out: int, d: int, m: int) -> int:
@@ -172,8 +176,8 @@ def input_transform(xp, BT, V, m, th, tw):
 
 
 @njit(**JIT)
-def _filter_chunk(wg, G, k0, kg, cg, c0, cb, KBL, ubuf, taps, tmp, offs):
-    """ubuf[(f*cb + c)*KBL + q] = (G w[k0+q, c0+c] G^T)[f], zero for k0+q >= kg.
+def _filter_chunk(wg, G, k0, kg, cg, c0, cb, KBL, ubuf, ps, taps, tmp, offs):
+    """ubuf[f*ps + c*KBL + q] = (G w[k0+q, c0+c] G^T)[f], zero for k0+q >= kg.
 
     The lanes q are the output channels of the block, the layout the
     outer-product microkernel loads as whole vectors. Channels go in steps of
@@ -202,11 +206,21 @@ def _filter_chunk(wg, G, k0, kg, cg, c0, cb, KBL, ubuf, taps, tmp, offs):
                 src = (k * cg + c0 + s0) * 9
                 for e in range(e0, ne):
                     taps[offs[e] + q] = wg[src + e] if k < kg else 0
+        if A == 6 or A == 4:
+            for c in range(sb):
+                for q0 in range(0, KBL, 16):
+                    if A == 6:
+                        _filter_tile_f4(taps, c * KBL + q0, sb * KBL, ubuf,
+                                        (s0 + c) * KBL + q0, ps)
+                    else:
+                        _filter_tile_f2(taps, c * KBL + q0, sb * KBL, ubuf,
+                                        (s0 + c) * KBL + q0, ps)
+            continue
         for a in range(A):
             for j in range(U64(3)):
                 _comb(tmp, j * L, taps, j * L, 3 * L, G, a, L)
             for b in range(A):
-                _comb(ubuf, ((a * A + b) * U64(cb) + U64(s0)) * ub, tmp, U64(0), L, G, b, L)
+                _comb(ubuf, (a * A + b) * U64(ps) + U64(s0) * ub, tmp, U64(0), L, G, b, L)
 
 
 @njit(**JIT)
@@ -230,9 +244,9 @@ def _output_block(mbuf, AT, o1, out, NB):
 
 
 @njit(**JIT)
-def _product_block(Vg, ubuf, macc, mo, t0, T, cg, c0, cb, F, kv, add):
+def _product_block(Vg, ubuf, ps, macc, mo, t0, T, cg, c0, cb, F, kv, add):
     """macc[mo + (f*PT + p)*KBL + q] (+)= sum over the cb channels from c0 of
-    ubuf[(f*cb + c)*KBL + q] * V[f, tile t0 + p, c0 + c]."""
+    ubuf[f*ps + c*KBL + q] * V[f, tile t0 + p, c0 + c]."""
     a0 = min(t0, T - 1) * cg + c0
     a1 = min(t0 + 1, T - 1) * cg + c0
     a2 = min(t0 + 2, T - 1) * cg + c0
@@ -242,7 +256,7 @@ def _product_block(Vg, ubuf, macc, mo, t0, T, cg, c0, cb, F, kv, add):
     KBL = LANES * kv
     for f in range(F):
         fo = f * T * cg
-        uo = f * cb * KBL
+        uo = f * ps
         oo = mo + f * PT * KBL
         if kv == 2:
             if add:
@@ -334,8 +348,11 @@ def products_and_output(V, wf, G, AT, y, kmap, th, tw, chunk, kchunks, kv, cc, g
         te = min(T, ts + chunk)
         nblk = (te - ts + PT - 1) // PT
         # stage timing runs the products without the filter transform
-        ubuf = np.empty(F * cc * KBL, np.float32) if stages & 1 else \
-            np.zeros(F * cc * KBL, np.float32)
+        # planes padded by two cache lines: the filter transform stores one vector
+        # to each of the F planes in turn, and at a power-of-two stride they would
+        # all fall into the same L1 set
+        ps = cc * KBL + 32
+        ubuf = np.empty(F * ps, np.float32) if stages & 1 else np.zeros(F * ps, np.float32)
         taps = np.empty(9 * FILTER_CHUNK * KBL, np.float32)
         tmp = np.empty(3 * FILTER_CHUNK * KBL, np.float32)
         offs = np.empty(9 * FILTER_CHUNK, np.int64)
@@ -348,10 +365,10 @@ def products_and_output(V, wf, G, AT, y, kmap, th, tw, chunk, kchunks, kv, cc, g
             for c0 in range(0, cg, cc):
                 cb = min(cc, cg - c0)
                 if stages & 1:
-                    _filter_chunk(wg, G, kb * KBL, kg, cg, c0, cb, KBL, ubuf, taps, tmp, offs)
+                    _filter_chunk(wg, G, kb * KBL, kg, cg, c0, cb, KBL, ubuf, ps, taps, tmp, offs)
                 if stages & 2:
                     for bi in range(nblk):
-                        _product_block(Vg, ubuf, macc, bi * F * NB, ts + bi * PT, T, cg, c0,
+                        _product_block(Vg, ubuf, ps, macc, bi * F * NB, ts + bi * PT, T, cg, c0,
                                        cb, F, kv, c0 > 0)
             for bi in range(nblk):
                 if stages & 4:
