@@ -79,7 +79,7 @@ def threading_layer(algorithm: str) -> str:
 def prepare(job: dict):
     """Set up one job in this process: (zero-argument callable, per-run metadata)."""
     import kernels
-    from harness import peers
+    from harness import peers, slowdown
 
     threads = int(job["threads"])
     set_thread_counts(threads)
@@ -92,6 +92,7 @@ def prepare(job: dict):
     else:
         def fn():
             return kernels.run(conv_type, algorithm, spec, x, weights)
+    fn = slowdown.wrap(conv_type, algorithm, fn)  # test-only: CONVBENCH_SLOWDOWN
     compiles = _numba_compilations()
     t0 = time.perf_counter()
     fn()
@@ -102,6 +103,8 @@ def prepare(job: dict):
         "worker_compiles": _numba_compilations() - compiles,
         "threading_layer": threading_layer(algorithm),
     }
+    if slowdown.factor(conv_type, algorithm) != 1:
+        extra["slowdown"] = slowdown.factor(conv_type, algorithm)
     return fn, extra
 
 

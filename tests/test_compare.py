@@ -1,0 +1,319 @@
+"""The regression gate on synthetic pyperf suites, and the test-only slowdown switch."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pyperf
+import pytest
+
+from harness import compare, slowdown
+
+CALIB = {"calib_sgemm_gflops_1t": 95.0, "calib_sgemm_gflops": 190.0,
+         "calib_bandwidth_gbs": 22.0, "cpu_model": "Test CPU 9000"}
+
+CELLS = [  # (type, algorithm, network:layer, median seconds)
+    ("conv2d", "direct", "ci:c1", 2.0e-3),
+    ("pointwise", "direct", "ci:p1", 5.0e-4),
+    ("depthwise", "direct", "ci:d1", 3.0e-4),
+    ("conv3d", "direct", "ci:v1", 4.0e-3),
+]
+
+
+def make_suite(path, cells=CELLS, scale=None, calib_scale=1.0, seed=0, processes=6,
+               values=3, noise=0.01, calib=True, threads=2):
+    """A pyperf suite like `convbench run` writes: several worker runs per benchmark.
+
+    `scale` maps a benchmark name to a slowdown factor; `calib_scale` makes the
+    machine's calibrated rates that many times slower.
+    """
+    rng = np.random.default_rng(seed)
+    scale = scale or {}
+    benches = []
+    for conv_type, algo, netlayer, median in cells:
+        name = f"{conv_type}/{algo}/{netlayer}"
+        network, layer = netlayer.split(":")
+        meta = {"name": name, "conv_type": conv_type, "algorithm": algo,
+                "network": network, "layer": layer, "threads": threads,
+                "spec": "mb1ic8ih8oc8oh8kh3ph1", "multiplications": 1000}
+        if calib:
+            meta.update({k: (v / calib_scale if k.startswith("calib") else v)
+                         for k, v in CALIB.items()})
+        runs = []
+        for _ in range(processes):
+            vals = median * scale.get(name, 1.0) * calib_scale * (
+                1.0 + noise * rng.standard_normal(values))
+            runs.append(pyperf.Run(list(np.abs(vals)), metadata=meta,
+                                   collect_metadata=False))
+        benches.append(pyperf.Benchmark(runs))
+    suite = pyperf.BenchmarkSuite(benches)
+    suite.dump(str(path), replace=True)
+    return path
+
+
+@pytest.fixture
+def base(tmp_path):
+    return make_suite(tmp_path / "base.json", seed=1)
+
+
+def test_equal_runs_pass(base, tmp_path):
+    new = make_suite(tmp_path / "new.json", seed=2)
+    df, verdict = compare.compare_suites(base, new, threshold=1.15, alpha=0.001)
+    assert not verdict.failed and verdict.exit_code == 0
+    assert set(df["status"]) <= {"same", "slower (below threshold)"}
+    assert verdict.geomean == pytest.approx(1.0, abs=0.02)
+    assert compare.main([str(base), str(new), "-q"]) == 0
+
+
+def test_identical_file_passes(base):
+    df, verdict = compare.compare_suites(base, base)
+    assert not verdict.failed
+    assert (df["ratio"] == 1.0).all()
+
+
+def test_2x_slowdown_fails(base, tmp_path, capsys):
+    slow = "pointwise/direct/ci:p1"
+    new = make_suite(tmp_path / "new.json", seed=2, scale={slow: 2.0})
+    md = tmp_path / "out.md"
+    df, verdict = compare.compare_suites(base, new)
+    assert verdict.failed and verdict.regressions == [slow]
+    assert df.iloc[0]["name"] == slow and df.iloc[0]["status"] == "regression"
+    assert df.iloc[0]["ratio"] == pytest.approx(2.0, rel=0.05)
+    assert compare.main([str(base), str(new), "--markdown", str(md)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and f"`{slow}`" in out
+    text = md.read_text()
+    table = [line for line in text.splitlines() if line.startswith("| `")]
+    assert slow in table[0], "worst first"
+
+
+def test_threshold_controls_the_gate(base, tmp_path):
+    new = make_suite(tmp_path / "new.json", seed=2, scale={"conv2d/direct/ci:c1": 1.3})
+    assert compare.main([str(base), str(new), "-q", "--threshold", "1.2"]) == 1
+    assert compare.main([str(base), str(new), "-q", "--threshold", "1.5"]) == 0
+
+
+def test_noise_without_significance_passes(base, tmp_path):
+    # a ratio above threshold but drawn from wildly overlapping values is not significant
+    new = make_suite(tmp_path / "new.json", seed=2, noise=0.6,
+                     scale={"conv2d/direct/ci:c1": 1.2})
+    df, verdict = compare.compare_suites(base, new, threshold=1.1, alpha=1e-6)
+    assert "conv2d/direct/ci:c1" not in verdict.regressions
+
+
+def test_uniformly_slower_machine_passes(base, tmp_path):
+    new = make_suite(tmp_path / "new.json", seed=2, calib_scale=1.5)
+    df, verdict = compare.compare_suites(base, new)
+    assert not verdict.failed
+    assert df["factor"].dropna().to_numpy() == pytest.approx(1.5)
+    assert verdict.geomean == pytest.approx(1.0, abs=0.02)
+    assert any("slower than BASE" in n for n in verdict.notes)
+    # without normalisation the same runs are (rightly) a 1.5x regression
+    _, raw = compare.compare_suites(base, new, normalise="none")
+    assert raw.failed and len(raw.regressions) == len(CELLS)
+
+
+def test_slower_machine_still_catches_a_real_regression(base, tmp_path):
+    new = make_suite(tmp_path / "new.json", seed=2, calib_scale=1.5,
+                     scale={"depthwise/direct/ci:d1": 2.0})
+    _, verdict = compare.compare_suites(base, new)
+    assert verdict.regressions == ["depthwise/direct/ci:d1"]
+
+
+def test_calibration_noise_is_ignored():
+    b = dict(CALIB)
+    n = {k: (v * 0.97 if k.startswith("calib") else v) for k, v in CALIB.items()}
+    assert compare.calibration_factor(b, n, threads=2) == 1.0
+    assert compare.calibration_factor(b, {}, threads=2) is None
+    slow = {k: (v / 2 if k.startswith("calib") else v) for k, v in CALIB.items()}
+    assert compare.calibration_factor(b, slow, threads=1) == pytest.approx(2.0)
+
+
+def test_missing_calibration_is_noted(tmp_path):
+    b = make_suite(tmp_path / "b.json", calib=False, seed=1)
+    n = make_suite(tmp_path / "n.json", calib=False, seed=2)
+    _, verdict = compare.compare_suites(b, n)
+    assert not verdict.failed
+    assert any("calibration missing" in note for note in verdict.notes)
+
+
+def test_peer_normalisation_and_peers_do_not_gate(tmp_path):
+    cells = CELLS + [("conv2d", "torch", "ci:c1", 1.0e-3)]
+    b = make_suite(tmp_path / "b.json", cells=cells, seed=1, calib=False)
+    # the whole machine 1.4x busier, the peer included
+    n = make_suite(tmp_path / "n.json", cells=cells, seed=2, calib=False,
+                   scale={f"{t}/{a}/{nl}": 1.4 for t, a, nl, _ in cells})
+    _, verdict = compare.compare_suites(b, n, normalise="peers")
+    assert not verdict.failed
+    # a slower peer alone never fails the gate
+    n2 = make_suite(tmp_path / "n2.json", cells=cells, seed=2, calib=False,
+                    scale={"conv2d/torch/ci:c1": 3.0})
+    df, verdict = compare.compare_suites(b, n2)
+    assert not verdict.failed
+    assert df.set_index("name").loc["conv2d/torch/ci:c1", "status"] == "slower (peer)"
+
+
+def test_missing_and_new_benchmarks_are_reported(base, tmp_path, capsys):
+    cells = CELLS[1:] + [("grouped", "direct", "ci:g1", 1.0e-3)]
+    new = make_suite(tmp_path / "new.json", cells=cells, seed=2)
+    df, verdict = compare.compare_suites(base, new)
+    assert not verdict.failed
+    assert verdict.missing == ["conv2d/direct/ci:c1"]
+    assert verdict.new == ["grouped/direct/ci:g1"]
+    statuses = df.set_index("name")["status"]
+    assert statuses["conv2d/direct/ci:c1"] == "missing"
+    assert statuses["grouped/direct/ci:g1"] == "new"
+    assert list(df["status"][-2:]) == ["missing", "new"]
+    assert compare.main([str(base), str(new)]) == 0
+    out = capsys.readouterr().out
+    assert "missing from NEW" in out and "new in NEW" in out
+
+
+def test_disjoint_suites_are_an_error(base, tmp_path, capsys):
+    new = make_suite(tmp_path / "new.json", cells=[("grouped", "direct", "ci:g1", 1e-3)])
+    assert compare.main([str(base), str(new)]) == 2
+    assert "share no benchmark" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"benchmarks": [', "malformed JSON"),
+    ("", "malformed JSON"),
+    ('{"hello": "world"}', "not a pyperf suite"),
+    ("[1, 2, 3]", "not a pyperf suite"),
+])
+def test_malformed_json_is_a_clear_error(base, tmp_path, capsys, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert compare.main([str(base), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "bad.json" in err and "Traceback" not in err
+    with pytest.raises(compare.CompareError):
+        compare.compare_suites(bad, base)
+
+
+def test_missing_file_is_a_clear_error(base, tmp_path, capsys):
+    assert compare.main([str(base), str(tmp_path / "nope.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_bad_usage_exits_2(capsys):
+    assert compare.main(["only-one.json"]) == 2
+
+
+def test_few_values_fall_back_to_the_ratio(tmp_path):
+    b = make_suite(tmp_path / "b.json", processes=1, values=2, seed=1)
+    n = make_suite(tmp_path / "n.json", processes=1, values=2, seed=2,
+                   scale={"conv2d/direct/ci:c1": 2.0})
+    _, verdict = compare.compare_suites(b, n)
+    assert verdict.regressions == ["conv2d/direct/ci:c1"]
+    assert any("too few values" in note for note in verdict.notes)
+    assert compare.min_p_value(6, 6) == pytest.approx(2 / 924)
+
+
+def test_machine_class():
+    assert compare.machine_class("AMD EPYC 9R14 96-Core Processor", 2) == "amd-epyc-9r14-2c"
+    assert compare.machine_class("Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", 4) == (
+        "intel-xeon-platinum-8375c-4c")
+    name = compare.machine_class()
+    assert name and "/" not in name and " " not in name
+
+
+def test_markdown_is_valid_table(base, tmp_path):
+    new = make_suite(tmp_path / "new.json", seed=2)
+    df, verdict = compare.compare_suites(base, new)
+    text = compare.to_markdown(df, verdict)
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + len(CELLS)
+    assert all(line.count("|") == rows[0].count("|") for line in rows)
+    json.dumps(df.to_dict(orient="records"))  # plain values for the HTML report
+
+
+# ------------------------------------------------------------ slowdown switch
+
+def test_slowdown_parse_and_match():
+    env = {slowdown.ENV: "conv2d/direct=1.3, pointwise/*=2"}
+    assert slowdown.factor("conv2d", "direct", env) == 1.3
+    assert slowdown.factor("pointwise", "im2col", env) == 2.0
+    assert slowdown.factor("conv3d", "direct", env) == 1.0
+    assert slowdown.factor("conv2d", "direct", {}) == 1.0
+    for bad in ("conv2d=1.3", "conv2d/direct=x", "conv2d/direct=0.5"):
+        with pytest.raises(ValueError):
+            slowdown.parse(bad)
+
+
+def test_slowdown_wrap_is_identity_when_off():
+    def f():
+        return 42
+
+    assert slowdown.wrap("conv2d", "direct", f, environ={}) is f
+
+
+def test_slowdown_wrap_slows_by_the_factor():
+    def work():
+        t = time.perf_counter() + 0.01
+        while time.perf_counter() < t:
+            pass
+        return 7
+
+    slow = slowdown.wrap("conv2d", "direct", work, environ={slowdown.ENV: "conv2d/direct=2"})
+    assert slow is not work and slow() == 7
+    t0 = time.perf_counter()
+    slow()
+    elapsed = time.perf_counter() - t0
+    assert 0.018 < elapsed < 0.05
+
+
+def test_suite_normalisation_absorbs_a_busier_machine(base, tmp_path):
+    # every benchmark 1.4x slower but the (cached) calibration unchanged: a busier machine
+    busy = {f"{t}/{a}/{nl}": 1.4 for t, a, nl, _ in CELLS}
+    new = make_suite(tmp_path / "new.json", seed=2, scale=busy)
+    assert compare.compare_suites(base, new)[1].failed
+    _, verdict = compare.compare_suites(base, new, normalise="suite")
+    assert not verdict.failed
+    assert any("normalised by calibration instead: 1.4" in n for n in verdict.notes)
+    # ... and still catches one kernel slowed on top of it
+    busy["conv3d/direct/ci:v1"] = 1.4 * 2.0
+    new = make_suite(tmp_path / "new2.json", seed=2, scale=busy)
+    _, verdict = compare.compare_suites(base, new, normalise="suite")
+    assert verdict.regressions == ["conv3d/direct/ci:v1"]
+
+
+def test_min_estimator(base, tmp_path):
+    new = make_suite(tmp_path / "new.json", seed=2, scale={"conv2d/direct/ci:c1": 2.0})
+    df, verdict = compare.compare_suites(base, new, estimator="min")
+    assert verdict.regressions == ["conv2d/direct/ci:c1"] and verdict.estimator == "min"
+    assert compare.main([str(base), str(new), "-q", "--estimator", "min"]) == 1
+    with pytest.raises(compare.CompareError):
+        compare.compare_suites(base, new, estimator="mean")
+
+
+def test_rerun_confirms_a_regression(base, tmp_path, capsys):
+    slow = "pointwise/direct/ci:p1"
+    fluke = make_suite(tmp_path / "fluke.json", seed=2, scale={"conv3d/direct/ci:v1": 1.6})
+    real1 = make_suite(tmp_path / "r1.json", seed=3, scale={slow: 1.5})
+    real2 = make_suite(tmp_path / "r2.json", seed=4, scale={slow: 1.5})
+    # a one-off slow benchmark (another job on the machine) is not confirmed by the re-run
+    assert compare.main([str(base), str(fluke), str(real1), "-q"]) == 0
+    assert compare.main([str(base), str(real1), str(real2), "-q"]) == 1
+    assert f"confirmed in all 2 runs: {slow}" in capsys.readouterr().out
+
+
+def test_gate_study_analysis_counts(tmp_path):
+    from harness import gate_study
+
+    make_suite(tmp_path / "baseline.json", seed=1)
+    for i in (1, 2, 3):
+        make_suite(tmp_path / f"aa-{i:02d}.json", seed=10 + i)
+        make_suite(tmp_path / f"slow-{i:02d}.json", seed=20 + i,
+                   scale={"conv2d/direct/ci:c1": 1.3, "pointwise/direct/ci:p1": 2.0})
+    summary = gate_study.analyse(tmp_path, "conv2d/direct=1.3,pointwise/direct=2",
+                                 thresholds=(1.15,), alphas=(0.01,), estimator="min")
+    (row,) = summary["results"]
+    for mode in ("single", "confirmed"):
+        m = row[mode]
+        assert m["aa_false_alarms"] == 0 and m["wrong_flags"] == 0
+        assert m["caught"] == {"conv2d/direct": 3, "pointwise/direct": 3}
+        assert m["caught_all"] == m["slowed_trials"] == 3
+    assert "conv2d/direct caught" in gate_study.report(summary)
