@@ -66,6 +66,7 @@ baseline: venv
 	mkdir -p results/baseline
 	rm -f $(BASELINE) $(BASELINE:.json=.skips.json)
 	$(BIN)/convbench run $(CHECK_RUN) -o $(BASELINE)
+	$(BIN)/python -c "from harness.compare import strip_host_metadata as s; s('$(BASELINE)')"
 	@echo "baseline: $(BASELINE) -- commit it"
 
 gate-study: venv

@@ -614,3 +614,33 @@ def confirmed_regressions(verdicts) -> list[str]:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# pyperf metadata that names the machine or its paths: a committed baseline keeps only
+# what describes the hardware class and the software versions.
+HOST_METADATA = ("hostname", "python_executable", "python_config_args", "boot_time",
+                 "platform", "command", "cpu_affinity")
+
+
+def strip_host_metadata(path) -> None:
+    """Remove HOST_METADATA from every metadata dict of a pyperf suite file, in place."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    data = json.loads(path.read_text())
+
+    def scrub(node):
+        if isinstance(node, dict):
+            meta = node.get("metadata")
+            if isinstance(meta, dict):
+                for key in HOST_METADATA:
+                    meta.pop(key, None)
+            for value in node.values():
+                scrub(value)
+        elif isinstance(node, list):
+            for value in node:
+                scrub(value)
+
+    scrub(data)
+    path.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
