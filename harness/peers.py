@@ -63,6 +63,23 @@ def torch_function(conv_type: str, spec, x, weights, dtype: str = "float32") -> 
         dw, pw = t(orient(weights[0])), t(weights[1])
         return lambda: F.conv2d(F.conv2d(xt, dw, groups=spec.c, **args), pw).numpy()
     conv = F.conv3d if spec.ndim == 3 else F.conv2d
+    if conv_type in ("spatially_separable", "flattened"):
+        # the factored weights arrive raw, as they do for kernels.run: the full kernel is
+        # built inside the timed call, as a model's forward pass would build it
+        # every factor but the lateral 1x1 runs along one spatial axis: flip it there
+        spatial = range(len(weights)) if conv_type == "spatially_separable" else (1, 2)
+        f = [t(flip_spatial(a, 1) if spec.flip and i in spatial else a)
+             for i, a in enumerate(weights)]
+        if conv_type == "spatially_separable":
+            col, row = f
+            return lambda: conv(xt, col[:, :, :, None] * row[:, :, None, :], **args).numpy()
+        lat, ver, hor = f
+
+        def flattened():
+            taps = ver[:, :, None] * hor[:, None, :]
+            return conv(xt, lat[:, :, None, None] * taps[:, None], **args).numpy()
+
+        return flattened
     wt = t(orient(full_kernel(conv_type, spec, weights)))
     if conv_type == "shuffled_grouped":
         # ShuffleNet's channel shuffle: reshape, transpose, flatten

@@ -69,7 +69,9 @@ def reference(conv_type: str, spec: ConvSpec, x, weights) -> np.ndarray:
         dw, pw = weights
         mid = conv_nd(x, orient(dw), groups=spec.c, **conv)
         return conv_nd(mid, pw, (1,) * nd, (0,) * nd, (1,) * nd, 1)
-    y = conv_nd(x, orient(full_kernel(conv_type, spec, weights)), groups=spec.groups, **conv)
+    # factored kernels are multiplied out in float64 too, like everything in the oracle
+    w64 = tuple(np.asarray(w, np.float64) for w in weights)
+    y = conv_nd(x, orient(full_kernel(conv_type, spec, w64)), groups=spec.groups, **conv)
     if conv_type == "shuffled_grouped":
         shuffled = np.empty_like(y)
         shuffled[:, shuffle_permutation(spec.k, spec.groups)] = y
