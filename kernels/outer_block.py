@@ -19,7 +19,7 @@ reduction can run in cache-sized chunks.
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -113,3 +113,17 @@ outer_block_1 = _make(1, False)
 outer_block_2 = _make(2, False)
 outer_add_1 = _make(1, True)
 outer_add_2 = _make(2, True)
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def outer_product(wide, add, u, uo, v, a0, a1, a2, a3, a4, a5, n, out, oo):
+    """The 6 x 32 (`wide`) or 6 x 16 block, overwriting `out` or adding to it (`add`)."""
+    if wide:
+        if add:
+            outer_add_2(u, uo, v, a0, a1, a2, a3, a4, a5, n, out, oo)
+        else:
+            outer_block_2(u, uo, v, a0, a1, a2, a3, a4, a5, n, out, oo)
+    elif add:
+        outer_add_1(u, uo, v, a0, a1, a2, a3, a4, a5, n, out, oo)
+    else:
+        outer_block_1(u, uo, v, a0, a1, a2, a3, a4, a5, n, out, oo)

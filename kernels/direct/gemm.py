@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..blocks import JIT, KB, PAR, PB, add_block, dot_4x6
-from ..outer_block import LANES, outer_add_1, outer_add_2, outer_block_1, outer_block_2
+from ..outer_block import LANES, outer_product
 from ..types import flip_spatial
 
 REDUCTION_CHUNK = 1024  # reduction steps per pass over the pixel blocks (outer block)
@@ -70,19 +70,8 @@ def _outer_pixels(buf, offs, npix, nrun, runlen, run_step, wf, width, accs):
             for p0 in range(0, npix, PB):
                 a0, a1, a2, a3, a4, a5 = _offsets6(offs, p0, npix)
                 ao = (p0 // PB) * PB * width
-                if width == 2 * LANES:
-                    if first:
-                        outer_block_2(wf, wo, buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o,
-                                      a5 + o, cl, accs, ao)
-                    else:
-                        outer_add_2(wf, wo, buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o,
-                                    a5 + o, cl, accs, ao)
-                elif first:
-                    outer_block_1(wf, wo, buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o, a5 + o,
-                                  cl, accs, ao)
-                else:
-                    outer_add_1(wf, wo, buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o, a5 + o,
-                                cl, accs, ao)
+                outer_product(width == 2 * LANES, not first, wf, wo, buf, a0 + o, a1 + o,
+                              a2 + o, a3 + o, a4 + o, a5 + o, cl, accs, ao)
 
 
 @njit(**JIT)

@@ -29,7 +29,7 @@ from numba import njit, prange
 
 from ..blocks import JIT, PAR, new_output
 from ..direct.dense import kchunks_for
-from ..outer_block import LANES, PT, outer_add_1, outer_add_2, outer_block_1, outer_block_2
+from ..outer_block import LANES, PT, outer_product
 from .filter_tile import make_filter_tile
 from .matrices import float_matrices
 from .transpose import transpose16
@@ -258,19 +258,8 @@ def _product_block(Vg, ubuf, ps, macc, mo, t0, T, cg, c0, cb, F, kv, add):
         fo = f * T * cg
         uo = f * ps
         oo = mo + f * PT * KBL
-        if kv == 2:
-            if add:
-                outer_add_2(ubuf, uo, Vg, fo + a0, fo + a1, fo + a2, fo + a3, fo + a4, fo + a5,
-                            cb, macc, oo)
-            else:
-                outer_block_2(ubuf, uo, Vg, fo + a0, fo + a1, fo + a2, fo + a3, fo + a4,
-                              fo + a5, cb, macc, oo)
-        elif add:
-            outer_add_1(ubuf, uo, Vg, fo + a0, fo + a1, fo + a2, fo + a3, fo + a4, fo + a5,
-                        cb, macc, oo)
-        else:
-            outer_block_1(ubuf, uo, Vg, fo + a0, fo + a1, fo + a2, fo + a3, fo + a4, fo + a5,
-                          cb, macc, oo)
+        outer_product(kv == 2, add, ubuf, uo, Vg, fo + a0, fo + a1, fo + a2, fo + a3, fo + a4,
+                      fo + a5, cb, macc, oo)
 
 
 @njit(**JIT)
