@@ -66,13 +66,14 @@ def conv_depthwise_planes(x, w9, offs, y, stride, padding, Hp, Wq, items):
     for item in prange(items):
         # one buffer per item, not per plane: 1024 small planes would pay 1024 allocations
         buf = np.zeros(sw * Hp * Wq, np.float32)
+        row = np.zeros(sw * Wq + sw, np.float32)  # one zero-padded input row
         for plane in range(item * per_item, min(planes, (item + 1) * per_item)):
-            _one_plane(x, w9, offs, y, plane, buf, stride, padding, Hp, Wq, nblk)
+            _one_plane(x, w9, offs, y, plane, buf, row, stride, padding, Hp, Wq, nblk)
 
 
 @njit(**JIT)
-def _one_plane(x, w9, offs, y, plane, buf, stride, padding, Hp, Wq, nblk):
-    """One channel plane; buf's padding border is zero and stays zero."""
+def _one_plane(x, w9, offs, y, plane, buf, row, stride, padding, Hp, Wq, nblk):
+    """One channel plane; the padding borders of buf and row are zero and stay zero."""
     n, c, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
     sh, sw = stride
@@ -82,18 +83,25 @@ def _one_plane(x, w9, offs, y, plane, buf, stride, padding, Hp, Wq, nblk):
     xf = x[b, ch].ravel()
     yf = y[b, ch].ravel()
     for ih in range(H):
+        if sw == 2:
+            # pad the row, then split even and odd columns in one pass: both loads in
+            # one iteration let LLVM vectorise the deinterleave with shuffles
+            row[pw:pw + W] = xf[ih * W:(ih + 1) * W]
+            d0 = uint64((ih + ph) * Wq)
+            d1 = uint64((Hp + ih + ph) * Wq)
+            for j in range(Wq):
+                u = uint64(j)
+                buf[d0 + u] = row[2 * u]
+                buf[d1 + u] = row[2 * u + 1]
+            continue
         for q in range(sw):
             # phase q, column j holds padded column j*sw + q = input column j*sw + q - pw
             j0 = max(0, (pw - q + sw - 1) // sw)
             j1 = (W - 1 + pw - q) // sw + 1
             dst = uint64((q * Hp + ih + ph) * Wq)
             src = ih * W + q - pw
-            if sw == 2:  # a literal stride lets LLVM vectorise the deinterleave
-                for j in range(j0, j1):
-                    buf[dst + uint64(j)] = xf[uint64(src + j * 2)]
-            else:
-                for j in range(j0, j1):
-                    buf[dst + uint64(j)] = xf[uint64(src + j * sw)]
+            for j in range(j0, j1):
+                buf[dst + uint64(j)] = xf[uint64(src + j * sw)]
     for oh in range(OH):
         for blk in range(nblk):
             _nine_taps(yf, oh * OW, buf, oh * sh * Wq, offs[blk], w9[ch, blk], blk == 0, OW)
