@@ -38,23 +38,42 @@ def errors(c: int, size: int, seed: int) -> dict:
     return out
 
 
+def accuracy_table(size: int = 12, seeds: int = 2) -> list[dict]:
+    """Worst error over the seeds per (channels, algorithm), long form for the report."""
+    rows = []
+    for c in CHANNELS:
+        worst = {a: 0.0 for a in COLUMNS}
+        for seed in range(seeds):
+            for a, e in errors(c, size, seed).items():
+                worst[a] = max(worst[a], e)
+        rows += [dict(algorithm=a, channels=c, max_rel_error=worst[a]) for a in COLUMNS]
+    return rows
+
+
+def write_csv(rows: list[dict], path) -> None:
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size", type=int, default=12)
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--csv", metavar="PATH",
+                    help="also write the table (algorithm, channels, max_rel_error) for "
+                         "`convbench report --accuracy`")
     args = ap.parse_args(argv)
-    worst = {a: 0.0 for a in COLUMNS}
+    rows = accuracy_table(args.size, args.seeds)
+    if args.csv:
+        write_csv(rows, args.csv)
     print(f"max relative error vs float64, conv2d 3x3 s1 p1, {args.size}x{args.size}, "
           f"worst of {args.seeds} seeds")
     print(f"{'channels':>8} " + " ".join(f"{a:>12}" for a in COLUMNS))
+    table = {(r["channels"], r["algorithm"]): r["max_rel_error"] for r in rows}
     for c in CHANNELS:
-        row = {a: 0.0 for a in COLUMNS}
-        for seed in range(args.seeds):
-            for a, e in errors(c, args.size, seed).items():
-                row[a] = max(row[a], e)
-        for a in COLUMNS:
-            worst[a] = max(worst[a], row[a])
-        print(f"{c:>8} " + " ".join(f"{row[a]:>12.3g}" for a in COLUMNS))
+        print(f"{c:>8} " + " ".join(f"{table[c, a]:>12.3g}" for a in COLUMNS))
+    worst = {a: max(table[c, a] for c in CHANNELS) for a in COLUMNS}
     print(f"{'bound':>8} " + " ".join(f"{TOLERANCE[a]:>12.3g}" for a in COLUMNS))
     print(f"{'ok':>8} " + " ".join(f"{str(worst[a] <= TOLERANCE[a]):>12}" for a in COLUMNS))
 
