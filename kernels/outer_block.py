@@ -27,6 +27,14 @@ LANES = 16
 PT = 6  # tiles per block (broadcast operands)
 
 
+def vector_fma(builder, lanes: int):
+    """LLVM's fused multiply-add on <lanes x float>, declared once per module (shared by
+    the IR intrinsics of the suite)."""
+    vec = ir.VectorType(ir.FloatType(), lanes)
+    return cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{lanes}f32")
+
+
 def _make(kv: int, accumulate: bool):
     width = LANES * kv
 
@@ -38,8 +46,7 @@ def _make(kv: int, accumulate: bool):
             f32 = ir.FloatType()
             i64 = ir.IntType(64)
             vec = ir.VectorType(f32, LANES)
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{LANES}f32")
+            fma = vector_fma(builder, LANES)
             uarr = context.make_array(signature.args[0])(context, builder, args[0])
             varr = context.make_array(signature.args[2])(context, builder, args[2])
             oarr = context.make_array(signature.args[10])(context, builder, args[10])

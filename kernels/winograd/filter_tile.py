@@ -19,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
+
+from ..outer_block import vector_fma
 
 N = 16
 
@@ -61,8 +62,7 @@ def make_filter_tile(G: np.ndarray):
             f32 = ir.FloatType()
             i64 = ir.IntType(64)
             vec = ir.VectorType(f32, N)
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{N}f32")
+            fma = vector_fma(builder, N)
             sarr = context.make_array(signature.args[0])(context, builder, args[0])
             darr = context.make_array(signature.args[3])(context, builder, args[3])
             sbase = builder.gep(sarr.data, [args[1]])
