@@ -12,8 +12,16 @@ and a roofline, and runs on different machines can be normalised.
 
 The result is cached as JSON in the user cache directory
 (`$CONVBENCH_CACHE_DIR`, else `$XDG_CACHE_HOME/convbench`, else
-`~/.cache/convbench`), keyed by host name and CPU model, so a sweep
-calibrates once per machine; `convbench calibrate --force` re-measures.
+`~/.cache/convbench`), keyed by host name, CPU model and the vector ISA the
+kernels compile for (`CONVBENCH_ISA` also picks OpenBLAS's kernels), so a
+sweep calibrates once per machine; `convbench calibrate --force` re-measures.
+
+A cached calibration is trusted only while the machine still measures like
+it: every use re-times a small probe (a 1-thread sgemm, ~0.1 s) and compares
+it with the probe stored at calibration time. A machine that now measures
+more than `DRIFT` away (another job hogging the cores, a different CPU
+behind the same host name) is reported and re-calibrated, never silently
+scaled by stale figures.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 KEYS = ("calib_sgemm_gflops_1t", "calib_sgemm_gflops", "calib_bandwidth_gbs", "cpu_model")
+PROBE_KEY = "calib_probe_gflops"
+DRIFT = 0.25  # probe deviation (either way) beyond which the cached calibration is stale
 
 
 def cpu_model() -> str:
@@ -56,8 +66,10 @@ def cache_dir() -> Path:
 
 
 def cache_path() -> Path:
+    from kernels.target import TARGET
+
     slug = re.sub(r"[^A-Za-z0-9]+", "-", cpu_model()).strip("-").lower()[:60]
-    return cache_dir() / f"calibration-{hostname()}-{slug}-{os.cpu_count()}cpu.json"
+    return cache_dir() / f"calibration-{hostname()}-{slug}-{os.cpu_count()}cpu-{TARGET.isa}.json"
 
 
 def sgemm_gflops(threads: int | None, n: int = 2048, repeat: int = 5) -> float:
@@ -104,6 +116,11 @@ def triad_bandwidth_gbs(n: int = 1 << 25, repeat: int = 10) -> float:
     return 3 * 8 * n / best / 1e9
 
 
+def probe_gflops() -> float:
+    """A short 1-thread sgemm rate (n = 768, best of 5): the machine's speed right now."""
+    return round(sgemm_gflops(1, 768, 5), 2)
+
+
 def measure(quick: bool = False) -> dict:
     """Measure the machine now (a few seconds; `quick` uses small sizes, for tests)."""
     n, words, repeat = (512, 1 << 20, 3) if quick else (2048, 1 << 25, 5)
@@ -113,6 +130,7 @@ def measure(quick: bool = False) -> dict:
         "calib_sgemm_gflops": round(sgemm_gflops(None, n, repeat), 2),
         "calib_bandwidth_gbs": round(triad_bandwidth_gbs(words, 2 * repeat), 2),
         "cpu_model": cpu_model(),
+        PROBE_KEY: probe_gflops(),
     }
     result.update(
         hostname=hostname(), cpu_count=os.cpu_count() or 1, quick=quick,
@@ -122,18 +140,49 @@ def measure(quick: bool = False) -> dict:
     return result
 
 
-def calibrate(force: bool = False, quick: bool = False) -> dict:
-    """The cached calibration of this machine, measured (and stored) when missing or forced."""
+def drift(cached: dict, probe: float) -> float | None:
+    """Relative difference of a fresh probe from the cached one (None: nothing to compare)."""
+    try:
+        then = float(cached[PROBE_KEY])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return probe / then - 1.0 if then > 0 else None
+
+
+def calibrate(force: bool = False, quick: bool = False, check: bool = True,
+              err=None) -> dict:
+    """The cached calibration of this machine, measured (and stored) when missing or forced.
+
+    With `check`, a cached calibration whose probe the machine no longer reproduces
+    within `DRIFT` is reported on `err` (default stderr) and measured again.
+    """
+    import sys
+
+    err = err or sys.stderr
     path = cache_path()
+    stale = ""
     if not force and path.exists():
         try:
             cached = json.loads(path.read_text())
             if all(k in cached for k in KEYS) and (quick or not cached.get("quick")):
-                cached["cache_path"] = str(path)
-                return cached
+                d = drift(cached, probe_gflops()) if check else None
+                if d is None and check and PROBE_KEY not in cached:
+                    stale = "it predates the drift probe"
+                elif d is not None and abs(d) > DRIFT:
+                    stale = (f"this machine now measures {abs(d):.0%} "
+                             f"{'slower' if d < 0 else 'faster'} than when it was calibrated "
+                             f"({cached.get('date', '?')}): another job on the cores, or "
+                             f"another CPU behind this host name")
+                else:
+                    cached["cache_path"] = str(path)
+                    return cached
         except (OSError, ValueError):
             pass
+    if stale:
+        print(f"calibration: {stale}; re-calibrating", file=err, flush=True)
     result = measure(quick=quick)
+    if stale:
+        result["recalibrated_because"] = stale
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -160,5 +209,12 @@ def blas_info() -> str:
 
 
 def metadata(calibration: dict) -> dict:
-    """The calibration keys that go into every benchmark's metadata, and the BLAS in use."""
-    return {**{k: calibration[k] for k in KEYS}, "blas": blas_info()}
+    """What goes into every benchmark's metadata about the machine: the calibration, the
+    BLAS in use, the vector ISA and register blocks the kernels compiled for, and the
+    machine class (the unit within which results may be compared)."""
+    from harness.compare import machine_class
+    from kernels.target import TARGET
+
+    target = {k: int(v) if isinstance(v, bool) else v for k, v in TARGET.describe().items()}
+    return {**{k: calibration[k] for k in KEYS}, "blas": blas_info(), **target,
+            "machine_class": machine_class()}

@@ -7,6 +7,7 @@
     convbench calibrate [--force]          sgemm GFLOP/s and memory bandwidth of this machine
     convbench merge A.json B.json -o OUT   join shard files
     convbench bench [--set quick]          calibrate, run with peers, build the report
+    convbench ab --set ci [...]            the working tree vs the reference commit, A/B here
     convbench report ... / compare ...     the report builder and the comparison tool
 """
 
@@ -105,6 +106,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output")
     p.add_argument("--resume", metavar="FILE")
     p.add_argument("--no-peers", action="store_true", help="time the kernels only")
+    _add_pyperf_options(p)
+
+    p = sub.add_parser(
+        "ab", help="time the working tree against a reference commit here, interleaved, and "
+                   "gate on regressions (make bench-check)",
+        description="The A/B speed gate: every benchmark of the set timed in a worktree of "
+                    "the reference commit and in this tree, worker process by worker process "
+                    "(ABAB...), then compared (ratio of minimums, Mann-Whitney U); flagged "
+                    "benchmarks are timed again and only regressions both passes show fail "
+                    "(exit 1). CONVBENCH_SLOWDOWN slows this tree's side only.")
+    _add_selection(p)
+    p.add_argument("--threads", nargs="+", metavar="N", help="thread counts (default: all)")
+    p.add_argument("--ref", metavar="REV",
+                   help="reference commit (default: the one in results/baseline/reference.txt)")
+    p.add_argument("--out", default="results/bench-check",
+                   help="folder for the suites and check.md (default results/bench-check)")
+    p.add_argument("--threshold", type=float, default=1.15,
+                   help="ratio above which a significant slowdown fails (default 1.15)")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="Mann-Whitney U significance level (default 0.01)")
+    p.add_argument("--estimator", choices=("min", "median"), default="min",
+                   help="ratio of minimums (default) or medians")
     _add_pyperf_options(p)
 
     sub.add_parser("report", help="build the HTML report (harness.report)", add_help=False)
@@ -408,6 +431,31 @@ def cmd_bench(args) -> int:
     return code
 
 
+# --------------------------------------------------------------------------- ab
+
+
+def cmd_ab(args) -> int:
+    from harness import abcheck, runner
+
+    if not args.set_name:
+        print("convbench ab: --set is required", file=sys.stderr)
+        return 2
+    the_plan = runner.plan(args.set_name, args.types, args.algos, args.peers or (),
+                           threads=args.threads)
+    try:
+        res = abcheck.check(the_plan, ref=args.ref, out=Path(args.out),
+                            pyperf_args=_pyperf_args(args), threshold=args.threshold,
+                            alpha=args.alpha, estimator=args.estimator, rtol=args.rtol)
+    except abcheck.ReferenceUnavailable as exc:
+        print(f"convbench ab: SKIPPED, no reference to compare with: {exc}")
+        return 0
+    except KeyboardInterrupt:
+        print(f"convbench ab: interrupted; what was timed is in {args.out}", file=sys.stderr)
+        return 130
+    print(res.markdown)
+    return res.exit_code
+
+
 # --------------------------------------------------------------------------- dispatch
 
 
@@ -425,7 +473,7 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 
 COMMANDS = {"list": cmd_list, "shapes": cmd_shapes, "verify": cmd_verify, "run": cmd_run,
-            "calibrate": cmd_calibrate, "merge": cmd_merge, "bench": cmd_bench}
+            "calibrate": cmd_calibrate, "merge": cmd_merge, "bench": cmd_bench, "ab": cmd_ab}
 
 
 def main(argv=None) -> int:

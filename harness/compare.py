@@ -291,8 +291,12 @@ def mann_whitney_p(a: np.ndarray, b: np.ndarray) -> float:
 def compare_suites(base_path, new_path, threshold: float = DEFAULT_THRESHOLD,
                    alpha: float = DEFAULT_ALPHA, normalise: str = "calib",
                    calib_tolerance: float = DEFAULT_CALIB_TOLERANCE,
-                   estimator: str = "median") -> tuple[pd.DataFrame, Verdict]:
+                   estimator: str = "median",
+                   cross_class: bool = False) -> tuple[pd.DataFrame, Verdict]:
     """Compare two pyperf suite files; returns (table, verdict).
+
+    Files of two machine classes (`machine_class`) raise CompareError unless
+    `cross_class`, which compares them for information and never fails.
 
     The table has one row per benchmark in either suite (columns `COLUMNS`),
     sorted worst first: regressions, then by decreasing ratio, with missing
@@ -320,6 +324,19 @@ def compare_suites(base_path, new_path, threshold: float = DEFAULT_THRESHOLD,
     est = ESTIMATORS[estimator]
     base_suite_meta = {k: v for k, v in next(iter(base.values()))["meta"].items()}
     new_suite_meta = {k: v for k, v in next(iter(new.values()))["meta"].items()}
+    base_class, new_class = _class_of_meta(base_suite_meta), _class_of_meta(new_suite_meta)
+    if base_class != new_class:
+        if not cross_class:
+            raise CompareError(
+                f"{base_path} was measured on machine class {base_class} and {new_path} on "
+                f"{new_class}: refusing to gate across classes. Kernels differ by CPU and "
+                f"vector ISA in ways no calibration factor captures (without AVX-512 the "
+                f"register-blocked kernels lose more than sgemm does), so the verdict would "
+                f"judge the machines, not the change. Gate a change with `make bench-check` "
+                f"(the reference commit timed beside it on this machine), or pass "
+                f"--cross-class to see the table without a verdict.")
+        verdict.notes.append(f"machine classes differ ({base_class} vs {new_class}): shown "
+                             f"for information, never gated")
     bm, nm = base_suite_meta.get("cpu_model"), new_suite_meta.get("cpu_model")
     if bm and nm and bm != nm:
         verdict.notes.append(f"different CPU models ({bm} vs {nm}): normalised ratios are "
@@ -439,7 +456,7 @@ def compare_suites(base_path, new_path, threshold: float = DEFAULT_THRESHOLD,
     df["_rank"] = df["status"].map(lambda s: order.get(s, 1))
     df = df.sort_values(["_rank", "ratio", "name"], ascending=[True, False, True],
                         na_position="last").drop(columns="_rank").reset_index(drop=True)
-    verdict.failed = bool(verdict.regressions)
+    verdict.failed = bool(verdict.regressions) and base_class == new_class
     return df, verdict
 
 
@@ -505,28 +522,64 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def machine_class(cpu_model: str | None = None, cores: int | None = None) -> str:
-    """A file-name-safe name for a kind of machine: CPU model slug plus core count.
+def machine_class(cpu_model: str | None = None, cores: int | None = None,
+                  isa: str | None = None) -> str:
+    """A file-name-safe name for a kind of machine: CPU model slug, vector ISA, core count.
 
-    `machine_class("AMD EPYC 9R14 96-Core Processor", 2)` -> "amd-epyc-9r14-2c".
-    Defaults to this machine. Results compare fairly only within a class.
+    `machine_class("AMD EPYC 9R14 96-Core Processor", 2, "avx512")` ->
+    "amd-epyc-9r14-avx512-2c". Defaults to this machine and the ISA the kernels compile
+    for (`kernels.target`, which honours CONVBENCH_ISA). The ISA is part of the class
+    because two CPUs with one model name ("AMD EPYC" on Zen 3 and Zen 4) can differ in it,
+    and the register-blocked kernels lose more without AVX-512 than any one calibration
+    factor says. `isa=""` leaves it out (files recorded before the ISA was recorded).
+    Results compare fairly only within a class.
     """
     model = cpu_model if cpu_model is not None else _cpu_model()
     n = cores if cores is not None else _cores()
+    if isa is None:
+        from kernels.target import TARGET
+
+        isa = TARGET.isa
     text = re.sub(r"\((r|tm|c)\)", " ", model.lower())
     text = re.sub(r"@.*$", " ", text)
     text = re.sub(r"\b\d+-core\b|\bprocessor\b|\bcpu\b|\bwith\b.*$", " ", text)
     slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "unknown-cpu"
-    return f"{slug}-{n}c"
+    return f"{slug}-{isa}-{n}c" if isa else f"{slug}-{n}c"
+
+
+def machine_class_from_cpuinfo(text: str, cores: int | None = None) -> str:
+    """The machine class of the CPU that a /proc/cpuinfo text describes."""
+    from kernels.target import isa_from_cpuinfo
+
+    model = "unknown-cpu"
+    count = 0
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and model == "unknown-cpu":
+            model = value.strip()
+        if key == "processor":
+            count += 1
+    return machine_class(model, cores if cores is not None else max(1, count),
+                         isa_from_cpuinfo(text))
 
 
 def machine_class_of(path) -> str:
-    """The machine class a suite file was measured on (from its cpu_model metadata)."""
+    """The machine class a suite file was measured on (from its metadata).
+
+    Files that predate the ISA in the metadata get a class without it, which matches no
+    current machine: they stay readable as history but gate nothing.
+    """
     records = _records(load_suite(path))
-    meta = next(iter(records.values()))["meta"]
+    return _class_of_meta(next(iter(records.values()))["meta"])
+
+
+def _class_of_meta(meta: dict) -> str:
+    if meta.get("machine_class"):
+        return str(meta["machine_class"])
     model = meta.get("cpu_model") or meta.get("cpu_model_name") or "unknown-cpu"
     cores = meta.get("cpu_count")
-    return machine_class(str(model), int(cores) if cores else None)
+    return machine_class(str(model), int(cores) if cores else None, str(meta.get("isa", "")))
 
 
 # ----------------------------------------------------------------------- CLI
@@ -554,6 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimator", choices=tuple(ESTIMATORS), default="median",
                    help="ratio of medians (default) or of minimums (robust to other load "
                         "on the machine, which only ever adds time)")
+    p.add_argument("--cross-class", action="store_true",
+                   help="compare files of different machine classes for information (never "
+                        "fails); without it such a comparison is refused")
     p.add_argument("--markdown", metavar="FILE", help="also write the markdown table here")
     p.add_argument("--csv", metavar="FILE", help="also write the full table as CSV")
     p.add_argument("-q", "--quiet", action="store_true",
@@ -573,13 +629,15 @@ def main(argv=None) -> int:
             results.append(compare_suites(args.base, path, args.threshold, args.alpha,
                                           normalise=args.normalise,
                                           calib_tolerance=args.calib_tolerance,
-                                          estimator=args.estimator))
+                                          estimator=args.estimator,
+                                          cross_class=args.cross_class))
     except CompareError as exc:
         print(f"convbench compare: error: {exc}", file=sys.stderr)
         return 2
     texts = [to_markdown(df, v, base_label=Path(args.base).name, new_label=Path(path).name)
              for (df, v), path in zip(results, args.new)]
-    confirmed = confirmed_regressions([v for _, v in results])
+    verdicts = [v for _, v in results]
+    confirmed = confirmed_regressions(verdicts) if all(v.failed for v in verdicts) else []
     if len(results) > 1:
         verdict_line = (f"{'FAIL' if confirmed else 'PASS'}: {len(confirmed)} regression(s) "
                         f"confirmed in all {len(results)} runs"

@@ -16,6 +16,15 @@
 Every sweep file stays in `--out`, so `--analyse-only` re-reads them with
 another grid without measuring again. Sweeps use the pyperf options given
 after `--` (default: the CI gate's own, `CI_PYPERF_ARGS`).
+
+`--ab` studies the gate `make bench-check` runs (`harness.abcheck`): each
+trial times the set on three sides interleaved process by process, in two
+worktrees of the committed HEAD: `ref`, `new` (the same code: the A/A
+comparison is ref vs new) and `slow` (the `new` tree with the slowdown
+switch: the A/B comparison is ref vs slow). Times are not normalised (one
+machine, one sitting). As in the stored mode, "confirmed" judges each trial
+with the next trial of its kind as the re-run that the gate makes of
+flagged benchmarks.
 """
 
 from __future__ import annotations
@@ -94,18 +103,38 @@ def _slowed_names(names, slow: str) -> dict[str, float]:
     return out
 
 
-def analyse(out: Path, slow: str, thresholds=THRESHOLDS, alphas=ALPHAS,
-            normalise: str = "calib", estimator: str = "median") -> dict:
+def _trials(out: Path, ab: bool) -> tuple[list, list]:
+    """(A/A pairs, slowed pairs) of (base file, new file) found in `out`."""
+    def suites(pattern):
+        return sorted(p for p in out.glob(pattern) if not p.name.endswith(".skips.json"))
+
+    if ab:
+        refs = suites("ref-*.json")
+        tags = [p.stem.split("-", 1)[1] for p in refs]
+        aa = [(out / f"ref-{t}.json", out / f"new-{t}.json") for t in tags
+              if (out / f"new-{t}.json").exists()]
+        slowed = [(out / f"ref-{t}.json", out / f"slow-{t}.json") for t in tags
+                  if (out / f"slow-{t}.json").exists()]
+        return aa, slowed
     base = out / "baseline.json"
-    aa = sorted(p for p in out.glob("aa-*.json") if not p.name.endswith(".skips.json"))
-    slowed = sorted(p for p in out.glob("slow-*.json") if not p.name.endswith(".skips.json"))
-    if not base.exists() or not (aa or slowed):
-        raise SystemExit(f"{out}: needs baseline.json and aa-*.json / slow-*.json sweeps")
+    if not base.exists():
+        return [], []
+    return ([(base, p) for p in suites("aa-*.json")], [(base, p) for p in suites("slow-*.json")])
+
+
+def analyse(out: Path, slow: str, thresholds=THRESHOLDS, alphas=ALPHAS,
+            normalise: str = "calib", estimator: str = "median", ab: bool = False) -> dict:
+    aa, slowed = _trials(out, ab)
+    if not (aa or slowed):
+        raise SystemExit(f"{out}: needs " + ("ref-*/new-*/slow-*.json trials" if ab else
+                                             "baseline.json and aa-*.json / slow-*.json sweeps"))
     tables = {}
-    for path in aa + slowed:
+    for base, path in aa + slowed:
         tables[path.name] = compare.compare_suites(base, path, threshold=1.0, alpha=0.5,
                                                    normalise=normalise,
                                                    estimator=estimator)[0]
+    aa = [p for _, p in aa]
+    slowed = [p for _, p in slowed]
     names = set()
     for df in tables.values():
         names.update(df["name"])
@@ -196,6 +225,49 @@ def report(summary: dict, chosen: tuple[float, float] | None = None) -> str:
     return "\n".join(lines)
 
 
+def ab_trials(args, out: Path, run_args: list[str], pyperf_args: list[str],
+              t_start: float) -> None:
+    """`--runs` A/B trials: ref, new and slow sides of the committed HEAD, interleaved."""
+    from harness import abcheck, runner
+    from harness.calibrate import calibrate
+
+    root = runner.SOURCE_ROOT
+    commit = abcheck.resolve(root, "HEAD")
+    sides = (abcheck.Side("ref", abcheck.worktree(root, commit), commit,
+                          drop_env=(slowdown.ENV,)),
+             abcheck.Side("new", abcheck.worktree(root, commit, "study"), commit,
+                          drop_env=(slowdown.ENV,)),
+             abcheck.Side("slow", abcheck.worktree(root, commit, "study"), commit,
+                          extra_env={slowdown.ENV: args.slow}))
+    opts = argparse.ArgumentParser(add_help=False)
+    opts.add_argument("--threads", nargs="+")
+    opts.add_argument("--algos", nargs="+")
+    opts.add_argument("--types", nargs="+")
+    known, _ = opts.parse_known_args(run_args)
+    the_plan = runner.plan(args.set, known.types, known.algos, threads=known.threads)
+    calibration = calibrate()
+    print(f"A/B study: {len(the_plan.jobs)} benchmarks x {args.runs} trials, commit "
+          f"{commit[:12]}, machine class {compare.machine_class()}", flush=True)
+    for i in range(1, args.runs + 1):
+        tag = f"{i:02d}"
+        if all((out / f"{s.label}-{tag}.json").exists() for s in sides):
+            continue
+        if args.budget and time.perf_counter() - t_start > args.budget:
+            print("time budget spent; analysing what was measured", flush=True)
+            break
+        with open(out / "trials.log", "a", encoding="utf-8") as log:
+            res = abcheck.run_pass(the_plan, sides, out, tag, pyperf_args, calibration,
+                                   err=log)
+        verdicts = []
+        for kind in ("new", "slow"):
+            _, v = compare.compare_suites(out / f"ref-{tag}.json", out / f"{kind}-{tag}.json",
+                                          args.threshold, args.alpha, normalise="none",
+                                          estimator=args.estimator)
+            verdicts.append(f"{kind}: geomean {v.geomean:.3f} "
+                            + ("FAIL " + ", ".join(v.regressions) if v.failed else "pass"))
+        print(f"trial {tag}: {res.seconds:.0f} s; " + "; ".join(verdicts), flush=True)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     pyperf_args = None
@@ -214,6 +286,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("results/gate-study"))
     p.add_argument("--baseline", type=Path, help="use this suite as the baseline")
     p.add_argument("--analyse-only", action="store_true", help="re-read the sweeps in --out")
+    p.add_argument("--ab", action="store_true",
+                   help="study the A/B gate of make bench-check (ref/new/slow sides "
+                        "interleaved in each trial) instead of stored-baseline sweeps")
     p.add_argument("--threshold", type=float, default=compare.DEFAULT_THRESHOLD)
     p.add_argument("--alpha", type=float, default=compare.DEFAULT_ALPHA)
     p.add_argument("--normalise", default="calib", choices=compare.NORMALISE)
@@ -227,7 +302,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     run_args = args.run_args.split()
     t_start = time.perf_counter()
-    if not args.analyse_only:
+    if args.ab and not args.analyse_only:
+        ab_trials(args, out, run_args, pyperf_args, t_start)
+    elif not args.analyse_only:
         base = out / "baseline.json"
         if args.baseline:
             base.write_bytes(args.baseline.read_bytes())
@@ -251,11 +328,13 @@ def main(argv=None) -> int:
                       flush=True)
     texts, summaries = [], {}
     chosen = (args.estimator, args.normalise)
-    modes = [chosen] + [m for m in itertools.product(("median", "min"), ("calib", "suite"))
-                        if m != chosen]
+    norms = ("none",) if args.ab else ("calib", "suite")
+    if args.ab:
+        chosen = (args.estimator, "none")
+    modes = [chosen] + [m for m in itertools.product(("median", "min"), norms) if m != chosen]
     for est, norm in modes:
         key = f"estimator={est} normalise={norm}"
-        summaries[key] = analyse(out, args.slow, normalise=norm, estimator=est)
+        summaries[key] = analyse(out, args.slow, normalise=norm, estimator=est, ab=args.ab)
         texts.append(f"== {key}\n" + report(summaries[key], chosen=(args.threshold, args.alpha)
                                              if (est, norm) == chosen else None))
     text = "\n\n".join(texts)

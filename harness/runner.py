@@ -49,7 +49,7 @@ import numpy as np
 
 PEERS = ("torch", "scipy")
 ENV_PREFIXES = ("NUMBA_", "OMP_", "OPENBLAS_", "MKL_", "KMP_", "GOMP_", "TBB_", "BLIS_",
-                "GOTO_", "VECLIB_", "TORCH_", "CONVBENCH_")
+                "GOTO_", "VECLIB_", "TORCH_", "CONVBENCH_", "ONEDNN_", "DNNL_")
 ENV_NAMES = ("XDG_CACHE_HOME",)
 
 # Largest error allowed, relative to max(1, max|reference|) (make_inputs keeps outputs O(1)).
@@ -408,24 +408,42 @@ def job_metadata(job: Job, set_name: str, check: dict, calibration: dict,
 # --------------------------------------------------------------------------- running
 
 
-def _worker_env() -> tuple[dict, list[str]]:
-    """Environment of the per-benchmark pyperf process and the names its workers inherit."""
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _worker_env(root: Path | None = None, extra: dict | None = None,
+                drop=()) -> tuple[dict, list[str]]:
+    """Environment of the per-benchmark pyperf process and the names its workers inherit.
+
+    `root` is the source tree whose `kernels` and `harness` the workers import (default:
+    this one; the A/B check passes a worktree of the reference commit); `extra` adds
+    variables and `drop` removes them (the A/B check keeps the slowdown switch off one side).
+    """
+    from kernels.target import TARGET, peer_environment
+
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in parts:
-        env["PYTHONPATH"] = os.pathsep.join([root, *parts])
+    for name, value in peer_environment(TARGET.isa if TARGET.overridden else None).items():
+        env.setdefault(name, value)
+    env.update(extra or {})
+    for name in drop:
+        env.pop(name, None)
+    root = str(root or SOURCE_ROOT)
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+             if p and p != str(SOURCE_ROOT)]
+    env["PYTHONPATH"] = os.pathsep.join([root, *parts])
     inherit = sorted(k for k in env if k.startswith(ENV_PREFIXES) or k in ENV_NAMES)
     return env, inherit
 
 
-def pyperf_command(job: Job, metadata: dict, output: Path, pyperf_args=()) -> list[str]:
+def pyperf_command(job: Job, metadata: dict, output: Path, pyperf_args=(),
+                   env: dict | None = None) -> list[str]:
     job_json = json.dumps(dict(
         name=job.name, conv_type=job.conv_type, algorithm=job.algorithm,
         spec=str(job.spec), transposed=bool(job.spec.transposed), threads=job.threads,
         metadata=metadata), separators=(",", ":"))
     cmd = [sys.executable, "-m", "harness.worker", "--job", job_json, "-o", str(output)]
-    _, inherit = _worker_env()
+    inherit = _worker_env()[1] if env is None else sorted(
+        k for k in env if k.startswith(ENV_PREFIXES) or k in ENV_NAMES)
     if inherit:
         cmd.append("--inherit-environ=" + ",".join(inherit))
     cmd.extend(pyperf_args)
@@ -443,16 +461,22 @@ def _cause(output: str) -> str:
     return " | ".join(lines[-3:])[:500] or "no output"
 
 
-def run_job(job: Job, metadata: dict, tmpdir: Path, pyperf_args=()):
-    """Time one job in its own pyperf run: (Benchmark or None, error text)."""
+def run_job(job: Job, metadata: dict, tmpdir: Path, pyperf_args=(), root: Path | None = None,
+            extra_env: dict | None = None, drop_env=()):
+    """Time one job in its own pyperf run: (Benchmark or None, error text).
+
+    `root`, `extra_env`, `drop_env`: whose sources the workers run, and their environment
+    (see `_worker_env`); the process starts in `root`, so `-m harness.worker` is that tree's.
+    """
     import pyperf
 
     out = tmpdir / f"bench-{abs(hash(job.name))}-{time.monotonic_ns()}.json"
-    cmd = pyperf_command(job, metadata, out, pyperf_args)
-    env, _ = _worker_env()
+    env, _ = _worker_env(root, extra_env, drop_env)
+    cmd = pyperf_command(job, metadata, out, pyperf_args, env)
     # its own session, so an interrupted sweep can stop the pyperf process and its workers
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=(os.name == "posix"))
+                            text=True, start_new_session=(os.name == "posix"),
+                            cwd=str(root or SOURCE_ROOT))
     try:
         text, _ = proc.communicate()
     except BaseException:

@@ -213,11 +213,70 @@ def test_few_values_fall_back_to_the_ratio(tmp_path):
 
 
 def test_machine_class():
-    assert compare.machine_class("AMD EPYC 9R14 96-Core Processor", 2) == "amd-epyc-9r14-2c"
-    assert compare.machine_class("Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", 4) == (
-        "intel-xeon-platinum-8375c-4c")
+    assert compare.machine_class("AMD EPYC 9R14 96-Core Processor", 2, "avx512") == (
+        "amd-epyc-9r14-avx512-2c")
+    assert compare.machine_class("Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", 4,
+                                 "avx2") == "intel-xeon-platinum-8375c-avx2-4c"
+    assert compare.machine_class("AMD EPYC", 2, "") == "amd-epyc-2c"  # files before the ISA
     name = compare.machine_class()
     assert name and "/" not in name and " " not in name
+    from kernels.target import TARGET
+    assert f"-{TARGET.isa}-" in name
+
+
+ZEN3_FLAGS = ("fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush "
+              "mmx fxsr sse sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc "
+              "rep_good nopl nonstop_tsc cpuid extd_apicid aperfmperf pni pclmulqdq ssse3 fma "
+              "cx16 pcid sse4_1 sse4_2 x2apic movbe popcnt aes xsave avx f16c rdrand "
+              "hypervisor lahf_lm cmp_legacy cr8_legacy abm sse4a misalignsse 3dnowprefetch "
+              "bmi1 avx2 smep bmi2 erms invpcid rdseed adx smap clflushopt clwb sha_ni "
+              "xsaveopt xsavec xgetbv1 clzero xsaveerptr rdpru wbnoinvd arat npt nrip_save "
+              "umip pku ospke vaes vpclmulqdq rdpid fsrm")
+ZEN4_FLAGS = ZEN3_FLAGS + (" avx512f avx512dq avx512ifma avx512cd avx512bw avx512vl "
+                           "avx512_bf16 avx512vbmi avx512_vbmi2 avx512_vnni avx512_bitalg "
+                           "avx512_vpopcntdq")
+
+
+def _cpuinfo(flags, cores=2, model="AMD EPYC"):
+    return "\n\n".join(f"processor\t: {i}\nvendor_id\t: AuthenticAMD\nmodel name\t: {model}\n"
+                       f"flags\t\t: {flags}" for i in range(cores)) + "\n"
+
+
+def test_machine_class_from_cpuinfo_tells_the_generations_apart():
+    # both generations report the model name "AMD EPYC"; only the flags differ
+    assert compare.machine_class_from_cpuinfo(_cpuinfo(ZEN3_FLAGS)) == "amd-epyc-avx2-2c"
+    assert compare.machine_class_from_cpuinfo(_cpuinfo(ZEN4_FLAGS)) == "amd-epyc-avx512-2c"
+    arm = "processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd evtstrm aes pmull sha1\n"
+    assert compare.machine_class_from_cpuinfo(arm, cores=4).endswith("-neon-4c")
+
+
+def _with_class(path, machine_class):
+    data = json.loads(path.read_text())
+    for bench in data["benchmarks"]:
+        for run in bench["runs"]:
+            run.setdefault("metadata", {})["machine_class"] = machine_class
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_compare_refuses_to_gate_across_machine_classes(tmp_path, capsys):
+    base = _with_class(make_suite(tmp_path / "b.json", seed=1), "amd-epyc-avx512-2c")
+    new = _with_class(make_suite(tmp_path / "n.json", seed=2,
+                                 scale={"conv2d/direct/ci:c1": 2.0}), "amd-epyc-avx2-2c")
+    with pytest.raises(compare.CompareError, match="refusing to gate across classes"):
+        compare.compare_suites(base, new)
+    assert compare.main([str(base), str(new)]) == 2
+    err = capsys.readouterr().err
+    assert "amd-epyc-avx512-2c" in err and "amd-epyc-avx2-2c" in err and "vector ISA" in err
+    # for information only: the table, and never a failure
+    df, verdict = compare.compare_suites(base, new, cross_class=True)
+    assert "conv2d/direct/ci:c1" in verdict.regressions and not verdict.failed
+    assert any("never gated" in n for n in verdict.notes)
+    assert compare.main([str(base), str(new), "--cross-class"]) == 0
+    # the same class gates as before
+    same = _with_class(make_suite(tmp_path / "s.json", seed=2,
+                                  scale={"conv2d/direct/ci:c1": 2.0}), "amd-epyc-avx512-2c")
+    assert compare.main([str(base), str(same)]) == 1
 
 
 def test_markdown_is_valid_table(base, tmp_path):

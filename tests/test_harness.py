@@ -233,8 +233,10 @@ def test_tiny_sweep_end_to_end(tmp_path, capsys):
                     "direct_multiplications", "threads", "threading_layer", "numba_version",
                     "llvmlite_version", "numpy_version", "torch_version", "compile_seconds",
                     "calib_sgemm_gflops_1t", "calib_sgemm_gflops", "calib_bandwidth_gbs",
-                    "cpu_model"):
+                    "cpu_model", "isa", "vector_bits", "machine_class"):
             assert key in md, (bench.get_name(), key)
+        from kernels.target import TARGET
+        assert md["isa"] == TARGET.isa and f"-{TARGET.isa}-" in md["machine_class"]
         assert md["threads"] == 1 and md["cpu_model"] == "test cpu"
         assert kernels.ConvSpec.parse(md["spec"]) == next(
             la.spec for la in TINY if la.name == md["layer"])
