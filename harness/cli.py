@@ -360,12 +360,20 @@ def cmd_run(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from harness.calibrate import calibrate
+    from harness.compare import machine_class
+    from kernels.target import TARGET
 
     result = calibrate(force=args.force, quick=args.quick)
+    result = dict(result, **TARGET.describe(), machine_class=machine_class())
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
         return 0
-    print(f"cpu:        {result['cpu_model']} ({result.get('cpu_count', '?')} cpus)")
+    print(f"cpu:        {result['cpu_model']} ({result.get('cpu_count', '?')} cpus), "
+          f"machine class {result['machine_class']}")
+    print(f"kernels:    {TARGET.isa} ({TARGET.vector_bits}-bit vectors, {TARGET.registers} "
+          f"registers, Numba CPU {TARGET.cpu_name}"
+          + (", chosen by CONVBENCH_ISA" if TARGET.overridden else "") + ")"
+          + (f"; register blocks {result['blocks']}" if result.get("blocks") else ""))
     print(f"sgemm:      {result['calib_sgemm_gflops_1t']:.1f} GFLOP/s on 1 thread, "
           f"{result['calib_sgemm_gflops']:.1f} GFLOP/s on all threads")
     print(f"bandwidth:  {result['calib_bandwidth_gbs']:.1f} GB/s (STREAM triad)")

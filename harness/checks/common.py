@@ -1,16 +1,26 @@
-"""Shared timing for the checks: median wall time, GFLOP/s, ratio to torch in one process."""
+"""Shared timing for the checks: median wall time, GFLOP/s, ratio to torch.
+
+Ours and torch are timed in separate processes (`time_in_process`), never back to
+back in one: each side's OpenMP workers keep spinning for a while after a
+parallel region and slow the other side's next call (torch read up to 2x slow
+right after a Numba call). The two sides alternate, ours, torch, ours, torch,
+each a fresh process with the same thread settings as pyperf's workers, and each
+side's figure is the lower of its per-process medians.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
 import numpy as np
 
 import kernels
-from harness.peers import peer_function, peer_reason, set_torch_threads
-from kernels.blocks import set_threads
+from harness.peers import peer_reason, set_torch_threads
 
 
 def median_seconds(fn: Callable, repeat: int = 15, min_time: float = 0.2) -> float:
@@ -27,18 +37,58 @@ def median_seconds(fn: Callable, repeat: int = 15, min_time: float = 0.2) -> flo
     return float(np.median(times))
 
 
-def compare_with_torch(conv_type: str, algorithm: str, spec, threads: int = 2,
-                       repeat: int = 15) -> dict:
-    """Time one cell and torch on the same inputs; GFLOP/s counts 2 flops per dense MAC."""
-    set_threads(threads)
-    set_torch_threads(threads)
+TIMING_NOTE = ("timing: ours and torch each in their own process, alternating "
+               "(ours, torch, ours, torch); per side the lower of the two process medians")
+
+
+def time_in_process(conv_type: str, algorithm: str, spec, threads: int, repeat: int = 15
+                    ) -> float:
+    """Median seconds of one cell (a kernel algorithm or "torch") in a fresh process."""
+    from harness.runner import SOURCE_ROOT, _worker_env
+
+    job = dict(conv_type=conv_type, algorithm=algorithm, spec=str(spec),
+               transposed=bool(spec.transposed), threads=int(threads), repeat=int(repeat))
+    env, _ = _worker_env()
+    proc = subprocess.run([sys.executable, "-m", "harness.checks.common", json.dumps(job)],
+                          capture_output=True, text=True, env=env, cwd=str(SOURCE_ROOT))
+    if proc.returncode != 0:
+        raise RuntimeError(f"timing {conv_type}/{algorithm} {spec} failed: "
+                           f"{proc.stderr.strip().splitlines()[-1:]}")
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def _time_job(job: dict) -> float:
+    """The child's side of `time_in_process`."""
+    from harness import peers
+    from harness.worker import set_thread_counts
+
+    set_thread_counts(job["threads"])
+    spec = kernels.ConvSpec.parse(job["spec"], transposed=job["transposed"])
+    conv_type, algorithm = job["conv_type"], job["algorithm"]
     x, w = kernels.make_inputs(conv_type, spec)
+    if algorithm == "torch":
+        set_torch_threads(job["threads"])
+        fn = peers.peer_function("torch", conv_type, spec, x, w)
+    else:
+        def fn():
+            return kernels.run(conv_type, algorithm, spec, x, w)
+    return median_seconds(fn, job["repeat"])
+
+
+def compare_with_torch(conv_type: str, algorithm: str, spec, threads: int = 2,
+                       repeat: int = 15, rounds: int = 2) -> dict:
+    """Time one cell and torch on the same inputs, each in its own processes (see the module
+    docstring); GFLOP/s counts 2 flops per dense MAC."""
     flops = 2 * kernels.multiplications(conv_type, "direct", spec)
-    ours = median_seconds(lambda: kernels.run(conv_type, algorithm, spec, x, w), repeat)
+    with_torch = peer_reason("torch", conv_type, spec) is None
+    ours = theirs = math.inf
+    for _ in range(rounds):
+        ours = min(ours, time_in_process(conv_type, algorithm, spec, threads, repeat))
+        if with_torch:
+            theirs = min(theirs, time_in_process(conv_type, "torch", spec, threads, repeat))
     row = dict(type=conv_type, algorithm=algorithm, spec=str(spec), ms=ours * 1e3,
                gflops=flops / ours / 1e9, torch_ms=math.nan, ratio=math.nan)
-    if peer_reason("torch", conv_type, spec) is None:
-        theirs = median_seconds(peer_function("torch", conv_type, spec, x, w), repeat)
+    if with_torch:
         row.update(torch_ms=theirs * 1e3, ratio=theirs / ours)
     return row
 
@@ -55,3 +105,20 @@ def print_rows(rows: list[dict]) -> None:
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"geomean ratio to torch (>1: faster than torch): {geomean(df['ratio']):.3f}")
+
+
+def print_header(threads: int) -> None:
+    """What the figures below were measured with: ISA, blocks, threads, and how."""
+    from harness.compare import machine_class
+    from kernels.target import TARGET
+
+    d = TARGET.describe()
+    print(f"machine class {machine_class()}; kernels compiled for {TARGET.isa}"
+          + (" (CONVBENCH_ISA)" if TARGET.overridden else "")
+          + (f", register blocks {d['blocks']}" if d.get("blocks") else "")
+          + f"; {threads} thread(s)")
+    print(TIMING_NOTE)
+
+
+if __name__ == "__main__":
+    print(json.dumps({"seconds": _time_job(json.loads(sys.argv[1]))}))

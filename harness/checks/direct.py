@@ -1,5 +1,5 @@
 """Issue target: direct conv2d on ResNet-50's 3x3 stride-1 layers and direct depthwise on
-MobileNetV1's 3x3 depthwise layers, against torch in the same process.
+MobileNetV1's 3x3 depthwise layers, against torch (each side in its own processes).
 
     python -m harness.checks.direct [--threads 2]
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.checks.common import compare_with_torch, print_rows
+from harness.checks.common import compare_with_torch, print_header, print_rows
 from kernels import ConvSpec
 
 RESNET50_3X3 = [
@@ -34,7 +34,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    print("direct conv2d, ResNet-50 3x3 stride-1 layers (target >= 0.3x torch)")
+    print_header(args.threads)
+    print("direct conv2d, ResNet-50 3x3 stride-1 layers (target >= 0.8x torch)")
     print_rows([compare_with_torch("conv2d", "direct", ConvSpec.parse(d), args.threads)
                 for d in RESNET50_3X3])
     print("\ndirect depthwise, MobileNetV1 3x3 depthwise layers (target >= 1.0x torch)")

@@ -25,7 +25,13 @@ import time
 import numpy as np
 
 import kernels
-from harness.checks.common import compare_with_torch, geomean, median_seconds, print_rows
+from harness.checks.common import (
+    compare_with_torch,
+    geomean,
+    median_seconds,
+    print_header,
+    print_rows,
+)
 from harness.checks.direct import MOBILENET_V1_DW, RESNET50_3X3
 from harness.peers import peer_function, set_torch_threads
 from kernels import ConvSpec
@@ -144,8 +150,9 @@ def main(argv=None) -> None:
     if args.best:
         best_table(args.threads, max(30, args.repeat))
         return
+    print_header(args.threads)
     algos = ("winograd_f4", "winograd_f2")
-    _table("conv2d, ResNet-50 3x3 stride-1 layers, N=1 (target: winograd_f4 >= 1.2x torch)",
+    _table("conv2d, ResNet-50 3x3 stride-1 layers, N=1 (target: winograd_f4 >= 1.3x torch)",
            "conv2d", algos, RESNET50_3X3, args.threads)
     if not args.quick:
         _table("conv2d, ResNet-50 3x3 stride-1 layers, N=8", "conv2d", algos, RESNET50_3X3,

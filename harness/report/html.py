@@ -114,6 +114,16 @@ def header_table(res: Results, command: str | None, files: list[str]) -> str:
             else f"{start:%Y-%m-%d %H:%M}")
     add("machine", _join(get("hostname")))
     add("CPU", _join(get("cpu_model") or get("cpu_model_name")))
+    if get("isa"):
+        overridden = any(int(v) for v in get("isa_overridden") or ())
+        bits = _join(get("vector_bits"))
+        add("vector ISA", html.escape(
+            _join(get("isa")) + (f" ({bits}-bit vectors)" if bits else "")
+            + (", chosen by CONVBENCH_ISA" if overridden else ", the host's")
+            + (f"; register blocks {_join(get('blocks'))}" if get("blocks") else "")))
+    else:
+        add("vector ISA", "not recorded in the results")
+    add("machine class", _join(get("machine_class")))
     cores = _join(get("cpu_count"))
     add("logical CPUs", cores)
     add("platform", _join(get("platform")))

@@ -37,7 +37,8 @@ RUN_KEYS = (
     "platform", "python_version", "python_implementation", "numba_version",
     "llvmlite_version", "numpy_version", "torch_version", "perf_version", "threading_layer",
     "threads", "calib_sgemm_gflops_1t", "calib_sgemm_gflops", "calib_bandwidth_gbs",
-    "command", "set", "aslr",
+    "command", "set", "aslr", "blas", "isa", "isa_overridden", "vector_bits", "blocks",
+    "machine_class",
 )
 NUMERIC = ("multiplications", "direct_multiplications", "threads", "compile_seconds",
            "calib_sgemm_gflops_1t", "calib_sgemm_gflops", "calib_bandwidth_gbs")
