@@ -484,7 +484,24 @@ COMMANDS = {"list": cmd_list, "shapes": cmd_shapes, "verify": cmd_verify, "run":
             "calibrate": cmd_calibrate, "merge": cmd_merge, "bench": cmd_bench, "ab": cmd_ab}
 
 
+def _reexec_for_isa(argv: list[str]) -> None:
+    """Under CONVBENCH_ISA, restart with the peers' and the BLAS's ISA variables set: they
+    are read when the libraries load, before any code here could set them."""
+    import os
+
+    if not os.environ.get("CONVBENCH_ISA"):
+        return
+    from kernels.target import TARGET, peer_environment
+
+    missing = {k: v for k, v in peer_environment(TARGET.isa).items() if k not in os.environ}
+    if missing:
+        os.execve(sys.executable, [sys.executable, "-m", "harness", *argv],
+                  {**os.environ, **missing})
+
+
 def main(argv=None) -> int:
+    if argv is None:  # the command line, not a test: may restart under CONVBENCH_ISA
+        _reexec_for_isa(sys.argv[1:])
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("report", "compare"):
         return _delegate(f"harness.{argv[0]}", argv[1:])
