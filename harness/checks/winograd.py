@@ -19,21 +19,21 @@ GFLOP/s counts the direct algorithm's 2 flops per multiply-add, so it is an
 from __future__ import annotations
 
 import argparse
-import math
-import time
 
 import numpy as np
 
 import kernels
 from harness.checks.common import (
+    best_seconds,
     compare_with_torch,
     geomean,
     median_seconds,
     print_header,
     print_rows,
+    time_in_process,
 )
 from harness.checks.direct import MOBILENET_V1_DW, RESNET50_3X3
-from harness.peers import peer_function, set_torch_threads
+from harness.peers import set_torch_threads
 from kernels import ConvSpec
 from kernels.blocks import set_threads
 from kernels.winograd.conv2d import prepare2d, run_prepared
@@ -68,22 +68,6 @@ def stage_shares(spec: ConvSpec, m: int, threads: int) -> dict:
     return row
 
 
-def best_seconds(fn, repeat: int = 30, min_time: float = 0.3) -> float:
-    """Minimum of at least `repeat` timings after one warm-up call."""
-    fn()
-    best = math.inf
-    count = 0
-    start = time.perf_counter()
-    while count < repeat or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-        count += 1
-        if count >= 20 * repeat:
-            break
-    return best
-
-
 def best_table(threads: int, repeat: int) -> None:
     """ResNet-50 N=1, both tile sizes against torch, and the stages, all as minima."""
     set_threads(threads)
@@ -92,12 +76,13 @@ def best_table(threads: int, repeat: int) -> None:
     for d in RESNET50_3X3:
         spec = ConvSpec.parse(d)
         x, w = kernels.make_inputs("conv2d", spec)
-        torch_fn = peer_function("torch", "conv2d", spec, x, w)
+        # torch in its own process: after our calls its first ones would run against
+        # Numba's still-spinning workers
+        theirs = time_in_process("conv2d", "torch", spec, threads, repeat, stat="min")
         for m in (4, 2):
             algo = f"winograd_f{m}"
             ours = best_seconds(lambda a=algo, s=spec, x=x, w=w: kernels.run("conv2d", a, s, x, w),
                                 repeat)
-            theirs = best_seconds(torch_fn, repeat)
             rows.append(dict(layer=spec.name.split(":")[-1], algorithm=algo, ms=ours * 1e3,
                              torch_ms=theirs * 1e3, ratio=theirs / ours))
             p = prepare2d(x, w[0], m, 1, spec.out_size, spec.padding, spec.dilation)
