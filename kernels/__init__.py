@@ -4,6 +4,7 @@ Public API (see DESIGN.md): ConvSpec, CONV_TYPES, ALGORITHMS, make_inputs,
 reference, supports, run, multiplications.
 """
 
+from . import target  # noqa: F401  first: decides what Numba compiles for  isort: skip
 from .reference import reference
 from .registry import ALGORITHMS, cell_reason, multiplications, run, supports
 from .spec import ConvSpec

@@ -130,6 +130,28 @@ def peer_environment(isa: str | None) -> dict[str, str]:
     return env
 
 
+# Register blocks. The outer-product block keeps OUTER_ROWS x width accumulators live over
+# the reduction, plus width/lanes operand vectors and one broadcast; the dot block keeps
+# channels x DOT_PIXELS vector accumulators plus one vector per channel and one per pixel.
+# A block that needs more vector registers than the ISA has spills in its innermost loop
+# (6 x 32 on AVX2: 24 + 4 + 1 of 16 ymm). The shapes depend on (vector_bits, registers)
+# only, that is on the ISA only, which is part of Numba's cache key (CPU name, features).
+OUTER_ROWS = 6  # outer-product block rows (broadcast operands); the intrinsic is 6-ary
+DOT_PIXELS = 6  # dot block pixels, the same pixel blocks as the outer block
+PANELS = (16, 8, 4)  # candidate panel widths, widest first (16 = one zmm, the tuned shape)
+
+
+def outer_registers(width: int, lanes: int) -> int:
+    """Vector registers a OUTER_ROWS x width outer-product block keeps live."""
+    v = -(-width // lanes)
+    return OUTER_ROWS * v + v + 1
+
+
+def dot_registers(channels: int) -> int:
+    """Vector registers a channels x DOT_PIXELS dot block keeps live."""
+    return channels * DOT_PIXELS + channels + 1
+
+
 @dataclass(frozen=True)
 class Target:
     """What the kernels compile for, and the register-block shapes derived from it."""
@@ -145,11 +167,80 @@ class Target:
         """float32 lanes of one vector register."""
         return self.vector_bits // 32
 
+    @property
+    def panel(self) -> int:
+        """Floats per column unit of the outer-product block (its vectors are <panel x
+        float>): the widest candidate, at least one register, whose 6-row block fits."""
+        fits = [p for p in PANELS if p >= self.lanes
+                and outer_registers(p, self.lanes) <= self.registers]
+        return fits[0] if fits else self.lanes
+
+    @property
+    def outer_rows(self) -> int:
+        return OUTER_ROWS
+
+    @property
+    def outer_kvs(self) -> tuple[int, ...]:
+        """Panels per outer block the kernels may use: 1, and 2 where 6 x 2 panels fit
+        (AVX-512 only: 12 zmm accumulators; on AVX2 or NEON they would spill)."""
+        return tuple(kv for kv in (1, 2)
+                     if kv == 1 or outer_registers(kv * self.panel, self.lanes) <= self.registers)
+
+    @property
+    def outer_widths(self) -> tuple[int, ...]:
+        """Output channels per outer-product block, narrowest first."""
+        return tuple(kv * self.panel for kv in self.outer_kvs)
+
+    @property
+    def dot_channels(self) -> int:
+        """Output channels of the dot block: 4 x 6 where 29 registers fit, else 2 x 6."""
+        return 4 if dot_registers(4) <= self.registers else 2
+
+    @property
+    def dot_pixels(self) -> int:
+        return DOT_PIXELS
+
+    @property
+    def transform_lanes(self) -> int:
+        """Lanes of the Winograd filter transform and its weight transpose: one register
+        (the 9 taps and 18 partial columns of F(4x4) fill 27 registers; a transpose of
+        N x N blocks holds N registers)."""
+        return self.lanes
+
+    @property
+    def has_fma(self) -> bool:
+        """Fused multiply-add in hardware (all but the generic SSE2 target)."""
+        return self.isa != "generic"
+
+    @property
+    def blocks(self) -> str:
+        """The register-block shapes in one line, e.g. 'outer 6x32/6x16, dot 4x6, transform 16'."""
+        outer = "/".join(f"{self.outer_rows}x{w}" for w in reversed(self.outer_widths))
+        return (f"outer {outer}, dot {self.dot_channels}x{self.dot_pixels}, "
+                f"transform {self.transform_lanes}")
+
     def describe(self) -> dict:
         """What every result records about the target."""
         return {"isa": self.isa, "isa_overridden": self.overridden,
                 "numba_cpu_name": self.cpu_name, "vector_bits": self.vector_bits,
-                "vector_registers": self.registers}
+                "vector_registers": self.registers, "blocks": self.blocks}
+
+
+def _check_codegen(env: dict[str, str]) -> None:
+    """Refuse an override that comes too late: Numba builds its code generator (CPU name,
+    features) once, at the first compilation, and would ignore the new settings."""
+    try:
+        from numba.core.registry import cpu_target
+
+        if "_toplevel_target_context" not in vars(cpu_target):
+            return
+        codegen = cpu_target.target_context.codegen()
+        started = (codegen._get_host_cpu_name(), codegen._tm_features)
+    except (AttributeError, ImportError):  # another Numba version: cannot tell
+        return
+    if started != (env["NUMBA_CPU_NAME"], env["NUMBA_CPU_FEATURES"]):
+        raise RuntimeError(f"{ENV} must be set before Numba compiles anything: import "
+                           "kernels (or kernels.target) first")
 
 
 def _resolve() -> Target:
@@ -160,6 +251,7 @@ def _resolve() -> Target:
         import numba.core.config as config
 
         config.reload_config()
+        _check_codegen(env)
         return Target(isa, env["NUMBA_CPU_NAME"] or "generic", True, VECTOR_BITS[isa],
                       REGISTERS[isa])
     import llvmlite.binding as ll
