@@ -1,8 +1,11 @@
-"""Shared Numba building blocks: the 4x6 dot-product register block and layout packing.
+"""Shared Numba building blocks: the KB x 6 dot-product register block and layout packing.
 
 Why a dot-product block: with the reduction (taps x channels) contiguous in
-memory, LLVM vectorises `for t in range(n)` with 24 independent vector
-accumulators (4 output channels x 6 output pixels), 10 loads per 24 FMAs.
+memory, LLVM vectorises `for t in range(n)` with one vector accumulator per
+(output channel, output pixel): 4 x 6 = 24 accumulators and 10 loads per 24
+FMAs where the ISA has 32 vector registers (AVX-512, NEON), 2 x 6 = 12 where
+it has 16 (AVX2, SSE), so that the block does not spill. KB comes from
+`kernels.target.TARGET`; `dot_block` picks the matching block.
 
 Why slices: indexing `b[a0 + t]` makes Numba emit a negative-index
 wraparound select that LLVM turns into gathers (10x slower); slicing first
@@ -16,11 +19,14 @@ import numba
 import numpy as np
 from numba import njit
 
+from .target import TARGET
+
 JIT = dict(fastmath=True, cache=True, error_model="numpy")
 PAR = dict(JIT, parallel=True)
 
-KB = 4  # output channels per register block
-PB = 6  # output pixels per register block
+KB = TARGET.dot_channels  # output channels per dot register block (4 or 2)
+PB = TARGET.dot_pixels  # output pixels per register block (6)
+assert (KB, PB) in ((4, 6), (2, 6)), "dot blocks exist as 4x6 and 2x6"
 
 
 @njit(**JIT)
@@ -76,6 +82,71 @@ def dot_4x6(b, a0, a1, a2, a3, a4, a5, w, w0, w1, w2, w3, n):
         s53 += x * q3
     return (s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23,
             s30, s31, s32, s33, s40, s41, s42, s43, s50, s51, s52, s53)
+
+
+@njit(**JIT)
+def dot_2x6(b, a0, a1, a2, a3, a4, a5, w, w0, w1, n):
+    """12 dot products of length n: pixels b[a_i:a_i+n] against weights w[w_j:w_j+n]."""
+    x0 = b[a0:a0 + n]
+    x1 = b[a1:a1 + n]
+    x2 = b[a2:a2 + n]
+    x3 = b[a3:a3 + n]
+    x4 = b[a4:a4 + n]
+    x5 = b[a5:a5 + n]
+    v0 = w[w0:w0 + n]
+    v1 = w[w1:w1 + n]
+    z = np.float32(0)
+    s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = s40 = s41 = s50 = s51 = z
+    for t in range(n):
+        q0 = v0[t]
+        q1 = v1[t]
+        x = x0[t]
+        s00 += x * q0
+        s01 += x * q1
+        x = x1[t]
+        s10 += x * q0
+        s11 += x * q1
+        x = x2[t]
+        s20 += x * q0
+        s21 += x * q1
+        x = x3[t]
+        s30 += x * q0
+        s31 += x * q1
+        x = x4[t]
+        s40 += x * q0
+        s41 += x * q1
+        x = x5[t]
+        s50 += x * q0
+        s51 += x * q1
+    return s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51
+
+
+@njit(**JIT)
+def _add_12(acc, t):
+    """acc[12] += the tuple returned by dot_2x6."""
+    acc[0] += t[0]
+    acc[1] += t[1]
+    acc[2] += t[2]
+    acc[3] += t[3]
+    acc[4] += t[4]
+    acc[5] += t[5]
+    acc[6] += t[6]
+    acc[7] += t[7]
+    acc[8] += t[8]
+    acc[9] += t[9]
+    acc[10] += t[10]
+    acc[11] += t[11]
+
+
+@njit(**JIT)
+def dot_block(acc, b, a0, a1, a2, a3, a4, a5, w, w0, wst, n):
+    """acc[j*KB + q] += sum_{t<n} b[a_j + t] * w[w0 + q*wst + t] for the PB pixels j and the
+    KB channels q: the target's dot block (KB is a compile-time constant)."""
+    if KB == 4:
+        add_block(acc, dot_4x6(b, a0, a1, a2, a3, a4, a5, w, w0, w0 + wst, w0 + 2 * wst,
+                               w0 + 3 * wst, n))
+    else:
+        _add_12(acc, dot_2x6(b, a0, a1, a2, a3, a4, a5, w, w0, w0 + wst, n))
 
 
 @njit(**JIT)

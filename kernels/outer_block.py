@@ -2,18 +2,22 @@
 
 Why: LLVM's loop vectoriser keeps accumulators in registers only for
 reductions along the innermost loop (the dot-product form of
-`blocks.dot_4x6`), which pays one horizontal sum per output element. The
+`blocks.dot_block`), which pays one horizontal sum per output element. The
 Winograd products reduce over c/g only (64 for ResNet-50's res2), so those
 horizontal sums cost as much as the FMAs. The outer-product form keeps
-PT x KV vectors of 16 accumulators live across the whole reduction: per step
-it loads KV vectors of packed filter values, broadcasts PT input values and
-issues PT*KV FMAs, with no horizontal work at all.
+PT x KV vectors of LANES accumulators live across the whole reduction: per
+step it loads KV vectors of packed filter values, broadcasts PT input values
+and issues PT*KV FMAs, with no horizontal work at all.
 
 `outer_block_<KV>(u, uo, v, a0..a5, n, out, oo)`:
-    out[oo + p*16*KV + l] = sum_{i<n} u[uo + i*16*KV + l] * v[a_p + i]
-for the PT = 6 tiles p (input offsets a_p) and the 16*KV output channels l.
+    out[oo + p*LANES*KV + l] = sum_{i<n} u[uo + i*LANES*KV + l] * v[a_p + i]
+for the PT = 6 tiles p (input offsets a_p) and the LANES*KV output channels l.
 `outer_add_<KV>` adds the sums to what `out` holds instead, so a long
 reduction can run in cache-sized chunks.
+
+LANES (the target's panel: 16 on AVX-512, AVX2 and NEON, 8 on generic SSE) and
+which KV the kernels may use (`WIDE`: KV = 2 only where 6 x 2 panels fit the
+vector registers, i.e. AVX-512) come from `kernels.target.TARGET`.
 """
 
 from __future__ import annotations
@@ -23,16 +27,22 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-LANES = 16
-PT = 6  # tiles per block (broadcast operands)
+from .target import TARGET
+
+LANES = TARGET.panel  # floats per vector of the block (one panel)
+PT = TARGET.outer_rows  # tiles per block (broadcast operands)
+WIDE = 2 in TARGET.outer_kvs  # whether the 6 x 2-panel block fits the registers
+assert PT == 6, "the intrinsics take six input offsets"
 
 
 def vector_fma(builder, lanes: int):
     """LLVM's fused multiply-add on <lanes x float>, declared once per module (shared by
-    the IR intrinsics of the suite)."""
+    the IR intrinsics of the suite). Without FMA hardware (generic SSE2) it is
+    `llvm.fmuladd`, a multiply and an add: `llvm.fma` would become a libm call per lane."""
     vec = ir.VectorType(ir.FloatType(), lanes)
+    name = "fma" if TARGET.has_fma else "fmuladd"
     return cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{lanes}f32")
+        builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.{name}.v{lanes}f32")
 
 
 def _make(kv: int, accumulate: bool):
@@ -124,8 +134,9 @@ outer_add_2 = _make(2, True)
 
 @njit(fastmath=True, cache=True, inline="always")
 def outer_product(wide, add, u, uo, v, a0, a1, a2, a3, a4, a5, n, out, oo):
-    """The 6 x 32 (`wide`) or 6 x 16 block, overwriting `out` or adding to it (`add`)."""
-    if wide:
+    """The 6 x 2*LANES (`wide`) or 6 x LANES block, overwriting `out` or adding to it
+    (`add`). `wide` must be False unless WIDE (the target has the registers for it)."""
+    if WIDE and wide:  # a compile-time False drops the wide block from the code
         if add:
             outer_add_2(u, uo, v, a0, a1, a2, a3, a4, a5, n, out, oo)
         else:

@@ -8,11 +8,14 @@ breaks the window into one run per kernel column).
 
 Two register blocks:
 
-- `outer`: 6 pixels x 16 or 32 channels (`outer_block`), weights packed
-  channel-innermost (`wf[i*width + q]`), pixel values broadcast; no
-  horizontal sums, so it wins wherever a group has 12 or more output channels;
-- `dot`: 4 channels x 6 pixels as 24 dot products (`blocks.dot_4x6`),
-  weights packed channel-major (`wf[q*wrow + i]`), for narrower groups.
+- `outer`: 6 pixels x one or two panels of channels (`outer_block`: 6 x 16 or
+  6 x 32 on AVX-512, 6 x 16 on AVX2 and NEON, 6 x 8 on generic SSE; see
+  `kernels.target`), weights packed channel-innermost (`wf[i*width + q]`),
+  pixel values broadcast; no horizontal sums, so it wins wherever a group has
+  3/4 of a panel (12 of 16) or more output channels;
+- `dot`: KB channels x 6 pixels as dot products (`blocks.dot_block`: 4 x 6 or
+  2 x 6 by the registers of the target), weights packed channel-major
+  (`wf[q*wrow + i]`), for narrower groups.
 
 Results go to `yb[kmap[k0 + q], ybase + p]`: the output of one image as
 (channels, flattened pixels), so both kernels write NCHW directly.
@@ -23,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..blocks import JIT, KB, PAR, PB, add_block, dot_4x6
-from ..outer_block import LANES, outer_product
+from ..blocks import JIT, KB, PAR, PB, dot_block
+from ..outer_block import LANES, WIDE, outer_product
 from ..types import flip_spatial
 
 REDUCTION_CHUNK = 1024  # reduction steps per pass over the pixel blocks (outer block)
@@ -80,7 +83,7 @@ def channel_block(buf, offs, npix, nrun, runlen, run_step, wf, width, outer, yb,
     """Output channels k0..k0+width-1 (of kg in the group) for pixels 0..npix-1.
 
     wf is the block's packed weights: (nrun*runlen, width) if `outer`, else
-    (width=4, nrun*runlen). accs is scratch of at least npix + PB rows of
+    (width=KB, nrun*runlen). accs is scratch of at least npix + PB rows of
     `width` floats.
     """
     if outer:
@@ -96,8 +99,8 @@ def channel_block(buf, offs, npix, nrun, runlen, run_step, wf, width, outer, yb,
         for r in range(nrun):
             o = r * run_step
             w0 = r * runlen
-            add_block(acc, dot_4x6(buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o, a5 + o,
-                                   wf, w0, w0 + wrow, w0 + 2 * wrow, w0 + 3 * wrow, runlen))
+            dot_block(acc, buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o, a5 + o, wf, w0, wrow,
+                      runlen)
         _store(yb, kmap, k0, kg, ybase, p0, npix, acc, width)
 
 
@@ -114,8 +117,9 @@ def split_item(item, chunks, inner, depth, groups):
 
 
 def outer_width(kg: int) -> int:
-    """Channels per outer-product block (0: too few channels, use the dot-product block)."""
-    if kg >= 2 * LANES - LANES // 2:
+    """Channels per outer-product block (0: too few channels, use the dot-product block).
+    Two panels only where the target has the registers for 6 x 2 panels (AVX-512)."""
+    if WIDE and kg >= 2 * LANES - LANES // 2:
         return 2 * LANES
     return LANES if kg >= LANES // 2 + LANES // 4 else 0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..blocks import JIT, KB, PAR, PB, add_block, dot_4x6, new_output, pack_channels_last
+from ..blocks import JIT, KB, PAR, PB, dot_block, new_output, pack_channels_last
 from ..spec import ConvSpec
 from ..types import flip_spatial
 from .dense import kchunks_for
@@ -35,12 +35,10 @@ def _phase_block(xf, wf, y, b, g, kg, k0, oy, px, j0, nj, taps_h, taps_w, nth, n
             base = (iy * Wp + ix) * cg
             tap = (kh * KW + kw) * cg
             wst = KH * KW * cg
-            t = dot_4x6(xf, base + min(0, last - j0) * cg, base + min(1, last - j0) * cg,
-                        base + min(2, last - j0) * cg, base + min(3, last - j0) * cg,
-                        base + min(4, last - j0) * cg, base + min(5, last - j0) * cg,
-                        wf, k0 * wst + tap, (k0 + 1) * wst + tap, (k0 + 2) * wst + tap,
-                        (k0 + 3) * wst + tap, cg)
-            add_block(acc, t)
+            dot_block(acc, xf, base + min(0, last - j0) * cg, base + min(1, last - j0) * cg,
+                      base + min(2, last - j0) * cg, base + min(3, last - j0) * cg,
+                      base + min(4, last - j0) * cg, base + min(5, last - j0) * cg,
+                      wf, k0 * wst + tap, wst, cg)
     for j in range(PB):
         if j0 + j < nj:
             ox = px + s * (j0 + j)
@@ -91,7 +89,7 @@ def conv_transposed(xp, wp, y, geo_h, geo_w, kchunks):
 
 
 def pack_transposed_weights(w: np.ndarray, groups: int, flip: bool) -> np.ndarray:
-    """w[c, k/g, KH, KW] -> wp[g, kgpad, KH*KW*c/g] (kgpad rounded up to 4)."""
+    """w[c, k/g, KH, KW] -> wp[g, kgpad, KH*KW*c/g] (kgpad rounded up to KB)."""
     c, kg, KH, KW = w.shape
     if flip:
         w = flip_spatial(w, 2)

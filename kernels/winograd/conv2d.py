@@ -7,7 +7,8 @@ Pipeline (one call does all of it, the filter transform included):
    convolutions on the sub-grids (ry + dh*i, rx + dw*j); each sub-grid becomes one
    "virtual image", so all of them share one batched product stage.
 2. input transform: V[g, f, t, c] = (B^T d B)[f] per tile t, vectorised over c.
-3. products + output transform, fused per block of 16 or 32 output channels x
+3. products + output transform, fused per block of one or two panels of output
+   channels (16 or 32 on AVX-512, 16 on AVX2 and NEON, 8 on SSE; `kernels.target`) x
    6 tiles: for each of the (m+2)^2 frequencies f, an outer-product register
    block over c (`kernels.outer_block`), then Y = A^T M A for the 6 tiles,
    written straight to y (ragged edge tiles clipped). The filter transform
@@ -29,15 +30,18 @@ from numba import njit, prange
 
 from ..blocks import JIT, PAR, new_output
 from ..direct.dense import kchunks_for
-from ..outer_block import LANES, PT, outer_product
+from ..outer_block import LANES, PT, WIDE, outer_product
 from .filter_tile import make_filter_tile
 from .matrices import float_matrices
-from .transpose import transpose16
+from .transpose import N as TN
+from .transpose import transpose_block
 
 L2_BYTES = 512 * 1024  # V slice of one tile chunk (half the L2 of one core)
 MIN_CHUNK_TILES = 24  # below this the per-chunk filter transform stops being negligible
 FILTER_CHUNK = 32  # input channels per filter-transform step (taps + tmp stay in L1)
 FILTER_L2 = 320 * 1024  # transformed filter of one channel chunk (stays in L2 with V)
+PLANE_PAD = 32  # floats (two cache lines) between the F planes of the transformed filter
+assert LANES % TN == 0, "a block of output channels is whole transform vectors"
 U64 = np.uint64
 # G is baked into these as constants; prepare2d always passes float_matrices(m)'s G
 _filter_tile_f2 = make_filter_tile(float_matrices(2)[1])
@@ -188,27 +192,27 @@ def _filter_chunk(wg, G, k0, kg, cg, c0, cb, KBL, ubuf, ps, taps, tmp, offs):
     for s0 in range(0, cb, FILTER_CHUNK):
         sb = min(FILTER_CHUNK, cb - s0)
         L = U64(sb) * ub
-        # lane-major taps[(tap*sb + c)*KBL + q]: whole 16 x 16 blocks in registers,
+        # lane-major taps[(tap*sb + c)*KBL + q]: whole TN x TN blocks in registers,
         # the ragged rest (and missing output channels) one value at a time
         ne = 9 * sb
         for e in range(ne):
             offs[e] = ((e % 9) * sb + e // 9) * KBL
-        for q0 in range(0, KBL, 16):
-            full = k0 + q0 + 16 <= kg
+        for q0 in range(0, KBL, TN):
+            full = k0 + q0 + TN <= kg
             e0 = 0
             if full:
                 so = ((k0 + q0) * cg + c0 + s0) * 9
-                while e0 + 16 <= ne:
-                    transpose16(wg, so + e0, cg * 9, taps, q0, offs, e0)
-                    e0 += 16
-            for q in range(q0, q0 + 16):
+                while e0 + TN <= ne:
+                    transpose_block(wg, so + e0, cg * 9, taps, q0, offs, e0)
+                    e0 += TN
+            for q in range(q0, q0 + TN):
                 k = k0 + q
                 src = (k * cg + c0 + s0) * 9
                 for e in range(e0, ne):
                     taps[offs[e] + q] = wg[src + e] if k < kg else 0
         if A == 6 or A == 4:
             for c in range(sb):
-                for q0 in range(0, KBL, 16):
+                for q0 in range(0, KBL, TN):
                     if A == 6:
                         _filter_tile_f4(taps, c * KBL + q0, sb * KBL, ubuf,
                                         (s0 + c) * KBL + q0, ps)
@@ -340,7 +344,7 @@ def products_and_output(V, wf, G, AT, y, kmap, th, tw, chunk, kchunks, kv, cc, g
         # planes padded by two cache lines: the filter transform stores one vector
         # to each of the F planes in turn, and at a power-of-two stride they would
         # all fall into the same L1 set
-        ps = cc * KBL + 32
+        ps = cc * KBL + PLANE_PAD
         ubuf = np.empty(F * ps, np.float32) if stages & 1 else np.zeros(F * ps, np.float32)
         taps = np.empty(9 * FILTER_CHUNK * KBL, np.float32)
         tmp = np.empty(3 * FILTER_CHUNK * KBL, np.float32)
@@ -381,7 +385,7 @@ def prepare2d(x, w, m, groups, out_size, lo, dilation, kmap=None):
     chunk = max(MIN_CHUNK_TILES, L2_BYTES // (A * A * cg * 4))
     chunk = min(-(-chunk // PT) * PT, -(-T // PT) * PT)
     ntc = -(-T // chunk)
-    kv = 1 if kg <= LANES else 2
+    kv = 2 if WIDE and kg > LANES else 1  # two panels only where they fit the registers
     nkb = -(-kg // (LANES * kv))
     kchunks = kchunks_for(groups * ntc, nkb)
     cc = FILTER_L2 // (A * A * LANES * kv * 4) // FILTER_CHUNK * FILTER_CHUNK

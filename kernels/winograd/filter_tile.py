@@ -1,16 +1,17 @@
-"""U = G g G^T of one input channel for 16 output channels at once (a Numba intrinsic).
+"""U = G g G^T of one input channel for N output channels at once (a Numba intrinsic).
 
 Why: done as two passes of generic 3-term combinations over whole buffers,
 every intermediate goes through memory and every coefficient costs an FMA,
 zeros included; for ResNet-50 res5 (2.4 M weights per call, each expanding
 to 4 frequencies) that made the filter transform the slowest stage. Here the
-9 taps of a channel stay in registers as 16-lane vectors (one lane per output
-channel), G is baked in as constants so zeros vanish and +-1 become plain
-adds, and rows of G that differ only in the sign of the middle coefficient
-(the +-p interpolation points of Cook-Toom) share their even and odd parts.
+9 taps of a channel stay in registers as N-lane vectors (one lane per output
+channel; N is one register of the target, `TARGET.transform_lanes`), G is baked
+in as constants so zeros vanish and +-1 become plain adds, and rows of G that
+differ only in the sign of the middle coefficient (the +-p interpolation points
+of Cook-Toom) share their even and odd parts.
 
 `make_filter_tile(G)` returns `filter_tile(src, so, sst, dst, do, dst_stride)`:
-    dst[do + f*dst_stride + l] = (G w_l G^T)[f]   for l < 16, f < A*A,
+    dst[do + f*dst_stride + l] = (G w_l G^T)[f]   for l < N, f < A*A,
     w_l[r, s] = src[so + (3*r + s)*sst + l].
 """
 
@@ -22,8 +23,9 @@ from numba import types
 from numba.extending import intrinsic
 
 from ..outer_block import vector_fma
+from ..target import TARGET
 
-N = 16
+N = TARGET.transform_lanes
 
 
 def _plan(G: np.ndarray):

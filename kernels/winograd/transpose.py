@@ -1,13 +1,16 @@
-"""A 16 x 16 float32 transpose in registers (a Numba intrinsic written in LLVM IR).
+"""An N x N float32 transpose in registers (a Numba intrinsic written in LLVM IR).
 
 Why: the filter transform needs the raw weights w[k, c, tap] lane-major, with
-16 output channels k side by side in one vector. As scalar moves that transpose
+N output channels k side by side in one vector. As scalar moves that transpose
 costs more than the transform itself for ResNet-50 res5 (2.4 M weights per
-call); 16 vector loads, 64 two-source shuffles and 16 vector stores move 256
-values at once.
+call); with N = 16, 16 vector loads, 64 two-source shuffles and 16 vector
+stores move 256 values at once.
 
-`transpose16(src, so, sst, dst, do, offs, oo)`:
-    dst[do + offs[oo + j] + r] = src[so + r*sst + j]   for r, j < 16
+N is one vector register of the target (`TARGET.transform_lanes`: 16 on
+AVX-512, 8 on AVX2, 4 on NEON and SSE), so the N rows stay in registers.
+
+`transpose_block(src, so, sst, dst, do, offs, oo)`:
+    dst[do + offs[oo + j] + r] = src[so + r*sst + j]   for r, j < N
 (row r of the source block becomes lane r of destination vector j, and each
 destination vector goes wherever offs says, so the caller picks the layout).
 """
@@ -18,11 +21,14 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-N = 16
+from ..target import TARGET
+
+N = TARGET.transform_lanes
+assert N & (N - 1) == 0, "the block transpose halves N down to 1"
 
 
 @intrinsic
-def transpose16(typingctx, src, so, sst, dst, do, offs, oo):
+def transpose_block(typingctx, src, so, sst, dst, do, offs, oo):
     sig = types.void(src, so, sst, dst, do, offs, oo)
 
     def codegen(context, builder, signature, args):
