@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SET    ?= quick
 
-.PHONY: venv test lint bench bench-full clean
+.PHONY: venv test test-isa lint bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ venv: $(STAMP)
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# The correctness suite again for every other vector ISA this CPU can run (CONVBENCH_ISA):
+# each compiles its own kernels (Numba's cache keeps ISAs apart).
+test-isa: venv
+	@for isa in $$($(BIN)/python -c "from kernels.target import runnable_isas; print(' '.join(runnable_isas(other=True)))"); do \
+	  echo "== CONVBENCH_ISA=$$isa"; CONVBENCH_ISA=$$isa $(BIN)/python -m pytest -q || exit 1; done
 
 lint: venv
 	$(BIN)/ruff check kernels harness tests

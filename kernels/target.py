@@ -88,6 +88,16 @@ def _feature_string(isa: str) -> str:
     return ",".join(("+" if v else "-") + k for k, v in sorted(features.items()))
 
 
+RUNNABLE = {"avx512": ("avx512", "avx2", "generic"), "avx2": ("avx2", "generic"),
+            "neon": ("neon", "generic"), "generic": ("generic",)}
+
+
+def runnable_isas(other: bool = False) -> tuple[str, ...]:
+    """The ISAs whose code this CPU can run (`other`: all but the host's own)."""
+    host = host_isa()
+    return tuple(i for i in RUNNABLE[host] if not (other and i == host))
+
+
 def requested_isa(environ=None) -> str | None:
     """The ISA named by CONVBENCH_ISA (None: unset), checked against this CPU."""
     env = os.environ if environ is None else environ
@@ -97,8 +107,7 @@ def requested_isa(environ=None) -> str | None:
     if value not in ISAS:
         raise ValueError(f"{ENV}: unknown ISA {value!r}; known: {', '.join(ISAS)}")
     host = host_isa()
-    runnable = {"avx512": ("avx512", "avx2", "generic"), "avx2": ("avx2", "generic"),
-                "neon": ("neon", "generic"), "generic": ("generic",)}[host]
+    runnable = RUNNABLE[host]
     if value not in runnable:
         raise ValueError(f"{ENV}: {value} code cannot run on this CPU (it has {host}; "
                          f"runnable here: {', '.join(runnable)})")

@@ -376,3 +376,21 @@ def test_gate_study_analysis_counts(tmp_path):
         assert m["caught"] == {"conv2d/direct": 3, "pointwise/direct": 3}
         assert m["caught_all"] == m["slowed_trials"] == 3
     assert "conv2d/direct caught" in gate_study.report(summary)
+
+
+def test_gate_study_analysis_of_ab_trials(tmp_path):
+    """--ab trials: each has its own reference side; A/A is ref vs new, A/B ref vs slow."""
+    from harness import gate_study
+
+    slow = {"conv2d/direct/ci:c1": 1.3, "pointwise/direct/ci:p1": 2.0}
+    for i in (1, 2, 3):
+        make_suite(tmp_path / f"ref-{i:02d}.json", seed=30 + i)
+        make_suite(tmp_path / f"new-{i:02d}.json", seed=40 + i)
+        make_suite(tmp_path / f"slow-{i:02d}.json", seed=50 + i, scale=slow)
+    summary = gate_study.analyse(tmp_path, "conv2d/direct=1.3,pointwise/direct=2",
+                                 thresholds=(1.15,), alphas=(0.01,), normalise="none",
+                                 estimator="min", ab=True)
+    (row,) = summary["results"]
+    m = row["confirmed"]
+    assert m["aa_trials"] == 3 and m["aa_false_alarms"] == 0 and m["wrong_flags"] == 0
+    assert m["caught"] == {"conv2d/direct": 3, "pointwise/direct": 3}
