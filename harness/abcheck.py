@@ -131,6 +131,11 @@ def sides(root: Path, ref_root: Path, ref_commit: str) -> tuple[Side, Side]:
             Side("new", root, head + ("+changes" if dirty else "")))
 
 
+def short(commit: str) -> str:
+    """A commit as printed: 12 hex digits, and "+changes" for a tree with edits."""
+    return commit[:12] + ("+changes" if commit.endswith("+changes") else "")
+
+
 def _loops(bench) -> int | None:
     for run in bench.get_runs():
         loops = run.get_metadata().get("loops")
@@ -285,15 +290,16 @@ def check(the_plan, ref: str | None = None, out: Path = Path("results/bench-chec
     pair = sides(root, Path(ref_root), commit)
     out.mkdir(parents=True, exist_ok=True)
     calibration = calibrate(err=err)
-    print(f"ab: {len(the_plan.jobs)} benchmarks, reference {pair[0].commit[:12]} "
-          f"({pair[0].root}) vs working tree {pair[1].commit[:12]}, machine class "
+    print(f"ab: {len(the_plan.jobs)} benchmarks, reference {short(pair[0].commit)} "
+          f"({pair[0].root}) vs working tree {short(pair[1].commit)}, machine class "
           f"{compare.machine_class()}", file=err, flush=True)
     first = run_pass(the_plan, pair, out, "1", pyperf_args, calibration, rtol, err=err)
     if not first.timed:
         raise RuntimeError("ab: no benchmark was timed: " + "; ".join(first.errors[:5]))
     opts = dict(threshold=threshold, alpha=alpha, normalise="none", estimator=estimator)
     df, verdict = compare.compare_suites(first.files["ref"], first.files["new"], **opts)
-    labels = dict(base_label=f"ref {pair[0].commit[:12]}", new_label=f"new {pair[1].commit[:12]}")
+    labels = dict(base_label=f"ref {short(pair[0].commit)}",
+                  new_label=f"new {short(pair[1].commit)}")
     texts = [compare.to_markdown(df, verdict, **labels)]
     flagged = list(verdict.regressions)
     confirmed: list = []

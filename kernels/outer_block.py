@@ -2,7 +2,7 @@
 
 Why: LLVM's loop vectoriser keeps accumulators in registers only for
 reductions along the innermost loop (the dot-product form of
-`blocks.dot_block`), which pays one horizontal sum per output element. The
+`blocks.dot_4x6`), which pays one horizontal sum per output element. The
 Winograd products reduce over c/g only (64 for ResNet-50's res2), so those
 horizontal sums cost as much as the FMAs. The outer-product form keeps
 PT x KV vectors of LANES accumulators live across the whole reduction: per
