@@ -22,8 +22,8 @@ import math
 import time
 
 import kernels
-from harness.checks.common import median_seconds
-from harness.peers import peer_function, peer_reason, set_torch_threads
+from harness.checks.common import median_seconds, time_in_process
+from harness.peers import peer_reason, set_torch_threads
 from kernels import ConvSpec
 from kernels.blocks import set_threads
 
@@ -50,14 +50,23 @@ def _seconds(fn, repeat: int) -> float:
     return best
 
 
+def kernels_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
 def _time(conv_type, algorithm, spec, x, w, repeat):
     return _seconds(lambda: kernels.run(conv_type, algorithm, spec, x, w), repeat)
 
 
 def _torch(conv_type, spec, x, w, repeat):
+    """torch in a process of its own (its speed does not depend on the values of x, w):
+    right after our calls, Numba's spinning workers would slow its first calls."""
     if peer_reason("torch", conv_type, spec) is not None:
         return math.nan
-    return _seconds(peer_function("torch", conv_type, spec, x, w), repeat)
+    return time_in_process(conv_type, "torch", spec, kernels_threads(), repeat,
+                           stat="median" if STAT["median"] else "min")
 
 
 def _print(title: str, rows: list[dict]) -> None:
