@@ -34,7 +34,8 @@ bench-full: venv
 	$(BIN)/convbench bench --set full $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .convbench-cache
+	-git worktree prune
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # ---------------------------------------------------------------- speed gate
