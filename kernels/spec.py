@@ -14,6 +14,32 @@ from dataclasses import dataclass, field
 
 _SPATIAL = ("size", "kernel", "stride", "padding", "dilation", "output_padding")
 
+# Every count and spatial extent stays below 2**31, and every element count (input,
+# output, weights) fits an int64, so no kernel index can overflow.
+MAX_DIM = 2 ** 31 - 1
+MAX_ELEMENTS = 2 ** 63 - 1
+ECHO_CHARS = 200  # at most this much of a bad descriptor is echoed in an error message
+
+
+def echo(text: str, limit: int = ECHO_CHARS) -> str:
+    """repr(text), cut to about `limit` characters with '...' (errors echo user input)."""
+    r = repr(text)
+    return r if len(r) <= limit else r[:limit] + "..."
+
+
+def _short(value) -> str:
+    text = str(value) if math.log10(max(2, *(value if isinstance(value, tuple) else (value,)))) \
+        < 100 else "a number of over 100 digits"
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "..."
+
+
+def _escape_name(name: str) -> str:
+    return name.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _unescape_name(text: str) -> str:
+    return re.sub(r'\\(["\\])', r"\1", text)
+
 
 def _as_tuple(value, ndim: int, name: str) -> tuple[int, ...]:
     if isinstance(value, (int,)) and not isinstance(value, bool):
@@ -89,6 +115,10 @@ class ConvSpec:
         for fname in ("n", "c", "k", "groups"):
             if getattr(self, fname) < 1:
                 raise ValueError(f"{fname}: must be positive, got {getattr(self, fname)}")
+        for fname in ("n", "c", "k", "groups", *_SPATIAL):
+            v = getattr(self, fname)
+            if max(v if isinstance(v, tuple) else (v,)) > MAX_DIM:
+                raise ValueError(f"{fname}: must be below 2**31, got {_short(v)}")
         for fname in ("size", "kernel", "stride", "dilation"):
             if min(getattr(self, fname)) < 1:
                 raise ValueError(f"{fname}: must be positive, got {getattr(self, fname)}")
@@ -119,6 +149,14 @@ class ConvSpec:
                     )
         if min(self.out_size) < 1:
             raise ValueError(f"padding: leaves an empty output {self.out_size}")
+        for fname, what, count in (
+            ("size", "input", self.n * self.c * math.prod(self.size)),
+            ("size", "output", self.n * self.k * math.prod(self.out_size)),
+            ("kernel", "weights", self.k * (self.c // self.groups) * math.prod(self.kernel)),
+        ):
+            if count > MAX_ELEMENTS:
+                raise ValueError(f"{fname}: the {what} would have {count:.3g} elements, "
+                                 f"more than an int64 can count")
 
     # ------------------------------------------------------------- derived
     @property
@@ -169,7 +207,7 @@ class ConvSpec:
         if self.flip:
             text += "_flip"
         if self.name:
-            text += f'n"{self.name}"'
+            text += f'n"{_escape_name(self.name)}"'
         return text
 
     @classmethod
@@ -182,7 +220,8 @@ class ConvSpec:
         return _parse_descriptor(text, transposed)
 
 
-_NAME_RE = re.compile(r'n"([^"]*)"\s*$')
+# a name is quoted; inside it `\"` is a quote and `\\` a backslash (a lone backslash is literal)
+_NAME_RE = re.compile(r'n"((?:[^"\\]|\\["\\]|\\(?!["\\]))*)"\s*$')
 _TOKEN_RE = re.compile(r"(mb|ic|oc|id|ih|iw|od|oh|ow|kd|kh|kw|sd|sh|sw|pd|ph|pw|dd|dh|dw|g)(\d+)")
 
 
@@ -193,7 +232,7 @@ def _parse_descriptor(text: str, transposed: bool) -> ConvSpec:
     name = ""
     m = _NAME_RE.search(body)
     if m:
-        name = m.group(1)
+        name = _unescape_name(m.group(1))
         body = body[: m.start()]
     if body.startswith("deconv:"):
         transposed = True
@@ -207,19 +246,22 @@ def _parse_descriptor(text: str, transposed: bool) -> ConvSpec:
     for tok in _TOKEN_RE.finditer(body):
         gap = body[pos:tok.start()].replace("_", "")
         if gap:
-            raise ValueError(f"descriptor: cannot read {gap!r} in {text!r}")
+            raise ValueError(f"descriptor: cannot read {echo(gap, 60)} in {echo(text)}")
         if tok.group(1) in values:
-            raise ValueError(f"descriptor: field {tok.group(1)!r} given twice in {text!r}")
+            raise ValueError(f"descriptor: field {tok.group(1)!r} given twice in {echo(text)}")
+        if len(tok.group(2).lstrip("0")) > 18:
+            raise ValueError(f"{tok.group(1)}: value {echo(tok.group(2), 40)} is too large "
+                             f"(at most 2**31 - 1) in {echo(text)}")
         values[tok.group(1)] = int(tok.group(2))
         pos = tok.end()
     rest = body[pos:].replace("_", "")
     if rest:
-        raise ValueError(f"descriptor: cannot read {rest!r} in {text!r}")
+        raise ValueError(f"descriptor: cannot read {echo(rest, 60)} in {echo(text)}")
     for req in ("ic", "oc"):
         if req not in values:
-            raise ValueError(f"descriptor: {req} is required in {text!r}")
+            raise ValueError(f"descriptor: {req} is required in {echo(text)}")
     if not any(f"i{d}" in values for d in "dhw"):
-        raise ValueError(f"descriptor: an input size (ih, iw or id) is required in {text!r}")
+        raise ValueError(f"descriptor: an input size (ih, iw or id) is required in {echo(text)}")
 
     three_d = any(f"{p}d" in values for p in ("i", "o", "k", "s", "p", "d"))
     dims = "dhw" if three_d else "hw"
@@ -271,7 +313,7 @@ def _parse_descriptor(text: str, transposed: bool) -> ConvSpec:
         if o is not None and o != actual:
             raise ValueError(
                 f"o{d}: the descriptor gives {o} but the arithmetic gives {actual} "
-                f"for {text!r}"
+                f"for {echo(text)}"
             )
     return spec
 
