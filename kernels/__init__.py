@@ -1,10 +1,13 @@
 """convbench kernels: every convolution type of deep learning as Numba CPU kernels.
 
 Public API (see DESIGN.md): ConvSpec, CONV_TYPES, ALGORITHMS, make_inputs,
-reference, supports, run, multiplications.
+reference, supports, run, multiplications; memory_estimate, memory_limit,
+set_memory_limit (the memory guard, see kernels.memory).
 """
 
 from . import target  # noqa: F401  first: decides what Numba compiles for  isort: skip
+from .memory import estimate as memory_estimate
+from .memory import memory_limit, set_memory_limit
 from .reference import reference
 from .registry import ALGORITHMS, cell_reason, multiplications, run, supports
 from .spec import ConvSpec
@@ -15,5 +18,6 @@ from . import direct, im2col, separable, winograd  # noqa: E402,F401  isort: ski
 
 __all__ = [
     "ALGORITHMS", "CATALOGUE", "CONV_TYPES", "ConvSpec", "cell_reason", "make_inputs",
-    "multiplications", "reference", "run", "supports",
+    "memory_estimate", "memory_limit", "multiplications", "reference", "run", "set_memory_limit",
+    "supports",
 ]

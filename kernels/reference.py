@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import memory
 from .spec import ConvSpec
 from .types import check_inputs, flip_spatial, full_kernel, shuffle_permutation
 
@@ -57,8 +58,12 @@ def conv_transpose_nd(x, w, stride, padding, dilation, groups, output_padding) -
 
 
 def reference(conv_type: str, spec: ConvSpec, x, weights) -> np.ndarray:
-    """The exact (float64) output of `conv_type` on `spec`."""
+    """The exact (float64) output of `conv_type` on `spec`.
+
+    Refused (ValueError) before anything is allocated when its memory estimate
+    exceeds the limit (see kernels.memory)."""
     x, weights = check_inputs(conv_type, spec, x, weights)
+    memory.check(conv_type, "reference", spec)
     nd = spec.ndim
     conv = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation)
     orient = (lambda w: flip_spatial(w, nd)) if spec.flip else (lambda w: w)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import memory
 from .counts import direct_multiplications
 from .spec import ConvSpec
 from .types import CONV_TYPES, check_inputs, check_spec
@@ -74,8 +75,7 @@ def cell_reason(conv_type: str, algorithm: str) -> str | None:
     return _REASONS.get((conv_type, algorithm), f"{algorithm} is not implemented for {conv_type}")
 
 
-def supports(conv_type: str, algorithm: str, spec: ConvSpec) -> str | None:
-    """None if `algorithm` can run `conv_type` on `spec`, else a one-line reason."""
+def _shape_reason(conv_type: str, algorithm: str, spec: ConvSpec) -> str | None:
     why = cell_reason(conv_type, algorithm)
     if why:
         return why
@@ -83,18 +83,32 @@ def supports(conv_type: str, algorithm: str, spec: ConvSpec) -> str | None:
     return _CELLS[(conv_type, algorithm)].supports(spec)
 
 
+def supports(conv_type: str, algorithm: str, spec: ConvSpec) -> str | None:
+    """None if `algorithm` can run `conv_type` on `spec`, else a one-line reason.
+
+    Besides the cell's own rules, a spec whose memory estimate (kernels.memory)
+    exceeds the memory limit is refused with the estimate and the limit.
+    """
+    return _shape_reason(conv_type, algorithm, spec) or memory.reason(conv_type, algorithm, spec)
+
+
 def run(conv_type: str, algorithm: str, spec: ConvSpec, x, weights) -> np.ndarray:
-    """y = conv_type(x, weights) computed by `algorithm`; NCHW float32 in and out."""
+    """y = conv_type(x, weights) computed by `algorithm`; NCHW float32 in and out.
+
+    Refused (ValueError) before anything is allocated when the memory estimate
+    exceeds the limit (see kernels.memory)."""
     x, weights = check_inputs(conv_type, spec, x, weights)
-    why = supports(conv_type, algorithm, spec)
+    why = _shape_reason(conv_type, algorithm, spec)
     if why:
         raise ValueError(f"algorithm: {algorithm} cannot run {conv_type} on {spec}: {why}")
+    memory.check(conv_type, algorithm, spec)
     return _CELLS[(conv_type, algorithm)].run(spec, x, weights)
 
 
 def multiplications(conv_type: str, algorithm: str, spec: ConvSpec) -> int:
-    """Multiplications `algorithm` performs on `spec`, padded taps included."""
-    why = supports(conv_type, algorithm, spec)
+    """Multiplications `algorithm` performs on `spec`, padded taps included (arithmetic
+    only: not subject to the memory limit)."""
+    why = _shape_reason(conv_type, algorithm, spec)
     if why:
         raise ValueError(f"algorithm: {algorithm} cannot run {conv_type} on {spec}: {why}")
     return int(_CELLS[(conv_type, algorithm)].multiplications(spec))

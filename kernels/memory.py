@@ -1,0 +1,322 @@
+"""Memory guard: an estimate of what one cell (or the oracle) allocates, checked before it does.
+
+`estimate(conv_type, algorithm, spec)` returns the bytes one call is expected
+to hold at its peak, by part:
+
+- output: the float32 output (for the reference: its float64 output);
+- workspace: scratch besides input, weights and output: im2col's unfolded
+  tiles (its own `workspace_bytes`, under its budget), Winograd's packed
+  sub-grid input and transformed input V (and conv3d's NumPy intermediates),
+  direct's channels-last packed (padded) input and per-thread row buffers,
+  separable's padded planes, zero-upsampled input and stage intermediates,
+  depthwise_separable's middle tensor, plus a per-thread allowance;
+- weights: packed / transformed / multiplied-out copies of the weights.
+
+The reference (`algorithm="reference"`) is float64: the padded input, the
+window view copied twice by einsum, its output (and the zero-upsampled input
+of a transposed conv, the middle tensor of depthwise_separable).
+
+It is meant to be roughly right (within 2x of the real peak for layers whose
+arrays outgrow the per-thread scratch), not exact, and never below the output.
+
+The limit is `DEFAULT_FRACTION` (half) of the machine's physical memory, unless
+the environment variable CONVBENCH_MEMORY_LIMIT (bytes, or with a unit:
+"512M", "8G", "1.5T"; binary units) or `set_memory_limit` says otherwise.
+`check(...)` and `reason(...)` compare the two; `kernels.run`,
+`kernels.reference` and `kernels.supports` use them before allocating anything.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+
+import numba
+
+from .spec import ConvSpec
+from .types import check_spec
+
+DEFAULT_FRACTION = 0.5
+ENV_VAR = "CONVBENCH_MEMORY_LIMIT"
+PER_THREAD_BYTES = 1 << 20  # small per-thread buffers (register blocks, L1/L2-sized chunks)
+F32, F64 = 4, 8
+
+_override: int | None = None
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGTP]?)(?:I?B)?\s*", re.IGNORECASE)
+
+
+# ---------------------------------------------------------------------------- the limit
+def physical_memory() -> int:
+    """Bytes of physical memory (os.sysconf); 0 if the platform does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def parse_size(text, field: str = ENV_VAR) -> int:
+    """'8G' -> 8 * 2**30; plain digits are bytes; K/M/G/T/P are binary units (KiB, ...)."""
+    if isinstance(text, bool):
+        raise ValueError(f"{field}: expected a size in bytes, got {text!r}")
+    if isinstance(text, int):
+        value = text
+    else:
+        m = _SIZE_RE.fullmatch(str(text)) if len(str(text)) <= 40 else None
+        if not m:
+            shown = str(text)[:40] + ("..." if len(str(text)) > 40 else "")
+            raise ValueError(f"{field}: expected bytes or a size like 512M or 8G, got {shown!r}")
+        value = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    if value < 1:
+        raise ValueError(f"{field}: the memory limit must be positive, got {text!r}")
+    return value
+
+
+def set_memory_limit(nbytes: int | str | None) -> None:
+    """Refuse cells estimated above `nbytes` (an int, or '8G'); None: back to the default
+    (CONVBENCH_MEMORY_LIMIT if set, else DEFAULT_FRACTION of physical memory)."""
+    global _override
+    _override = None if nbytes is None else parse_size(nbytes, "nbytes")
+
+
+def memory_limit() -> int:
+    """The limit in force: set_memory_limit, else CONVBENCH_MEMORY_LIMIT, else the fraction."""
+    if _override is not None:
+        return _override
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        return parse_size(env)
+    total = physical_memory()
+    return int(total * DEFAULT_FRACTION) if total else 1 << 62
+
+
+def _limit_source() -> str:
+    if _override is not None:
+        return "set by kernels.set_memory_limit"
+    if os.environ.get(ENV_VAR, "").strip():
+        return f"from {ENV_VAR}"
+    return (f"{DEFAULT_FRACTION:g} of {fmt(physical_memory())} physical; "
+            f"override with {ENV_VAR} or kernels.set_memory_limit")
+
+
+def fmt(nbytes: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{nbytes} B"
+
+
+# ------------------------------------------------------------------------- geometry
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _prod(t) -> int:
+    return math.prod(int(v) for v in t)
+
+
+def _padded(spec: ConvSpec) -> tuple[int, ...]:
+    return tuple(i + 2 * p for i, p in zip(spec.size, spec.padding))
+
+
+def _upsampled(spec: ConvSpec) -> tuple[int, ...]:
+    return tuple(s * (i - 1) + 1 for i, s in zip(spec.size, spec.stride))
+
+
+def _threads() -> int:
+    return numba.get_num_threads()
+
+
+def _out(spec: ConvSpec, channels: int | None = None) -> int:
+    return spec.n * (spec.k if channels is None else channels) * _prod(spec.out_size)
+
+
+def _kernel_elems(spec: ConvSpec) -> int:
+    return spec.k * (spec.c // spec.groups) * _prod(spec.kernel)
+
+
+def _factored(conv_type: str) -> bool:
+    return conv_type in ("spatially_separable", "flattened")
+
+
+# ----------------------------------------------------------------- per algorithm
+def _direct(conv_type: str, spec: ConvSpec) -> dict:
+    t = _threads()
+    out = F32 * _out(spec)
+    weights = F32 * 2 * _kernel_elems(spec)  # packed blocks (padded to the register block)
+    if conv_type == "transposed2d":
+        span = tuple(i + 2 * (k * d // s + 2) for i, k, d, s in
+                     zip(spec.size, spec.kernel, spec.dilation, spec.stride))
+        ws = F32 * spec.n * spec.c * _prod(span) + t * PER_THREAD_BYTES
+        return dict(output=out, workspace=ws, weights=weights)
+    if conv_type in ("depthwise", "depthwise_separable"):
+        mid = F32 * _out(spec, spec.c)
+        ws = F32 * spec.n * spec.c * _prod(_padded(spec)) + t * (
+            PER_THREAD_BYTES + F32 * _prod(spec.stride) * _prod(_padded(spec)))
+        if conv_type == "depthwise_separable":
+            ws += 2 * mid  # the depthwise output and its channels-last copy
+            weights += F32 * 2 * spec.k * spec.c
+        return dict(output=out, workspace=ws, weights=weights)
+    if conv_type in ("pointwise", "pointwise_grouped"):
+        ws = F32 * spec.n * spec.c * _prod(spec.out_size) + t * PER_THREAD_BYTES
+        return dict(output=out, workspace=ws, weights=weights)
+    cg = spec.c // spec.groups
+    window = cg * _prod(spec.kernel)
+    padded = _padded(spec)
+    row = F32 * padded[-1] * window
+    ws = F32 * spec.n * spec.c * _prod(padded) + t * (PER_THREAD_BYTES + max(512 << 10, row))
+    if _factored(conv_type):
+        weights += F32 * _kernel_elems(spec)
+    return dict(output=out, workspace=ws, weights=weights)
+
+
+def _im2col(conv_type: str, spec: ConvSpec) -> dict:
+    from .im2col import workspace_bytes
+
+    out = F32 * _out(spec)
+    ws = workspace_bytes(conv_type, spec) + _threads() * PER_THREAD_BYTES
+    weights = F32 * (spec.k * spec.c if conv_type == "depthwise_separable" else 0)
+    if _factored(conv_type):
+        weights += F32 * _kernel_elems(spec)
+    if conv_type == "transposed2d":
+        weights += F32 * spec.c * (spec.k // spec.groups) * _prod(spec.kernel)
+    return dict(output=out, workspace=ws, weights=weights)
+
+
+def _winograd(m: int):
+    def estimate(conv_type: str, spec: ConvSpec) -> dict:
+        a = m + 2
+        nd = spec.ndim
+        t = _threads()
+        out = F32 * _out(spec)
+        tiles = [_cdiv(_cdiv(o, d), m) for o, d in zip(spec.out_size, spec.dilation)]
+        subgrids = _prod(spec.dilation)
+        T = spec.n * subgrids * _prod(tiles)
+        span = _prod(tt * m + 2 for tt in tiles)
+        xp = F32 * spec.n * subgrids * spec.c * span  # packed (padded) sub-grids
+        V = F32 * a ** nd * T * spec.c  # transformed input
+        kg = spec.k // spec.groups
+        if conv_type in ("depthwise", "depthwise_separable"):
+            weights = F32 * a * a * spec.c
+        else:
+            weights = F32 * (a ** nd + 3 ** nd) * spec.k * (spec.c // spec.groups)
+        if _factored(conv_type):
+            weights += F32 * _kernel_elems(spec)
+        ws = xp + V + 2 * t * PER_THREAD_BYTES  # product blocks, transform rows per thread
+        if conv_type == "conv3d":
+            # NumPy: zero-padded sub-grid, V by einsum and its contiguous copy, the
+            # products M, the output tiles Y and their copy into y
+            M = F32 * a ** 3 * spec.groups * kg * T
+            Y = F32 * spec.k * spec.n * _prod(tt * m for tt in tiles)
+            ws = xp + 2 * V + M + 2 * Y
+        if conv_type == "depthwise_separable":
+            ws += 2 * F32 * _out(spec, spec.c)
+            weights += F32 * 2 * spec.k * spec.c
+        return dict(output=out, workspace=ws, weights=weights)
+
+    return estimate
+
+
+def _separable(conv_type: str, spec: ConvSpec) -> dict:
+    t = _threads()
+    out = F32 * _out(spec)
+    kh, kw = spec.kernel[-2:]
+    cg = spec.c // spec.groups
+    # SVD factors of every (k, c) kernel, in float64
+    weights = F64 * 3 * spec.k * cg * (kh * kh + kw * kw + kh * kw) * (
+        spec.kernel[0] if spec.ndim == 3 else 1)
+    per_thread = t * (PER_THREAD_BYTES + F32 * 65536)
+    if conv_type == "conv3d":
+        span = F32 * _prod((o - 1) * s + (k - 1) * d + 1 for o, k, s, d in zip(
+            spec.out_size[1:], spec.kernel[1:], spec.stride[1:], spec.dilation[1:]))
+        return dict(output=out, workspace=t * span + per_thread, weights=weights)
+    spans = tuple((o - 1) * (1 if spec.transposed else s) + (k - 1) * d + 1
+                  for o, k, s, d in zip(spec.out_size, spec.kernel, spec.stride,
+                                        spec.dilation))
+    channels = spec.k if conv_type == "flattened" else spec.c
+    ws = F32 * spec.n * channels * _prod(spans) + per_thread  # padded planes
+    if conv_type == "transposed2d" and any(s > 1 for s in spec.stride):
+        ws += F32 * spec.n * spec.c * _prod(_upsampled(spec))
+    if conv_type == "depthwise_separable":
+        ws += 2 * F32 * _out(spec, spec.c)  # the depthwise output and its packed copy
+    if conv_type == "flattened":
+        ws += F32 * spec.n * (spec.k + spec.c) * _prod(spec.size)  # lateral output, packing
+    return dict(output=out, workspace=ws, weights=weights)
+
+
+def _conv_nd64(n: int, c: int, k: int, padded: int, out: int, taps: int) -> int:
+    """Peak of reference.conv_nd: the padded input, einsum's two copies of the
+    window view, and the output (all float64)."""
+    return F64 * (n * c * padded + 2 * n * c * out * taps + n * k * out)
+
+
+def _reference(conv_type: str, spec: ConvSpec) -> dict:
+    taps, out = _prod(spec.kernel), _prod(spec.out_size)
+    w64 = F64 * 3 * _kernel_elems(spec)
+    if conv_type == "transposed2d":
+        up = _upsampled(spec)
+        padded = _prod(u + 2 * d * (k - 1) + a for u, k, d, a in
+                       zip(up, spec.kernel, spec.dilation, spec.output_padding))
+        return dict(output=F64 * spec.n * spec.k * out,
+                    workspace=F64 * spec.n * spec.c * _prod(up)
+                    + _conv_nd64(spec.n, spec.c, 0, padded, out, taps),
+                    weights=w64)
+    first = _conv_nd64(spec.n, spec.c, 0, _prod(_padded(spec)), out, taps)
+    ws = first + F64 * spec.n * spec.c * _prod(spec.size)  # the float64 input
+    if conv_type == "depthwise_separable":
+        mid = F64 * spec.n * spec.c * out
+        ws = max(ws + mid, mid + _conv_nd64(spec.n, spec.c, 0, out, out, 1))
+        w64 += F64 * spec.k * spec.c
+    elif conv_type == "shuffled_grouped":
+        ws += F64 * spec.n * spec.k * out
+    return dict(output=F64 * spec.n * spec.k * out, workspace=ws, weights=w64)
+
+
+ESTIMATORS = {
+    "direct": _direct,
+    "im2col": _im2col,
+    "winograd_f2": _winograd(2),
+    "winograd_f4": _winograd(4),
+    "separable": _separable,
+    "reference": _reference,
+}
+
+
+# ---------------------------------------------------------------------------- public
+def estimate(conv_type: str, algorithm: str, spec: ConvSpec) -> dict:
+    """{"output", "workspace", "weights", "total"}: bytes one call holds at its peak
+    (algorithm "reference" for the float64 oracle). Input and weights passed in
+    are not counted (the caller already holds them)."""
+    check_spec(conv_type, spec)
+    try:
+        fn = ESTIMATORS[algorithm]
+    except KeyError:
+        raise ValueError(f"algorithm: no memory estimate for {algorithm!r}; known: "
+                         f"{', '.join(ESTIMATORS)}") from None
+    parts = {key: int(v) for key, v in fn(conv_type, spec).items()}
+    parts["total"] = parts["output"] + parts["workspace"] + parts["weights"]
+    return parts
+
+
+def reason(conv_type: str, algorithm: str, spec: ConvSpec) -> str | None:
+    """None if the estimate fits the limit, else a one-line reason naming the field."""
+    est = estimate(conv_type, algorithm, spec)
+    limit = memory_limit()
+    if est["total"] <= limit:
+        return None
+    field = "padding" if any(spec.padding) and not spec.transposed and _prod(_padded(spec)) \
+        > 4 * _prod(spec.size) else "size"
+    what = "the reference" if algorithm == "reference" else algorithm
+    return (f"{field}: {what} would need an estimated {fmt(est['total'])} for {conv_type} "
+            f"(output {fmt(est['output'])}, workspace {fmt(est['workspace'])}, "
+            f"weights {fmt(est['weights'])}), over the memory limit of {fmt(limit)} "
+            f"({_limit_source()})")
+
+
+def check(conv_type: str, algorithm: str, spec: ConvSpec) -> None:
+    """Raise ValueError (see `reason`) if the estimate exceeds the memory limit."""
+    why = reason(conv_type, algorithm, spec)
+    if why:
+        raise ValueError(why)
