@@ -28,6 +28,7 @@ the environment variable CONVBENCH_MEMORY_LIMIT (bytes, or with a unit:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -48,6 +49,7 @@ _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGTP]?)(?:I?B)?\s*", re.IG
 
 
 # ---------------------------------------------------------------------------- the limit
+@functools.lru_cache(maxsize=1)
 def physical_memory() -> int:
     """Bytes of physical memory (os.sysconf); 0 if the platform does not say."""
     try:
@@ -126,7 +128,9 @@ def _upsampled(spec: ConvSpec) -> tuple[int, ...]:
 
 
 def _threads() -> int:
-    return numba.get_num_threads()
+    # the most threads a call may use (a constant: the check runs on every call, and
+    # numba.get_num_threads() alone costs as much as the cached check)
+    return numba.config.NUMBA_NUM_THREADS
 
 
 def _out(spec: ConvSpec, channels: int | None = None) -> int:
@@ -300,12 +304,21 @@ def estimate(conv_type: str, algorithm: str, spec: ConvSpec) -> dict:
     return parts
 
 
+@functools.lru_cache(maxsize=4096)
+def _total(conv_type: str, algorithm: str, spec: ConvSpec) -> int:
+    return estimate(conv_type, algorithm, spec)["total"]
+
+
 def reason(conv_type: str, algorithm: str, spec: ConvSpec) -> str | None:
-    """None if the estimate fits the limit, else a one-line reason naming the field."""
-    est = estimate(conv_type, algorithm, spec)
+    """None if the estimate fits the limit, else a one-line reason naming the field.
+
+    The total is cached per (cell, spec): `run` checks on every call, and
+    working the estimate out anew (several microseconds) would show on small layers.
+    """
     limit = memory_limit()
-    if est["total"] <= limit:
+    if _total(conv_type, algorithm, spec) <= limit:
         return None
+    est = estimate(conv_type, algorithm, spec)
     field = "padding" if any(spec.padding) and not spec.transposed and _prod(_padded(spec)) \
         > 4 * _prod(spec.size) else "size"
     what = "the reference" if algorithm == "reference" else algorithm
