@@ -90,6 +90,27 @@ _DIRECTIVE_RE = re.compile(
 _FIGURE_RE = re.compile(r"^([0-9][0-9_.]*(?:[eE][+-]?\d+)?)\s*([^(]*?)\s*(?:\((.*)\))?\s*$")
 _NAME_PART_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _REPEAT_RE = re.compile(r"^(.*?)\*(\d+)$")
+# The largest repeat mark accepted: real networks repeat a layer a few dozen times.
+MAX_REPEAT = 100_000
+
+
+def _clip(text, limit: int = 120) -> str:
+    """User text echoed in an error message: one line, at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _read(path: Path) -> str:
+    """The text of a shape file; ValueError naming it when it cannot be read as UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"shape file: cannot read {_clip(path)}: "
+                         f"{exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{_where(path, line)}: not UTF-8 text (byte "
+                         f"0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
 
 
 # ------------------------------------------------------------------------ sets
@@ -184,6 +205,8 @@ def _split_name(full: str) -> tuple[str | None, str, int]:
         full, repeat = m.group(1), int(m.group(2))
         if repeat < 1:
             raise ValueError(f"repeat: must be at least 1, got *{repeat}")
+        if repeat > MAX_REPEAT:
+            raise ValueError(f"repeat: at most *{MAX_REPEAT}, got *{_clip(repeat, 30)}")
     network, sep, layer = full.rpartition(":")
     if not sep:
         network = None
@@ -198,10 +221,7 @@ def _split_name(full: str) -> tuple[str | None, str, int]:
 def load_file(path) -> list[Layer]:
     """Read one shape file (see the module docstring for the format)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"shape file: cannot read {path}: {exc}") from None
+    text = _read(path)
     layers: list[Layer] = []
     seen: dict[tuple[str, str, str], int] = {}
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -211,11 +231,12 @@ def load_file(path) -> list[Layer]:
         where = _where(path, lineno)
         parts = line.split(None, 1)
         if len(parts) != 2:
-            raise ValueError(f"{where}: expected '<conv_type> <descriptor>', got {line!r}")
+            raise ValueError(f"{where}: expected '<conv_type> <descriptor>', "
+                             f"got {_clip(repr(line))}")
         conv_type, descriptor = parts
         if conv_type not in CONV_TYPES:
             raise ValueError(
-                f"{where}: unknown conv type {conv_type!r}; known types are "
+                f"{where}: unknown conv type {_clip(repr(conv_type), 60)}; known types are "
                 f"{', '.join(CONV_TYPES)}"
             )
         try:
@@ -225,7 +246,7 @@ def load_file(path) -> list[Layer]:
                 raise ValueError('name: every layer needs a name, n"network:layer"')
             network, layer, repeat = _split_name(spec.name)
         except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            raise ValueError(f"{where}: {_clip(exc, 300)}") from None
         item = Layer(network=network or path.stem, name=layer, conv_type=conv_type, spec=spec,
                      repeat=repeat)
         key = (conv_type, item.network, item.name)
@@ -241,7 +262,7 @@ def load_file(path) -> list[Layer]:
 # ------------------------------------------------------------------ headers
 def _directives(path: Path) -> dict[str, list[tuple[int, str]]]:
     found: dict[str, list[tuple[int, str]]] = {}
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, raw in enumerate(_read(path).splitlines(), start=1):
         m = _DIRECTIVE_RE.match(raw.strip())
         if m:
             found.setdefault(m.group(1), []).append((lineno, m.group(2)))
@@ -336,8 +357,12 @@ def totals(name: str) -> pd.DataFrame:
         "multiply_adds_each": pd.NA, "multiply_adds": total, "in_total": True,
     })
     df = pd.DataFrame(rows, columns=TOTAL_COLUMNS)
-    df["multiply_adds_each"] = df["multiply_adds_each"].astype("Int64")
-    df["multiply_adds"] = df["multiply_adds"].astype("int64")
-    df["repeat"] = df["repeat"].astype("int64")
+    try:
+        df["multiply_adds_each"] = df["multiply_adds_each"].astype("Int64")
+        df["multiply_adds"] = df["multiply_adds"].astype("int64")
+        df["repeat"] = df["repeat"].astype("int64")
+    except (OverflowError, TypeError, ValueError):
+        raise ValueError(f"shape set {_clip(name)}: the multiply-add total {_clip(total, 40)} "
+                         "does not fit in 64 bits") from None
     df.attrs["published"] = None if name.endswith(".txt") else published_total(name)
     return df
