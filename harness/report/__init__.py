@@ -97,6 +97,11 @@ def build_report(results_paths, out_html, accuracy=None, *, merge: bool = False,
     return out
 
 
+def _clip(text, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def default_output(paths, merge: bool = False) -> Path:
     stems = [result_stem(Path(p)) for p in paths]
     name = stems[0] if len(stems) == 1 or merge else "-vs-".join([stems[0], stems[-1]])
@@ -129,8 +134,13 @@ def main(argv=None) -> int:
     try:
         path = build_report(args.results, out, accuracy=args.accuracy, merge=args.merge,
                             command=command, title=args.title)
-    except (ValueError, OSError) as exc:
-        print(f"convbench report: {exc}", file=sys.stderr)
+    except OSError as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"convbench report: {_clip(where + (exc.strerror or str(exc)))}",
+              file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"convbench report: {_clip(exc)}", file=sys.stderr)
         return 2
     print(path)
     return 0

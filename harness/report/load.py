@@ -172,10 +172,28 @@ def _bench_row(bench, source: str) -> dict:
     return row
 
 
+def _clip(text, limit: int = 150) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _load_pyperf(path: Path):
+    """pyperf's suite from `path`; ValueError naming the file when it is not one."""
+    try:
+        return pyperf.BenchmarkSuite.load(str(path))
+    except OSError as exc:
+        raise ValueError(f"cannot read {_clip(path)}: "
+                         f"{exc.strerror or type(exc).__name__}") from None
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        what = "empty" if path.is_file() and path.stat().st_size == 0 else (
+            f"not a pyperf results file ({type(exc).__name__}: {_clip(exc, 80)})")
+        raise ValueError(f"{_clip(path)}: {what}") from None
+
+
 def load_suite(path) -> tuple[pd.DataFrame, dict, tuple]:
     """One result file -> (benchmark rows, run-level metadata, (first, last) date)."""
     path = Path(path)
-    suite = pyperf.BenchmarkSuite.load(str(path))
+    suite = _load_pyperf(path)
     source = result_stem(path)
     rows, info, starts, ends = [], {}, [], []
     for bench in suite.get_benchmarks():
@@ -209,10 +227,15 @@ def load_skips(path) -> pd.DataFrame:
     sidecar = skips_path(path)
     if not sidecar.exists():
         return pd.DataFrame(columns=[*cols, "source"])
-    with open(sidecar, encoding="utf-8") as fh:
-        data = json.load(fh)
+    try:
+        with open(sidecar, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{_clip(sidecar)}: not a skips file ({_clip(exc, 80)})") from None
     if isinstance(data, dict):  # tolerate {"skips": [...]}
         data = data.get("skips", [])
+    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+        raise ValueError(f"{_clip(sidecar)}: not a skips file (expected a list of objects)")
     frame = pd.DataFrame(list(data))
     for col in cols:
         if col not in frame:
