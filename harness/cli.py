@@ -311,9 +311,12 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
         if args.output and Path(args.output) != output:
             print("convbench run: --resume writes to its own file; drop -o", file=sys.stderr)
             return 2, None
-        if not set_name and output.exists():
+        if not set_name and output.is_file() and output.stat().st_size:
             md = runner.load_suite(output).get_metadata()
             set_name = md.get("set")
+            if set_name is None:
+                options = runner.recorded_options(runner.load_suite(output)) or {}
+                set_name = options.get("set")
     else:
         output = None
     if not set_name:
@@ -334,6 +337,15 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
     if output is None:
         output = Path(args.output) if args.output else runner.default_output(set_name,
                                                                                shard=shard)
+    if output.exists() and not args.resume:
+        raise ValueError(f"{runner.clip(output, 150)} already exists: pass --resume to "
+                         "continue it")
+    options = runner.sweep_options(the_plan, pyperf_args, getattr(args, "types", None),
+                                   getattr(args, "algos", None), peers, shard,
+                                   getattr(args, "rtol", None))
+    with runner.results_lock(output):  # writable, and no other sweep on it: say so now
+        if args.resume:
+            runner.check_resume(output, options)
     from harness.calibrate import calibrate
 
     calibration = calibrate()
@@ -344,7 +356,7 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
           file=sys.stderr)
     res = runner.sweep(the_plan, output, pyperf_args, resume=bool(args.resume),
                        calibration=calibration, rtol=getattr(args, "rtol", None),
-                       command=getattr(args, "command_line", ""))
+                       command=getattr(args, "command_line", ""), options=options)
     for line in runner.summary_lines(res):
         print(line)
     return res.exit_code, output
@@ -513,6 +525,17 @@ def main(argv=None) -> int:
     args.command_line = " ".join(["convbench", *argv])
     try:
         return COMMANDS[args.command](args)
-    except ValueError as exc:
-        print(f"convbench {args.command}: {exc}", file=sys.stderr)
+    except (ValueError, OverflowError) as exc:
+        print(f"convbench {args.command}: {_clip(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"convbench {args.command}: {_clip(where + (exc.strerror or str(exc)))}",
+              file=sys.stderr)
+        return 2
+
+
+def _clip(text, limit: int = 300) -> str:
+    """An error message on one line, at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

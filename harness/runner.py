@@ -26,14 +26,29 @@ How a sweep runs (`convbench run`):
 Skipped, failed and errored cells go to the sidecar `<stem>.skips.json`
 (a list of dicts: name, status, conv_type, algorithm, network, layer,
 spec, reason).
+
+One writer per results file: a sweep (and `merge`, for its output) holds an
+exclusive lock on `.<name>.lock` beside the file for as long as it writes it,
+and a second sweep on the same file stops at once (exit 2) instead of
+overwriting the first one's benchmarks; the lock file is removed when the
+writer is done (a leftover one, without its process, locks nothing). Where
+there is no `fcntl`, each rewrite first checks that the file is still the one
+this sweep wrote, and stops otherwise, keeping its own benchmarks in
+`<stem>.conflict-<pid>.json`. Each benchmark's metadata records the sweep's
+options (`sweep_options`, JSON), and `--resume` refuses a sweep whose options
+differ, listing them. Temporary files live in `.<name>.tmp/` beside the
+results file, emptied by the next sweep of that file; each pyperf process (and
+its workers) dies with its parent, so a SIGKILLed sweep stops timing at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +61,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: the unchanged-file check stands alone
+    fcntl = None
 
 PEERS = ("torch", "scipy")
 ENV_PREFIXES = ("NUMBA_", "OMP_", "OPENBLAS_", "MKL_", "KMP_", "GOMP_", "TBB_", "BLIS_",
@@ -301,11 +321,31 @@ def sidecar_path(results: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".skips.json")
 
 
+def clip(text, limit: int = 200) -> str:
+    """`text` on one line, at most `limit` characters (error messages echo user input)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def os_error(path, exc: OSError, doing: str = "cannot write") -> ValueError:
+    """A one-line ValueError naming `path` for an OSError met while using it."""
+    where = exc.filename if getattr(exc, "filename", None) else path
+    return ValueError(f"{doing} {clip(where, 150)}: {exc.strerror or type(exc).__name__}")
+
+
 def load_sidecar(results) -> list[dict]:
     p = sidecar_path(results)
     if not p.exists():
         return []
-    return list(json.loads(p.read_text()))
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise os_error(p, exc, "cannot read") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{clip(p, 150)}: not a skips file ({clip(exc, 80)})") from None
+    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+        raise ValueError(f"{clip(p, 150)}: not a skips file (expected a list of objects)")
+    return data
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -321,9 +361,100 @@ def write_sidecar(results, entries) -> Path:
 
 
 def load_suite(path):
+    """A pyperf suite file; ValueError naming the file when it is not one."""
     import pyperf
 
-    return pyperf.BenchmarkSuite.load(str(path))
+    path = Path(path)
+    try:
+        return pyperf.BenchmarkSuite.load(str(path))
+    except OSError as exc:
+        raise os_error(path, exc, "cannot read") from None
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        what = "empty" if path.is_file() and path.stat().st_size == 0 else (
+            f"not a pyperf results file ({type(exc).__name__}: {clip(exc, 80)})")
+        raise ValueError(f"{clip(path, 150)}: {what}") from None
+
+
+def lock_path(results) -> Path:
+    p = Path(results)
+    return p.with_name(f".{p.name}.lock")
+
+
+def tmp_dir(results) -> Path:
+    """The folder of a results file's temporary files (emptied by the next writer)."""
+    p = Path(results).absolute()  # the pyperf process runs in another directory
+    return p.with_name(f".{p.name}.tmp")
+
+
+@contextlib.contextmanager
+def results_lock(results):
+    """Hold the exclusive lock of the results file `results` (ValueError when another
+    process holds it); removes stale temporary files of that file, and the lock file
+    when done."""
+    results = Path(results)
+    try:
+        results.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(results, exc) from None
+    if results.is_dir():
+        raise ValueError(f"cannot write {clip(results, 150)}: it is a directory")
+    lock = lock_path(results)
+    fd = None
+    if fcntl is not None:
+        while True:
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise os_error(results, exc) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                try:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                except OSError:
+                    holder = ""
+                os.close(fd)
+                raise ValueError(
+                    f"{clip(results, 150)}: another sweep or merge is writing this file"
+                    + (f" (pid {holder})" if holder.isdigit() else "")
+                    + "; wait for it to finish, or write to another file") from None
+            try:  # the file we locked may have been removed by the previous holder
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    try:
+        _clean_temporaries(results)
+        yield lock
+    finally:
+        _clean_temporaries(results)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            os.close(fd)
+
+
+def _clean_temporaries(results: Path) -> None:
+    """Left by a killed writer of `results` (only ever called under its lock)."""
+    shutil.rmtree(tmp_dir(results), ignore_errors=True)
+    for name in (results.name, sidecar_path(results).name):
+        for stale in results.parent.glob(f".{name}.tmp*"):
+            if stale.is_file():
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+
+
+def _signature(path: Path):
+    """What tells another writer's rewrite of `path` apart from ours."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def write_suite(suite, path: Path) -> None:
@@ -335,37 +466,90 @@ def write_suite(suite, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def merge(inputs, output) -> tuple[int, int]:
-    """Join shard result files (and their sidecars) into `output`: (benchmarks, skips)."""
+def _run_key(run) -> tuple:
+    """Identity of a pyperf run: its values, warm-ups and metadata (dates included)."""
+    return (tuple(run.values), tuple(tuple(w) for w in run.warmups),
+            json.dumps(run.get_metadata(), sort_keys=True, default=str))
+
+
+def merge(inputs, output, err=None) -> tuple[int, int]:
+    """Join shard result files (and their sidecars) into `output`: (benchmarks, skips).
+
+    A benchmark found in several files gets the union of its runs; runs that are the
+    same (values, warm-ups, dates and other metadata: the same file given twice, a
+    copy) are counted once, and that is said on `err`.
+    """
     import pyperf
 
+    err = err or sys.stderr
     output = Path(output)
-    if output.exists():
-        raise ValueError(f"{output} already exists")
-    suite = None
-    entries: dict[tuple, dict] = {}
-    for path in inputs:
-        if Path(path).stat().st_size == 0:
-            continue
-        for bench in load_suite(path):
-            if suite is None:
-                suite = pyperf.BenchmarkSuite([bench])
-            elif bench.get_name() in suite.get_benchmark_names():
-                print(f"merge: {bench.get_name()} is in several files; joining its runs",
-                      file=sys.stderr)
-                suite.add_runs(bench)
-            else:
-                suite.add_benchmark(bench)
-        for e in load_sidecar(path):
-            entries[(e.get("name"), e.get("status"))] = e
-    if suite is None:
-        raise ValueError("merge: no benchmarks in the input files")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_suite(suite, output)
-    names = set(suite.get_benchmark_names())
-    kept = [e for e in entries.values() if e.get("name") not in names]
-    write_sidecar(output, kept)
+    paths = [Path(p) for p in inputs]
+    for p in paths:
+        if not p.is_file():
+            raise ValueError(f"merge: {clip(p, 150)} "
+                             + ("is not a file" if p.exists() else "does not exist"))
+    with results_lock(output):
+        if output.exists():
+            raise ValueError(f"{clip(output, 150)} already exists")
+        if any(p.resolve() == output.resolve() for p in paths):
+            raise ValueError(f"merge: {clip(output, 150)} is both an input and the output")
+        suite = None
+        seen: dict[str, tuple[set, str]] = {}
+        entries: dict[tuple, dict] = {}
+        for path in paths:
+            if path.stat().st_size == 0:
+                print(f"merge: {clip(path, 150)} is empty; skipped", file=err)
+                continue
+            for bench in load_suite(path):
+                name = bench.get_name()
+                if suite is None or name not in seen:
+                    keys = {_run_key(r) for r in bench.get_runs()}
+                    bench = pyperf.Benchmark(_unique_runs(bench.get_runs()))
+                    if suite is None:
+                        suite = pyperf.BenchmarkSuite([bench])
+                    else:
+                        suite.add_benchmark(bench)
+                    seen[name] = (keys, str(path))
+                    continue
+                keys, first = seen[name]
+                target = suite.get_benchmark(name)
+                added = dups = 0
+                for run in bench.get_runs():
+                    key = _run_key(run)
+                    if key in keys:
+                        dups += 1
+                        continue
+                    keys.add(key)
+                    target.add_run(run)
+                    added += 1
+                note = f"merge: {clip(name, 120)} is in {clip(first, 80)} and {clip(path, 80)}"
+                if dups and not added:
+                    note += "; the same runs, counted once"
+                elif dups:
+                    note += f"; {added} runs joined, {dups} identical ones counted once"
+                else:
+                    note += "; joining its runs"
+                print(note, file=err)
+            for e in load_sidecar(path):
+                entries[(e.get("name"), e.get("status"))] = e
+        if suite is None:
+            raise ValueError("merge: no benchmarks in "
+                             + clip(", ".join(str(p) for p in paths), 200))
+        write_suite(suite, output)
+        names = set(suite.get_benchmark_names())
+        kept = [e for e in entries.values() if e.get("name") not in names]
+        write_sidecar(output, kept)
     return len(names), len(kept)
+
+
+def _unique_runs(runs) -> list:
+    out, keys = [], set()
+    for run in runs:
+        key = _run_key(run)
+        if key not in keys:
+            keys.add(key)
+            out.append(run)
+    return out
 
 
 # --------------------------------------------------------------------------- metadata
@@ -474,9 +658,13 @@ def run_job(job: Job, metadata: dict, tmpdir: Path, pyperf_args=(), root: Path |
     env, _ = _worker_env(root, extra_env, drop_env)
     cmd = pyperf_command(job, metadata, out, pyperf_args, env)
     # its own session, so an interrupted sweep can stop the pyperf process and its workers
+    # and it dies with this process (Linux), so a SIGKILLed sweep does not leave it timing
+    from harness.worker import die_with_parent
+
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=(os.name == "posix"),
-                            cwd=str(root or SOURCE_ROOT))
+                            cwd=str(root or SOURCE_ROOT),
+                            preexec_fn=die_with_parent if os.name == "posix" else None)
     try:
         text, _ = proc.communicate()
     except BaseException:
@@ -546,26 +734,89 @@ class SweepResult:
         return 1 if self.failed or self.errors else 0
 
 
+def sweep_options(the_plan: Plan, pyperf_args=(), types=None, algos=None, peers=(),
+                  shard=None, rtol: float | None = None) -> dict:
+    """What a resumed sweep must repeat: set, selection, thread counts, shard, tolerance
+    and the pyperf options (recorded as `sweep_options` in every benchmark's metadata)."""
+    return {"set": the_plan.set_name,
+            "types": sorted(parse_list(types)) or None,
+            "algos": sorted(parse_list(algos)) or None,
+            "peers": sorted(parse_list(peers)) or None,
+            "threads": [int(t) for t in the_plan.threads],
+            "shard": "/".join(map(str, shard)) if shard else None,
+            "rtol": rtol,
+            "pyperf": [str(a) for a in pyperf_args]}
+
+
+def recorded_options(suite) -> dict | None:
+    """The `sweep_options` of a results suite (None for files from before they existed)."""
+    for bench in suite or ():
+        text = bench.get_metadata().get("sweep_options")
+        if text:
+            try:
+                return dict(json.loads(text))
+            except (ValueError, TypeError):
+                return None
+    return None
+
+
+def options_differences(recorded: dict, now: dict) -> list[str]:
+    out = []
+    for key in sorted(set(recorded) | set(now)):
+        a, b = recorded.get(key), now.get(key)
+        if a != b:
+            out.append(f"{key}: {clip(json.dumps(a), 60)} in the file, "
+                       f"{clip(json.dumps(b), 60)} now")
+    return out
+
+
+def check_resume(output, options: dict, suite=None) -> None:
+    """ValueError listing what differs when `output` was swept with other options."""
+    output = Path(output)
+    if suite is None and output.is_file() and output.stat().st_size:
+        suite = load_suite(output)
+    recorded = recorded_options(suite)
+    if recorded is not None and recorded != options:
+        raise ValueError(f"--resume {clip(output, 150)}: the sweep's options differ from "
+                         "the file's: " + "; ".join(options_differences(recorded, options)))
+
+
 def sweep(the_plan: Plan, output, pyperf_args=(), resume: bool = False,
           calibration: dict | None = None, rtol: float | None = None,
-          stream=None, err=None, command: str = "") -> SweepResult:
-    """Run the plan's jobs into `output` (pyperf suite JSON) and its sidecar."""
+          stream=None, err=None, command: str = "", options: dict | None = None) -> SweepResult:
+    """Run the plan's jobs into `output` (pyperf suite JSON) and its sidecar.
+
+    The results file is locked for the whole sweep (see `results_lock`). `options`
+    (default: `sweep_options(the_plan, pyperf_args, rtol=rtol)`) go into every
+    benchmark's metadata, and a resume whose options differ from the file's is refused.
+    """
+    output = Path(output)
+    if options is None:
+        options = sweep_options(the_plan, pyperf_args, rtol=rtol)
+    with results_lock(output):
+        return _sweep(the_plan, output, pyperf_args, resume, calibration, rtol, stream, err,
+                      command, options)
+
+
+def _sweep(the_plan, output: Path, pyperf_args, resume, calibration, rtol, stream, err,
+           command, options) -> SweepResult:
     import pyperf
 
     stream = stream or sys.stdout
     err = err or sys.stderr
-    output = Path(output)
     if output.exists() and not resume:
-        raise ValueError(f"{output} already exists: pass --resume {output} to continue it")
-    output.parent.mkdir(parents=True, exist_ok=True)
+        raise ValueError(f"{clip(output, 150)} already exists: pass --resume to continue it")
+    suite = None
+    if output.exists() and output.stat().st_size:
+        suite = load_suite(output)
+    if resume:
+        check_resume(output, options, suite)
     if calibration is None:
         from harness.calibrate import calibrate
 
         calibration = calibrate()
-    suite = None
-    if output.exists() and output.stat().st_size:
-        suite = load_suite(output)
     done = set(suite.get_benchmark_names()) if suite is not None else set()
+    signature = _signature(output)
 
     sidecar: dict[str, dict] = {}
     if resume:
@@ -617,7 +868,9 @@ def sweep(the_plan: Plan, output, pyperf_args=(), resume: bool = False,
             md = job_metadata(job, the_plan.set_name, check, calibration, vers)
             if command:
                 md["command"] = command
-            with tempfile.TemporaryDirectory(prefix="convbench-") as tmp:
+            md["sweep_options"] = json.dumps(options, sort_keys=True, separators=(",", ":"))
+            tmp_dir(output).mkdir(exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="job-", dir=tmp_dir(output)) as tmp:
                 bench, note = run_job(job, md, Path(tmp), pyperf_args)
             if bench is None:
                 result.errors += 1
@@ -632,7 +885,13 @@ def sweep(the_plan: Plan, output, pyperf_args=(), resume: bool = False,
                 suite = pyperf.BenchmarkSuite([bench])
             else:
                 suite.add_benchmark(bench)
+            if _signature(output) != signature:  # another writer (no lock on this system)
+                keep = output.with_name(f"{output.stem}.conflict-{os.getpid()}.json")
+                write_suite(suite, keep)
+                raise ValueError(f"{clip(output, 150)} was changed by another process during "
+                                 f"this sweep; its benchmarks are kept in {clip(keep, 150)}")
             write_suite(suite, output)
+            signature = _signature(output)
             if sidecar.pop(job.name, None) is not None:
                 write_sidecar(output, sidecar.values())
             result.timed += 1

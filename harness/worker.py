@@ -24,11 +24,30 @@ import time
 _T0 = time.perf_counter()
 
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 
 import pyperf  # noqa: E402
 
 PEERS = ("torch", "scipy")
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux; elsewhere a no-op).
+
+    The sweep starts each pyperf process with this as `preexec_fn`, and pyperf's worker
+    processes call it too, so a SIGKILLed sweep leaves no pyperf process timing on.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # pragma: no cover - no prctl here
+        pass
 
 
 def _numba_compilations() -> int:
@@ -124,6 +143,11 @@ def main(argv=None) -> None:
     runner = pyperf.Runner(program_args=("-m", "harness.worker"), add_cmdline_args=_forward_job)
     runner.argparser.add_argument("--job", required=True, help="the benchmark, as JSON")
     args = runner.parse_args(argv)
+    if args.worker:  # a worker dies with its pyperf process (which dies with the sweep)
+        parent = os.getppid()
+        die_with_parent()
+        if os.getppid() != parent:  # the parent went before the request took effect
+            raise SystemExit(1)
     job = json.loads(args.job)
     metadata = dict(job.get("metadata", {}))
     fn = None
