@@ -144,10 +144,13 @@ def main(argv=None) -> None:
     runner.argparser.add_argument("--job", required=True, help="the benchmark, as JSON")
     args = runner.parse_args(argv)
     if args.worker:  # a worker dies with its pyperf process (which dies with the sweep)
-        parent = os.getppid()
         die_with_parent()
-        if os.getppid() != parent:  # the parent went before the request took effect
-            raise SystemExit(1)
+        parent = os.environ.get("CONVBENCH_PYPERF_PID", "")
+        if parent.isdigit() and os.getppid() != int(parent):
+            raise SystemExit(1)  # the pyperf process went before the request took effect
+    else:  # the pyperf process: its workers learn its pid, to check the above
+        os.environ["CONVBENCH_PYPERF_PID"] = str(os.getpid())
+        args.inherit_environ = [*(args.inherit_environ or []), "CONVBENCH_PYPERF_PID"]
     job = json.loads(args.job)
     metadata = dict(job.get("metadata", {}))
     fn = None
