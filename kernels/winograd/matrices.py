@@ -15,6 +15,17 @@ The 1/N_j of the Lagrange basis is moved from B^T into G, which keeps the
 input transform integral for integer points (only the filter transform,
 computed once per call, divides). Everything is `fractions.Fraction`, so the
 identity is checked exactly; the kernels cast the result to float32 once.
+
+Range (`SCALE`): for any diagonal D_A D_G D_B = I, (A^T D_A, D_G G, D_B B^T) is the
+same algorithm. Lavin's F(4x4,3x3) scaling makes V = B^T d B up to 32x max |y|
+(rows of B^T sum to 10 in absolute value, squared by the 2-D transform) and
+M[inf, inf] 12x max |y|, so float32 overflowed at an output peak of ~1e37
+instead of ~3e38. SCALE moves powers of two between the three: B^T rows /8 or /4,
+A^T's +-1 columns x2, +-2 columns /2 and infinity column x4, G the inverse, which
+keeps every intermediate (t1, V, M, A^T M) within 1.7x max |y| (measured by
+`python -m harness.checks.numeric_range`). Powers of two are exact, so in the
+normal float32 range every rounding, and so every output bit, is unchanged; the
+kernels do the same work (same zeros, G's +-1 entries stay +-1: the infinity row).
 """
 
 from __future__ import annotations
@@ -33,6 +44,12 @@ POINTS: dict[int, tuple[Fraction, ...]] = {
         Fraction(1, 2), Fraction(-1, 2)),
 }
 
+# Power-of-two exponents (s_B, s_A) per point of POINTS[m], then infinity: row j of B^T is
+# scaled by 2**s_B, column j of A^T by 2**s_A and row j of G by 2**-(s_B + s_A).
+SCALE: dict[int, tuple[tuple[int, int], ...]] = {
+    4: ((-3, 0), (-3, 1), (-3, 1), (-2, -1), (-2, -1), (-2, 2)),
+}
+
 
 def _poly_mul(a: list[Fraction], b: list[Fraction]) -> list[Fraction]:
     out = [Fraction(0)] * (len(a) + len(b) - 1)
@@ -42,9 +59,10 @@ def _poly_mul(a: list[Fraction], b: list[Fraction]) -> list[Fraction]:
     return out
 
 
-def cook_toom(m: int, r: int, points=None) -> tuple[list[list[Fraction]], ...]:
+def cook_toom(m: int, r: int, points=None, scale=None) -> tuple[list[list[Fraction]], ...]:
     """(A^T, G, B^T) of F(m, r) as nested lists of Fractions: m x alpha, alpha x r,
-    alpha x alpha."""
+    alpha x alpha. `scale`: (s_B, s_A) per point, as in SCALE (the default for the
+    default points); () for Lavin's unscaled matrices."""
     alpha = m + r - 1
     pts = tuple(Fraction(p) for p in (points if points is not None else POINTS[m]))
     if len(pts) != alpha - 1 or len(set(pts)) != len(pts):
@@ -70,6 +88,14 @@ def cook_toom(m: int, r: int, points=None) -> tuple[list[list[Fraction]], ...]:
     for q in pts:
         full = _poly_mul(full, [-q, Fraction(1)])
     BT.append(full)
+    if scale is None:
+        scale = SCALE.get(m, ()) if points is None else ()
+    for j, (sb, sa) in enumerate(scale):
+        b, a = Fraction(2) ** sb, Fraction(2) ** sa
+        BT[j] = [v * b for v in BT[j]]
+        G[j] = [v / (a * b) for v in G[j]]
+        for row in AT:
+            row[j] *= a
     return AT, G, BT
 
 
