@@ -432,6 +432,14 @@ def cmd_bench(args) -> int:
         print(f"accuracy: {accuracy}")
     except Exception as exc:  # an extra section, never a reason to lose the sweep
         print(f"accuracy: skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
+    try:  # the report's numeric-range table reads this file beside the results
+        from harness.checks.numeric_range import table
+
+        numerics = output.with_name(output.stem + ".numerics.json")
+        numerics.write_text(json.dumps(table(), indent=1) + "\n", encoding="utf-8")
+        print(f"numerics: {numerics}")
+    except Exception as exc:  # an extra section, never a reason to lose the sweep
+        print(f"numerics: skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
     try:
         report = importlib.import_module("harness.report")
     except ImportError as exc:

@@ -7,6 +7,7 @@ shapes, written in the runner's result format: pyperf suite + skips sidecar).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -280,3 +281,20 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
     keep = os.environ.get("CONVBENCH_REPORT_SCREENSHOT")
     if keep:  # to look at the page: CONVBENCH_REPORT_SCREENSHOT=shot.png pytest ...
         shutil.copy(shot, keep)
+
+
+def test_numeric_range_section_from_the_file_beside_the_results(sweep, tmp_path):
+    from harness.checks.numeric_range import table
+
+    d, a, _ = sweep
+    results = tmp_path / "run.json"
+    shutil.copy(a, results)
+    rows = table(types=("conv2d",), algorithms=("direct", "winograd_f4"))
+    (tmp_path / "run.numerics.json").write_text(json.dumps(rows), encoding="utf-8")
+    page = Page.parse(build_report(results, tmp_path / "run.html"))
+    assert "numerics" in page.sections
+    text = " ".join(page.text)
+    assert "winograd_f4" in text and "NaN spread" in text
+    (tmp_path / "run.numerics.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a numeric-range table"):
+        build_report(results, tmp_path / "bad.html")

@@ -12,6 +12,7 @@ describes the last one and compares each later file against the first.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -51,6 +52,19 @@ def _accuracy_beside(path: Path) -> Path | None:
     return cand if cand.exists() else None
 
 
+def load_numerics(path: Path | None) -> pd.DataFrame | None:
+    """The numeric-range table (`python -m harness.checks.numeric_range --json`), or None."""
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a numeric-range table ({exc})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{path}: not a numeric-range table (expected a list of rows)")
+    return pd.DataFrame(rows)
+
+
 def build_report(results_paths, out_html, accuracy=None, *, merge: bool = False,
                  command: str | None = None, title: str | None = None) -> Path:
     """Write the HTML report for one or more result files; returns its path.
@@ -79,6 +93,8 @@ def build_report(results_paths, out_html, accuracy=None, *, merge: bool = False,
         found = _accuracy_beside(body_paths[-1])
         accuracy = found
     acc = load_accuracy(accuracy)
+    numerics = load_numerics(body_paths[-1].with_name(result_stem(body_paths[-1])
+                                                      + ".numerics.json"))
     comparisons = []
     if not merge and len(paths) > 1:
         base = paths[0]
@@ -89,7 +105,8 @@ def build_report(results_paths, out_html, accuracy=None, *, merge: bool = False,
         title = "convbench report: " + (" vs ".join(result_stem(p) for p in paths)
                                         if comparisons else
                                         ", ".join(result_stem(p) for p in body_paths))
-    text = page.render(res, accuracy=acc, comparisons=comparisons, command=command,
+    text = page.render(res, accuracy=acc, numerics=numerics, comparisons=comparisons,
+                       command=command,
                        title=title, files=[p.name for p in paths])
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -269,6 +269,33 @@ def accuracy_section(acc: pd.DataFrame | None) -> Section | None:
         + tables.styled(pivot.reset_index(), caption="max relative error by channels"))
 
 
+def numerics_section(num: pd.DataFrame | None) -> Section | None:
+    if num is None or num.empty:
+        return None
+
+    def g(v):
+        return "–" if v is None or v != v else f"{float(v):.2g}"
+
+    t = pd.DataFrame({
+        "type": num["conv_type"], "algorithm": num["algorithm"],
+        "largest safe output": num["max_safe_peak"].map(g),
+        "first failing": num["first_failing_peak"].map(g),
+        "error on tiny values": num["tiny_rel_error"].map(g),
+        "NaN spread": num["nan_spread"].map(lambda v: f"{v:.2f}x"),
+        "Inf kept": num["inf_kept"].map(lambda v: f"{100 * v:.0f}%"),
+    })
+    spec = html.escape(str(num["spec"].iloc[0])) if "spec" in num else ""
+    return Section("numerics", "Numeric range", _p(
+        f"Each algorithm against the float64 oracle on <code>{spec}</code> (from "
+        "<code>python -m harness.checks.numeric_range</code>): the largest output peak it "
+        "still computes finite and within its error bound (inputs scaled by powers of ten; "
+        "– where the float32 input overflows first), the relative error when outputs are "
+        "float32 subnormals (inputs x1e-30, weights x1e-10), how many outputs one NaN input "
+        "reaches relative to the reference, and the share of Inf outputs that stay Inf. "
+        "Winograd tiles mix neighbouring inputs: a NaN reaches whole tiles and an Inf meets "
+        "its own negative in the transforms.") + tables.styled(t))
+
+
 def compile_section(res: Results) -> Section | None:
     fig = plots.compile_times(res.frame)
     if fig is None:
@@ -453,15 +480,16 @@ def skips_section(res: Results) -> Section | None:
 
 # ------------------------------------------------------------------------------ page
 def render(res: Results, *, accuracy: pd.DataFrame | None = None,
+           numerics: pd.DataFrame | None = None,
            comparisons: list[tuple[Comparison, str, str]] = (), command: str | None = None,
            title: str | None = None, files: list[str] = ()) -> str:
     sections: list[Section | None] = []
     if not res.frame.empty:
         sections += [summary_section(res), type_sections(res), time_vs_mults_section(res),
                      roofline_section(res), accuracy_section(accuracy),
-                     compile_section(res), threads_section(res)]
+                     numerics_section(numerics), compile_section(res), threads_section(res)]
     else:
-        sections.append(accuracy_section(accuracy))
+        sections += [accuracy_section(accuracy), numerics_section(numerics)]
     for i, (cmp, a, b) in enumerate(comparisons):
         sections.append(comparison_section(cmp, a, b, i))
     sections.append(seed_section(res))
