@@ -115,10 +115,13 @@ class ConvSpec:
         for fname in ("n", "c", "k", "groups"):
             if getattr(self, fname) < 1:
                 raise ValueError(f"{fname}: must be positive, got {getattr(self, fname)}")
-        for fname in ("n", "c", "k", "groups", *_SPATIAL):
-            v = getattr(self, fname)
-            if max(v if isinstance(v, tuple) else (v,)) > MAX_DIM:
-                raise ValueError(f"{fname}: must be below 2**31, got {_short(v)}")
+        if max(self.n, self.c, self.k, self.groups, *self.size, *self.kernel, *self.stride,
+               *self.padding, *self.dilation, *self.output_padding) > MAX_DIM:
+            # one max() on the fast path: specs are built on every call of the composites
+            for fname in ("n", "c", "k", "groups", *_SPATIAL):
+                v = getattr(self, fname)
+                if max(v if isinstance(v, tuple) else (v,)) > MAX_DIM:
+                    raise ValueError(f"{fname}: must be below 2**31, got {_short(v)}")
         for fname in ("size", "kernel", "stride", "dilation"):
             if min(getattr(self, fname)) < 1:
                 raise ValueError(f"{fname}: must be positive, got {getattr(self, fname)}")
@@ -147,16 +150,19 @@ class ConvSpec:
                         f"kernel: the dilated kernel ({self.kernel} at dilation {self.dilation}) "
                         f"is larger than the padded input ({self.size} + 2*{self.padding})"
                     )
-        if min(self.out_size) < 1:
-            raise ValueError(f"padding: leaves an empty output {self.out_size}")
-        for fname, what, count in (
-            ("size", "input", self.n * self.c * math.prod(self.size)),
-            ("size", "output", self.n * self.k * math.prod(self.out_size)),
-            ("kernel", "weights", self.k * (self.c // self.groups) * math.prod(self.kernel)),
-        ):
-            if count > MAX_ELEMENTS:
-                raise ValueError(f"{fname}: the {what} would have {count:.3g} elements, "
-                                 f"more than an int64 can count")
+        out_size = self.out_size
+        if min(out_size) < 1:
+            raise ValueError(f"padding: leaves an empty output {out_size}")
+        n_in = self.n * self.c * math.prod(self.size)
+        n_out = self.n * self.k * math.prod(out_size)
+        n_w = self.k * (self.c // self.groups) * math.prod(self.kernel)
+        if max(n_in, n_out, n_w) > MAX_ELEMENTS:
+            for fname, what, count in (
+                ("size", "input", n_in), ("size", "output", n_out), ("kernel", "weights", n_w),
+            ):
+                if count > MAX_ELEMENTS:
+                    raise ValueError(f"{fname}: the {what} would have {count:.3g} elements, "
+                                     f"more than an int64 can count")
 
     # ------------------------------------------------------------- derived
     @property
