@@ -9,6 +9,7 @@ per-type arithmetic.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,6 +156,17 @@ def make_inputs(name: str, spec: ConvSpec, seed: int = 0) -> tuple[np.ndarray, t
         weights.append((rng.standard_normal(shape, dtype=np.float32) / np.sqrt(fan))
                        .astype(np.float32))
     return x, tuple(weights)
+
+
+@functools.lru_cache(maxsize=512)
+def separable_stages(spec: ConvSpec) -> tuple[ConvSpec, ConvSpec]:
+    """(depthwise spec, pointwise spec) of the depthwise separable conv `spec` replaces.
+
+    Cached: the composites run both stages on every call, and building a ConvSpec
+    (validation included) costs about 10 us, which shows on small layers."""
+    return (spec.replace(k=spec.c, groups=spec.c),
+            spec.replace(size=spec.out_size, kernel=1, stride=1, padding=0, dilation=1,
+                         flip=False))
 
 
 def flip_spatial(w: np.ndarray, ndim: int) -> np.ndarray:

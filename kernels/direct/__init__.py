@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import cell
-from ..types import full_kernel, shuffle_permutation
+from ..types import full_kernel, separable_stages, shuffle_permutation
 from .dense import run_dense
 from .depthwise import run_depthwise
 from .pointwise import run_pointwise
@@ -54,7 +54,5 @@ def _transposed(spec, x, weights):
 @cell("depthwise_separable", "direct")
 def _depthwise_separable(spec, x, weights):
     dw, pw = weights
-    mid = run_depthwise(spec.replace(k=spec.c, groups=spec.c), x, dw)
-    pw_spec = spec.replace(size=spec.out_size, kernel=1, stride=1, padding=0, dilation=1,
-                           flip=False)
-    return run_pointwise(pw_spec, mid, pw)
+    dw_spec, pw_spec = separable_stages(spec)
+    return run_pointwise(pw_spec, run_depthwise(dw_spec, x, dw), pw)

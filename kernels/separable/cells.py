@@ -14,7 +14,7 @@ from ..direct.dense import kchunks_for
 from ..direct.pointwise import run_pointwise
 from ..registry import cell, not_applicable
 from ..spec import ConvSpec
-from ..types import flip_spatial, shuffle_permutation
+from ..types import flip_spatial, separable_stages, shuffle_permutation
 from . import counts
 from .engine import blocks_for, pad_planes, separable2d, separable3d
 from .factor import rank1_terms
@@ -128,8 +128,7 @@ def _pointwise_spec(spec: ConvSpec, c: int, k: int, size) -> ConvSpec:
 def _depthwise_separable(spec, x, weights):
     """Depthwise stage factored by SVD, then the direct pointwise stage."""
     dw, pw = weights
-    dspec = spec.replace(k=spec.c, groups=spec.c)
-    mid = _dense_run(dspec, x, dw)
+    mid = _dense_run(separable_stages(spec)[0], x, dw)
     return run_pointwise(_pointwise_spec(spec, spec.c, spec.k, spec.out_size), mid, pw)
 
 

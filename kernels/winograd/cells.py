@@ -9,7 +9,7 @@ import numpy as np
 from ..direct.pointwise import run_pointwise
 from ..registry import cell, not_applicable
 from ..spec import ConvSpec
-from ..types import flip_spatial, full_kernel, shuffle_permutation
+from ..types import flip_spatial, full_kernel, separable_stages, shuffle_permutation
 from .conv2d import winograd2d
 from .conv3d import winograd3d
 from .depthwise import winograd_depthwise
@@ -126,9 +126,7 @@ def _register(algorithm: str, m: int) -> None:
         dw, pw = weights
         mid = winograd_depthwise(x, _oriented(dw, spec), m, spec.out_size, _lo(spec),
                                  spec.dilation)
-        pw_spec = spec.replace(size=spec.out_size, kernel=1, stride=1, padding=0, dilation=1,
-                               flip=False)
-        return run_pointwise(pw_spec, mid, pw)
+        return run_pointwise(separable_stages(spec)[1], mid, pw)
 
     @cell("transposed2d", algorithm, supports=supports_for("transposed2d"),
           multiplications=count_for("transposed2d"))
