@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from harness.messages import clip
+
 # Options handed to pyperf unchanged (see `python -m pyperf --help`).
 _PYPERF_FLAGS = ("--fast", "--rigorous", "--debug-single-value", "--verbose", "--quiet")
 _PYPERF_VALUES = (("--processes", "-p", int, "N"), ("--values", "-n", int, "N"),
@@ -338,7 +340,7 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
         output = Path(args.output) if args.output else runner.default_output(set_name,
                                                                                shard=shard)
     if output.exists() and not args.resume:
-        raise ValueError(f"{runner.clip(output, 150)} already exists: pass --resume to "
+        raise ValueError(f"{clip(output, 150)} already exists: pass --resume to "
                          "continue it")
     options = runner.sweep_options(the_plan, pyperf_args, getattr(args, "types", None),
                                    getattr(args, "algos", None), peers, shard,
@@ -534,16 +536,12 @@ def main(argv=None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ValueError, OverflowError) as exc:
-        print(f"convbench {args.command}: {_clip(exc)}", file=sys.stderr)
+        print(f"convbench {args.command}: {clip(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # a path the user gave that cannot be read or written
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"convbench {args.command}: {_clip(where + (exc.strerror or str(exc)))}",
+        print(f"convbench {args.command}: {clip(where + (exc.strerror or str(exc)))}",
               file=sys.stderr)
         return 2
 
 
-def _clip(text, limit: int = 300) -> str:
-    """An error message on one line, at most `limit` characters."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."

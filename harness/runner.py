@@ -62,6 +62,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.messages import clip, os_error
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: the unchanged-file check stands alone
@@ -321,16 +323,8 @@ def sidecar_path(results: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".skips.json")
 
 
-def clip(text, limit: int = 200) -> str:
-    """`text` on one line, at most `limit` characters (error messages echo user input)."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def os_error(path, exc: OSError, doing: str = "cannot write") -> ValueError:
-    """A one-line ValueError naming `path` for an OSError met while using it."""
-    where = exc.filename if getattr(exc, "filename", None) else path
-    return ValueError(f"{doing} {clip(where, 150)}: {exc.strerror or type(exc).__name__}")
 
 
 def load_sidecar(results) -> list[dict]:
@@ -615,8 +609,12 @@ def _worker_env(root: Path | None = None, extra: dict | None = None,
     parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
              if p and p != str(SOURCE_ROOT)]
     env["PYTHONPATH"] = os.pathsep.join([root, *parts])
-    inherit = sorted(k for k in env if k.startswith(ENV_PREFIXES) or k in ENV_NAMES)
-    return env, inherit
+    return env, _inherited(env)
+
+
+def _inherited(env: dict) -> list[str]:
+    """The variables pyperf must pass on to its workers (it drops the rest)."""
+    return sorted(k for k in env if k.startswith(ENV_PREFIXES) or k in ENV_NAMES)
 
 
 def pyperf_command(job: Job, metadata: dict, output: Path, pyperf_args=(),
@@ -626,8 +624,7 @@ def pyperf_command(job: Job, metadata: dict, output: Path, pyperf_args=(),
         spec=str(job.spec), transposed=bool(job.spec.transposed), threads=job.threads,
         metadata=metadata), separators=(",", ":"))
     cmd = [sys.executable, "-m", "harness.worker", "--job", job_json, "-o", str(output)]
-    inherit = _worker_env()[1] if env is None else sorted(
-        k for k in env if k.startswith(ENV_PREFIXES) or k in ENV_NAMES)
+    inherit = _inherited(_worker_env()[0] if env is None else env)
     if inherit:
         cmd.append("--inherit-environ=" + ",".join(inherit))
     cmd.extend(pyperf_args)

@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from harness.messages import clip
 from kernels.spec import ConvSpec
 from kernels.types import CONV_TYPES, check_spec
 
@@ -94,10 +95,6 @@ _REPEAT_RE = re.compile(r"^(.*?)\*(\d+)$")
 MAX_REPEAT = 100_000
 
 
-def _clip(text, limit: int = 120) -> str:
-    """User text echoed in an error message: one line, at most `limit` characters."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _read(path: Path) -> str:
@@ -105,7 +102,7 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"shape file: cannot read {_clip(path)}: "
+        raise ValueError(f"shape file: cannot read {clip(path)}: "
                          f"{exc.strerror or type(exc).__name__}") from None
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[:exc.start].count(b"\n") + 1
@@ -206,7 +203,7 @@ def _split_name(full: str) -> tuple[str | None, str, int]:
         if repeat < 1:
             raise ValueError(f"repeat: must be at least 1, got *{repeat}")
         if repeat > MAX_REPEAT:
-            raise ValueError(f"repeat: at most *{MAX_REPEAT}, got *{_clip(repeat, 30)}")
+            raise ValueError(f"repeat: at most *{MAX_REPEAT}, got *{clip(repeat, 30)}")
     network, sep, layer = full.rpartition(":")
     if not sep:
         network = None
@@ -232,11 +229,11 @@ def load_file(path) -> list[Layer]:
         parts = line.split(None, 1)
         if len(parts) != 2:
             raise ValueError(f"{where}: expected '<conv_type> <descriptor>', "
-                             f"got {_clip(repr(line))}")
+                             f"got {clip(repr(line))}")
         conv_type, descriptor = parts
         if conv_type not in CONV_TYPES:
             raise ValueError(
-                f"{where}: unknown conv type {_clip(repr(conv_type), 60)}; known types are "
+                f"{where}: unknown conv type {clip(repr(conv_type), 60)}; known types are "
                 f"{', '.join(CONV_TYPES)}"
             )
         try:
@@ -246,7 +243,7 @@ def load_file(path) -> list[Layer]:
                 raise ValueError('name: every layer needs a name, n"network:layer"')
             network, layer, repeat = _split_name(spec.name)
         except ValueError as exc:
-            raise ValueError(f"{where}: {_clip(exc, 300)}") from None
+            raise ValueError(f"{where}: {clip(exc, 300)}") from None
         item = Layer(network=network or path.stem, name=layer, conv_type=conv_type, spec=spec,
                      repeat=repeat)
         key = (conv_type, item.network, item.name)
@@ -362,7 +359,7 @@ def totals(name: str) -> pd.DataFrame:
         df["multiply_adds"] = df["multiply_adds"].astype("int64")
         df["repeat"] = df["repeat"].astype("int64")
     except (OverflowError, TypeError, ValueError):
-        raise ValueError(f"shape set {_clip(name)}: the multiply-add total {_clip(total, 40)} "
+        raise ValueError(f"shape set {clip(name)}: the multiply-add total {clip(total, 40)} "
                          "does not fit in 64 bits") from None
     df.attrs["published"] = None if name.endswith(".txt") else published_total(name)
     return df

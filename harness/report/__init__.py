@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.messages import clip
+
 from .load import Results, load_results, result_stem
 
 __all__ = ["Results", "build_report", "load_accuracy", "load_results", "main"]
@@ -114,9 +116,6 @@ def build_report(results_paths, out_html, accuracy=None, *, merge: bool = False,
     return out
 
 
-def _clip(text, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def default_output(paths, merge: bool = False) -> Path:
@@ -153,11 +152,11 @@ def main(argv=None) -> int:
                             command=command, title=args.title)
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"convbench report: {_clip(where + (exc.strerror or str(exc)))}",
+        print(f"convbench report: {clip(where + (exc.strerror or str(exc)))}",
               file=sys.stderr)
         return 2
     except ValueError as exc:
-        print(f"convbench report: {_clip(exc)}", file=sys.stderr)
+        print(f"convbench report: {clip(exc)}", file=sys.stderr)
         return 2
     print(path)
     return 0

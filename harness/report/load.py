@@ -26,6 +26,7 @@ import pandas as pd
 import pyperf
 
 import kernels
+from harness.messages import clip
 
 NAME_RE = re.compile(
     r"^(?P<conv_type>[^/]+)/(?P<algorithm>[^/]+)/(?P<network>[^:]*):(?P<layer>.*?)"
@@ -172,9 +173,6 @@ def _bench_row(bench, source: str) -> dict:
     return row
 
 
-def _clip(text, limit: int = 150) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _load_pyperf(path: Path):
@@ -182,12 +180,12 @@ def _load_pyperf(path: Path):
     try:
         return pyperf.BenchmarkSuite.load(str(path))
     except OSError as exc:
-        raise ValueError(f"cannot read {_clip(path)}: "
+        raise ValueError(f"cannot read {clip(path)}: "
                          f"{exc.strerror or type(exc).__name__}") from None
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         what = "empty" if path.is_file() and path.stat().st_size == 0 else (
-            f"not a pyperf results file ({type(exc).__name__}: {_clip(exc, 80)})")
-        raise ValueError(f"{_clip(path)}: {what}") from None
+            f"not a pyperf results file ({type(exc).__name__}: {clip(exc, 80)})")
+        raise ValueError(f"{clip(path)}: {what}") from None
 
 
 def load_suite(path) -> tuple[pd.DataFrame, dict, tuple]:
@@ -231,11 +229,11 @@ def load_skips(path) -> pd.DataFrame:
         with open(sidecar, encoding="utf-8") as fh:
             data = json.load(fh)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ValueError(f"{_clip(sidecar)}: not a skips file ({_clip(exc, 80)})") from None
+        raise ValueError(f"{clip(sidecar)}: not a skips file ({clip(exc, 80)})") from None
     if isinstance(data, dict):  # tolerate {"skips": [...]}
         data = data.get("skips", [])
     if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
-        raise ValueError(f"{_clip(sidecar)}: not a skips file (expected a list of objects)")
+        raise ValueError(f"{clip(sidecar)}: not a skips file (expected a list of objects)")
     frame = pd.DataFrame(list(data))
     for col in cols:
         if col not in frame:
