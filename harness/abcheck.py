@@ -161,7 +161,7 @@ def _per_process(pyperf_args) -> tuple[list[str], int]:
     return args, max(1, rounds)
 
 
-def time_job(job, metadata: dict, pair, pyperf_args, tmp: Path, progress=None) -> dict:
+def time_job(job, metadata: dict, pair, pyperf_args, tmp: Path) -> dict:
     """Time one job on every side, interleaved (ABAB...): {label: Benchmark}.
 
     Raises NotInReference when the first side cannot run the job at all, RuntimeError on
@@ -171,7 +171,7 @@ def time_job(job, metadata: dict, pair, pyperf_args, tmp: Path, progress=None) -
     loops = next((int(base_args[i + 1]) for i, a in enumerate(base_args[:-1])
                   if a in ("--loops", "-l")), None)
     benches: dict = {}
-    for r in range(rounds):
+    for _ in range(rounds):
         for side in pair:
             args = [*base_args, "--processes", "1"]
             if loops and "--loops" not in args and "-l" not in args:
@@ -188,8 +188,6 @@ def time_job(job, metadata: dict, pair, pyperf_args, tmp: Path, progress=None) -
                 benches[side.label].add_runs(bench)
             else:
                 benches[side.label] = bench
-            if progress:
-                progress(r, side)
     return benches
 
 
