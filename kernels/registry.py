@@ -19,6 +19,22 @@ from .spec import ConvSpec
 from .types import CONV_TYPES, check_inputs, check_spec
 
 ALGORITHMS: tuple[str, ...] = ("direct", "im2col", "winograd_f2", "winograd_f4", "separable")
+_BOUNDS: dict = {}
+
+
+def declare_algorithm(name: str, *, summary: str, accuracy) -> None:
+    """Declare an algorithm (its one-line summary and its accuracy.Bound) before its
+    cells register. (Skeleton: the structure work derives ALGORITHMS from these.)"""
+    _BOUNDS[name] = (summary, accuracy)
+
+
+def algorithm_bound(name: str):
+    """The accuracy.Bound `name` declared."""
+    from .accuracy import Bound
+
+    if name in _BOUNDS:
+        return _BOUNDS[name][1]
+    return Bound(scale=10.0, floor=1e-4)  # skeleton default until every package declares
 
 Runner = Callable[[ConvSpec, np.ndarray, tuple], np.ndarray]
 
