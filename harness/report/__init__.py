@@ -19,9 +19,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.history import DEFAULT_DB
 from harness.messages import clip
 
 from .load import Results, load_results, result_stem
+
+DEFAULT_HISTORY = DEFAULT_DB  # the history database the report reads when it exists
 
 __all__ = ["Results", "build_report", "load_accuracy", "load_results", "main"]
 
@@ -68,7 +71,8 @@ def load_numerics(path: Path | None) -> pd.DataFrame | None:
 
 
 def build_report(results_paths, out_html, accuracy=None, *, merge: bool = False,
-                 command: str | None = None, title: str | None = None) -> Path:
+                 command: str | None = None, title: str | None = None,
+                 history=DEFAULT_HISTORY) -> Path:
     """Write the HTML report for one or more result files; returns its path.
 
     One file: the report of that run. Several files: with `merge`, one run split
@@ -109,7 +113,7 @@ def build_report(results_paths, out_html, accuracy=None, *, merge: bool = False,
                                         ", ".join(result_stem(p) for p in body_paths))
     text = page.render(res, accuracy=acc, numerics=numerics, comparisons=comparisons,
                        command=command,
-                       title=title, files=[p.name for p in paths])
+                       title=title, files=[p.name for p in paths], history=history)
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
@@ -137,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", action="store_true",
                    help="treat several files as one run (shards) instead of comparing them")
     p.add_argument("--title", help="page title")
+    p.add_argument("--history", default=str(DEFAULT_HISTORY),
+                   help="history database for the section over commits, when it exists "
+                        "(default %(default)s; convbench history add fills it)")
     return p
 
 
@@ -149,7 +156,7 @@ def main(argv=None) -> int:
     command = "convbench report " + shlex.join(argv)
     try:
         path = build_report(args.results, out, accuracy=args.accuracy, merge=args.merge,
-                            command=command, title=args.title)
+                            command=command, title=args.title, history=args.history)
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         print(f"convbench report: {clip(where + (exc.strerror or str(exc)))}",

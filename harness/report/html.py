@@ -482,7 +482,11 @@ def skips_section(res: Results) -> Section | None:
 def render(res: Results, *, accuracy: pd.DataFrame | None = None,
            numerics: pd.DataFrame | None = None,
            comparisons: list[tuple[Comparison, str, str]] = (), command: str | None = None,
-           title: str | None = None, files: list[str] = ()) -> str:
+           title: str | None = None, files: list[str] = (), history=None) -> str:
+    """The page; `history` is a history database (harness.history) whose section is added
+    when it holds results."""
+    from .history import history_section
+
     sections: list[Section | None] = []
     if not res.frame.empty:
         sections += [summary_section(res), type_sections(res), time_vs_mults_section(res),
@@ -492,6 +496,7 @@ def render(res: Results, *, accuracy: pd.DataFrame | None = None,
         sections += [accuracy_section(accuracy), numerics_section(numerics)]
     for i, (cmp, a, b) in enumerate(comparisons):
         sections.append(comparison_section(cmp, a, b, i))
+    sections.append(history_section(history))
     sections.append(seed_section(res))
     sections.append(skips_section(res))
     sections = [s for s in sections if s is not None]
