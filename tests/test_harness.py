@@ -380,3 +380,18 @@ def test_worker_error_is_reported_not_raised(tmp_path):
     assert bench is None and "no_such_algorithm" in note
     bench, _ = sweep.run_job(job, md, tmp_path, FAST)
     assert bench is not None and np.isfinite(bench.median())
+
+
+def test_verification_bound_comes_from_the_accuracy_contract():
+    from harness import verify
+    from kernels.accuracy import bound
+
+    layer = TINY[1]
+    check = verify.check_cell(layer.conv_type, "direct", layer.spec)
+    assert check["ok"] and check["tolerance"] == bound("direct", layer.conv_type, layer.spec)
+    assert check["max_error"] <= check["tolerance"]
+    # --rtol replaces the bound; a peer is held to direct's bound
+    assert verify.check_cell(layer.conv_type, "direct", layer.spec, rtol=0.25)[
+        "tolerance"] == 0.25
+    assert verify.cell_bound(layer.conv_type, "torch", layer.spec) == bound(
+        "direct", layer.conv_type, layer.spec)
