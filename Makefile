@@ -44,12 +44,12 @@ clean:
 # (convbench ab); flagged benchmarks are timed again and only regressions both passes show fail.
 # `make baseline` accepts HEAD: it becomes the reference, and its stored sweep is kept as history
 # for `convbench compare` within this machine class.
-MACHINE_CLASS = $(shell $(BIN)/python -c "from harness.compare import machine_class; print(machine_class())")
+MACHINE_CLASS = $(shell $(BIN)/python -c "from harness.machine import machine_class; print(machine_class())")
 BASELINE      = results/baseline/$(MACHINE_CLASS).json
 CHECK_ALGOS  ?= direct im2col winograd_f4
 CHECK_SET    ?= --set ci --threads 1 --algos $(CHECK_ALGOS)
 CHECK_PYPERF ?= --processes 3 --values 4 --warmups 1 --min-time 0.02
-CHECK_GATE   ?= --estimator min --threshold 1.15 --alpha 0.01
+CHECK_GATE   ?= --estimator min --threshold 1.15
 CHECK_OUT    ?= results/bench-check
 
 .PHONY: bench-check baseline gate-study gate-study-ab
@@ -61,15 +61,15 @@ baseline: venv
 	mkdir -p results/baseline
 	rm -f $(BASELINE) $(BASELINE:.json=.skips.json)
 	$(BIN)/convbench run $(CHECK_SET) $(CHECK_PYPERF) -o $(BASELINE)
-	$(BIN)/python -c "from harness.compare import strip_host_metadata as s; s('$(BASELINE)')"
+	$(BIN)/python -c "from harness.results import strip_host_metadata as s; s('$(BASELINE)')"
 	printf '%s\n' '# The reference commit of make bench-check (convbench ab); make baseline records HEAD.' \
 	  "$$(git rev-parse HEAD)" > results/baseline/reference.txt
 	@echo "baseline: $(BASELINE) and results/baseline/reference.txt -- commit them"
 
 gate-study: venv
 	$(BIN)/python -m harness.gate_study --runs 10 --run-args "--threads 1 --algos direct" \
-	  --estimator min --threshold 1.15 --alpha 0.01 --out results/gate-study
+	  --estimator min --threshold 1.15 --out results/gate-study
 
 gate-study-ab: venv
 	$(BIN)/python -m harness.gate_study --ab --runs 10 --run-args "--threads 1 --algos direct" \
-	  --estimator min --threshold 1.15 --alpha 0.01 --out results/gate-study-ab
+	  --estimator min --threshold 1.15 --out results/gate-study-ab

@@ -40,7 +40,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import compare, runner, slowdown
+from . import compare, slowdown
+from .machine import machine_class
+from .results import write_suite
+from .stats import DEFAULT_ALPHA, DEFAULT_THRESHOLD
+from .sweep import SOURCE_ROOT, format_time, run_job, verified_jobs
 
 REFERENCE_FILE = Path("results") / "baseline" / "reference.txt"
 WORKTREES = Path(".convbench-cache")
@@ -64,7 +68,7 @@ def _git(root: Path, *args: str) -> str:
     return proc.stdout.strip()
 
 
-def recorded_reference(root: Path = runner.SOURCE_ROOT) -> str:
+def recorded_reference(root: Path = SOURCE_ROOT) -> str:
     """The commit named in results/baseline/reference.txt (first word of the first line
     that is not a comment)."""
     path = root / REFERENCE_FILE
@@ -177,7 +181,7 @@ def time_job(job, metadata: dict, pair, pyperf_args, tmp: Path) -> dict:
             if loops and "--loops" not in args and "-l" not in args:
                 args += ["--loops", str(loops)]
             md = dict(metadata, ab_side=side.label, ab_commit=side.commit)
-            bench, note = runner.run_job(job, md, tmp, args, root=side.root,
+            bench, note = run_job(job, md, tmp, args, root=side.root,
                                          extra_env=side.extra_env, drop_env=side.drop_env)
             if bench is None:
                 if side.label == "ref" and not benches:
@@ -212,22 +216,17 @@ def run_pass(the_plan, pair, out: Path, tag: str, pyperf_args, calibration: dict
     jobs = [j for j in the_plan.jobs if names is None or j.name in names]
     result = PassResult(files)
     suites: dict = {}
-    vers = runner.versions()
     t0 = time.monotonic()
-    for i, job in enumerate(jobs, 1):
-        elapsed = time.monotonic() - t0
-        eta = elapsed / (i - 1) * (len(jobs) - i + 1) if i > 1 else None
-        print(f"[pass {tag} {i}/{len(jobs)}] {job.name}  elapsed {runner._fmt_seconds(elapsed)}"
-              + (f"  ETA {runner._fmt_seconds(eta)}" if eta else ""), file=err, flush=True)
-        check = runner.check_cell(job.conv_type, job.algorithm, job.spec, rtol)
-        if not check["ok"]:
-            result.errors.append(f"{job.name}: verification failed: {check['error']}")
-            print(f"  FAILED verification: {check['error']}", file=err)
+    for step in verified_jobs(jobs, the_plan.set_name, calibration, rtol, err,
+                              head=lambda i, n: f"[pass {tag} {i}/{n}]"):
+        job = step.job
+        if step.metadata is None:
+            result.errors.append(f"{job.name}: verification failed: {step.check['error']}")
+            print(f"  FAILED verification: {step.check['error']}", file=err)
             continue
-        md = runner.job_metadata(job, the_plan.set_name, check, calibration, vers)
         try:
             with tempfile.TemporaryDirectory(prefix="convbench-ab-") as tmp:
-                benches = time_job(job, md, pair, pyperf_args, Path(tmp))
+                benches = time_job(job, step.metadata, pair, pyperf_args, Path(tmp))
         except NotInReference as exc:
             result.new_only.append(job.name)
             print(f"  not in the reference (new since?), not compared: {exc}", file=err)
@@ -241,11 +240,11 @@ def run_pass(the_plan, pair, out: Path, tag: str, pyperf_args, calibration: dict
                 suites[label].add_benchmark(bench)
             else:
                 suites[label] = pyperf.BenchmarkSuite([bench])
-            runner.write_suite(suites[label], files[label])
+            write_suite(suites[label], files[label])
         mins = {s.label: min(benches[s.label].get_values()) for s in pair}
         first_min = mins[pair[0].label]
         print("  min " + "  ".join(
-            f"{k} {runner.format_time(v)}" + (f" ({v / first_min:.3f}x)" if i else "")
+            f"{k} {format_time(v)}" + (f" ({v / first_min:.3f}x)" if i else "")
             for i, (k, v) in enumerate(mins.items())), file=err, flush=True)
         result.timed.append(job.name)
     result.seconds = time.monotonic() - t0
@@ -266,9 +265,9 @@ class CheckResult:
 
 
 def check(the_plan, ref: str | None = None, out: Path = Path("results/bench-check"),
-          pyperf_args=(), threshold: float = compare.DEFAULT_THRESHOLD,
-          alpha: float = compare.DEFAULT_ALPHA, estimator: str = "min", rtol=None,
-          root: Path = runner.SOURCE_ROOT, ref_root: Path | None = None, err=None,
+          pyperf_args=(), threshold: float = DEFAULT_THRESHOLD,
+          alpha: float = DEFAULT_ALPHA, estimator: str = "min", rtol=None,
+          root: Path = SOURCE_ROOT, ref_root: Path | None = None, err=None,
           confirm: bool = True) -> CheckResult:
     """The A/B gate over a plan: exit code 1 on a regression confirmed by a second pass.
 
@@ -290,7 +289,7 @@ def check(the_plan, ref: str | None = None, out: Path = Path("results/bench-chec
     calibration = calibrate(err=err)
     print(f"ab: {len(the_plan.jobs)} benchmarks, reference {short(pair[0].commit)} "
           f"({pair[0].root}) vs working tree {short(pair[1].commit)}, machine class "
-          f"{compare.machine_class()}", file=err, flush=True)
+          f"{machine_class()}", file=err, flush=True)
     first = run_pass(the_plan, pair, out, "1", pyperf_args, calibration, rtol, err=err)
     if not first.timed:
         raise RuntimeError("ab: no benchmark was timed: " + "; ".join(first.errors[:5]))

@@ -212,7 +212,7 @@ def metadata(calibration: dict) -> dict:
     """What goes into every benchmark's metadata about the machine: the calibration, the
     BLAS in use, the vector ISA and register blocks the kernels compiled for, and the
     machine class (the unit within which results may be compared)."""
-    from harness.compare import machine_class
+    from harness.machine import machine_class
     from kernels.target import TARGET
 
     target = {k: int(v) if isinstance(v, bool) else v for k, v in TARGET.describe().items()}

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from harness.messages import clip
+from harness.stats import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 
 # Options handed to pyperf unchanged (see `python -m pyperf --help`).
 _PYPERF_FLAGS = ("--fast", "--rigorous", "--debug-single-value", "--verbose", "--quiet")
@@ -62,7 +63,8 @@ def _add_selection(p: argparse.ArgumentParser, peers_default=None) -> None:
     p.add_argument("--peers", nargs="+", default=peers_default, metavar="PEER",
                    help="peers timed as extra algorithms: torch, scipy")
     p.add_argument("--rtol", type=float, default=None,
-                   help="verification tolerance (default: per algorithm)")
+                   help="verification tolerance (default: the algorithm's accuracy bound, "
+                        "kernels.accuracy)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,10 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference commit (default: the one in results/baseline/reference.txt)")
     p.add_argument("--out", default="results/bench-check",
                    help="folder for the suites and check.md (default results/bench-check)")
-    p.add_argument("--threshold", type=float, default=1.15,
-                   help="ratio above which a significant slowdown fails (default 1.15)")
-    p.add_argument("--alpha", type=float, default=0.01,
-                   help="Mann-Whitney U significance level (default 0.01)")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="ratio above which a significant slowdown fails "
+                        f"(default {DEFAULT_THRESHOLD})")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help=f"Mann-Whitney U significance level (default {DEFAULT_ALPHA})")
     p.add_argument("--estimator", choices=("min", "median"), default="min",
                    help="ratio of minimums (default) or medians")
     _add_pyperf_options(p)
@@ -271,12 +274,13 @@ def cmd_shapes(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from harness import runner
+    from harness.plan import plan as make_plan
+    from harness.verify import check_cell
 
     if not args.set_name:
         print("convbench verify: --set is required", file=sys.stderr)
         return 2
-    plan = runner.plan(args.set_name, args.types, args.algos, args.peers or (),
+    plan = make_plan(args.set_name, args.types, args.algos, args.peers or (),
                        threads=(1,))
     rows, failed = [], 0
     checks: dict = {}
@@ -284,7 +288,7 @@ def cmd_verify(args) -> int:
         print(f"[{i}/{len(plan.jobs)}] {job.name}", file=sys.stderr, flush=True)
         key = (job.conv_type, job.algorithm, str(job.spec))
         if key not in checks:
-            checks[key] = runner.check_cell(job.conv_type, job.algorithm, job.spec, args.rtol)
+            checks[key] = check_cell(job.conv_type, job.algorithm, job.spec, args.rtol)
         c = checks[key]
         failed += not c["ok"]
         rows.append((job.name, f"{c['max_error']:.2e}", f"{c['tolerance']:.0e}",
@@ -305,7 +309,7 @@ def cmd_verify(args) -> int:
 
 
 def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
-    from harness import runner
+    from harness import plan, results, sweep
 
     set_name = args.set_name
     if args.resume:
@@ -314,20 +318,20 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
             print("convbench run: --resume writes to its own file; drop -o", file=sys.stderr)
             return 2, None
         if not set_name and output.is_file() and output.stat().st_size:
-            md = runner.load_suite(output).get_metadata()
+            md = results.load_suite(output).get_metadata()
             set_name = md.get("set")
             if set_name is None:
-                options = runner.recorded_options(runner.load_suite(output)) or {}
+                options = sweep.recorded_options(results.load_suite(output)) or {}
                 set_name = options.get("set")
     else:
         output = None
     if not set_name:
         print("convbench run: --set is required", file=sys.stderr)
         return 2, None
-    shard = runner.parse_shard(getattr(args, "shard", None))
-    the_plan = runner.plan(set_name, getattr(args, "types", None),
-                           getattr(args, "algos", None), peers, threads=args.threads,
-                           shard=shard)
+    shard = plan.parse_shard(getattr(args, "shard", None))
+    the_plan = plan.plan(set_name, getattr(args, "types", None),
+                         getattr(args, "algos", None), peers, threads=args.threads,
+                         shard=shard)
     if getattr(args, "dry_run", False):
         for job in the_plan.jobs:
             print(job.name)
@@ -337,17 +341,17 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
               file=sys.stderr)
         return 0, None
     if output is None:
-        output = Path(args.output) if args.output else runner.default_output(set_name,
-                                                                               shard=shard)
+        output = Path(args.output) if args.output else results.default_output(set_name,
+                                                                                shard=shard)
     if output.exists() and not args.resume:
         raise ValueError(f"{clip(output, 150)} already exists: pass --resume to "
                          "continue it")
-    options = runner.sweep_options(the_plan, pyperf_args, getattr(args, "types", None),
-                                   getattr(args, "algos", None), peers, shard,
-                                   getattr(args, "rtol", None))
-    with runner.results_lock(output):  # writable, and no other sweep on it: say so now
+    options = sweep.sweep_options(the_plan, pyperf_args, getattr(args, "types", None),
+                                  getattr(args, "algos", None), peers, shard,
+                                  getattr(args, "rtol", None))
+    with results.results_lock(output):  # writable, and no other sweep on it: say so now
         if args.resume:
-            runner.check_resume(output, options)
+            sweep.check_resume(output, options)
     from harness.calibrate import calibrate
 
     calibration = calibrate()
@@ -356,10 +360,10 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
           f"{calibration['calib_bandwidth_gbs']} GB/s", file=sys.stderr)
     print(f"{len(the_plan.jobs)} benchmarks, {len(the_plan.skips)} skipped cells -> {output}",
           file=sys.stderr)
-    res = runner.sweep(the_plan, output, pyperf_args, resume=bool(args.resume),
-                       calibration=calibration, rtol=getattr(args, "rtol", None),
-                       command=getattr(args, "command_line", ""), options=options)
-    for line in runner.summary_lines(res):
+    res = sweep.sweep(the_plan, output, pyperf_args, resume=bool(args.resume),
+                      calibration=calibration, rtol=getattr(args, "rtol", None),
+                      command=getattr(args, "command_line", ""), options=options)
+    for line in sweep.summary_lines(res):
         print(line)
     return res.exit_code, output
 
@@ -374,7 +378,7 @@ def cmd_run(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from harness.calibrate import calibrate
-    from harness.compare import machine_class
+    from harness.machine import machine_class
     from kernels.target import TARGET
 
     result = calibrate(force=args.force, quick=args.quick)
@@ -396,11 +400,11 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from harness import runner
+    from harness import results
 
-    n, k = runner.merge(args.inputs, args.output)
+    n, k = results.merge(args.inputs, args.output)
     print(f"{n} benchmarks -> {args.output}; {k} skipped/failed cells -> "
-          f"{runner.sidecar_path(args.output)}")
+          f"{results.sidecar_path(args.output)}")
     return 0
 
 
@@ -465,13 +469,13 @@ def cmd_bench(args) -> int:
 
 
 def cmd_ab(args) -> int:
-    from harness import abcheck, runner
+    from harness import abcheck, plan
 
     if not args.set_name:
         print("convbench ab: --set is required", file=sys.stderr)
         return 2
-    the_plan = runner.plan(args.set_name, args.types, args.algos, args.peers or (),
-                           threads=args.threads)
+    the_plan = plan.plan(args.set_name, args.types, args.algos, args.peers or (),
+                         threads=args.threads)
     try:
         res = abcheck.check(the_plan, ref=args.ref, out=Path(args.out),
                             pyperf_args=_pyperf_args(args), threshold=args.threshold,

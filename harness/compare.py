@@ -73,18 +73,15 @@ read as a regression:
 * ``none``: raw times (same machine, same load assumed).
 
 `compare_suites(base, new, threshold, alpha)` returns the table as a pandas
-DataFrame and a `Verdict`, for reports; `machine_class()` names the baseline
-file a machine compares against (``results/baseline/<machine-class>.json``).
+DataFrame and a `Verdict`, for reports. The decision rule itself is
+`harness.stats.judge`; `harness.machine.machine_class()` names the baseline file
+a machine compares against (``results/baseline/<machine-class>.json``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,12 +89,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-DEFAULT_THRESHOLD = 1.15
-DEFAULT_ALPHA = 0.001
+from harness import stats
+from harness.machine import class_of_metadata
+from harness.peers import PEERS
+from harness.results import benchmark_records, load_suite, parse_name
+from harness.stats import DEFAULT_ALPHA, DEFAULT_THRESHOLD, ESTIMATORS
+
 DEFAULT_CALIB_TOLERANCE = 0.05
-PEER_ALGORITHMS = ("torch", "scipy")
 NORMALISE = ("calib", "suite", "peers", "none")
-ESTIMATORS = {"median": np.median, "min": np.min}
 CALIB_KEYS = ("calib_sgemm_gflops_1t", "calib_sgemm_gflops", "calib_bandwidth_gbs")
 
 COLUMNS = ["name", "conv_type", "algorithm", "network", "layer", "threads", "status",
@@ -142,67 +141,16 @@ class Verdict:
 
 # --------------------------------------------------------------------- reading
 
-def load_suite(path):
-    """A pyperf BenchmarkSuite from `path`, or CompareError with a clear message."""
-    import pyperf
-
-    path = Path(path)
-    if not path.is_file():
-        raise CompareError(f"{path}: no such file")
+def _load(path) -> dict[str, dict]:
+    """name -> {values, meta} of a suite file, or CompareError with a clear message."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            json.load(fh)
-    except UnicodeDecodeError as exc:
-        raise CompareError(f"{path}: not a text file ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise CompareError(f"{path}: malformed JSON at line {exc.lineno} column "
-                           f"{exc.colno}: {exc.msg}") from None
-    try:
-        suite = pyperf.BenchmarkSuite.load(str(path))
-    except Exception as exc:  # pyperf raises KeyError/TypeError/ValueError on bad layouts
-        raise CompareError(f"{path}: valid JSON but not a pyperf suite "
-                           f"({type(exc).__name__}: {exc})") from None
-    if not suite.get_benchmarks():
-        raise CompareError(f"{path}: the suite holds no benchmark")
-    return suite
-
-
-def _suite_metadata(suite) -> dict:
-    try:
-        return dict(suite.get_metadata())
-    except Exception:
-        return {}
-
-
-def _records(suite) -> dict[str, dict]:
-    """name -> {values, metadata} with the suite's common metadata as fallback."""
-    common = _suite_metadata(suite)
-    out = {}
-    for bench in suite.get_benchmarks():
-        meta = dict(common)
-        meta.update(bench.get_metadata())
-        values = np.asarray(bench.get_values(), dtype=float)
-        out[bench.get_name()] = {"values": values, "meta": meta}
-    return out
-
-
-def _parse_name(name: str) -> dict:
-    """`type/algorithm/network:layer[@tN]` -> its parts (best effort)."""
-    parts = name.split("/", 2)
-    conv_type, algorithm, rest = (parts + ["", "", ""])[:3] if len(parts) == 3 else (
-        "", "", name)
-    threads = None
-    m = re.search(r"@t(\d+)$", rest)
-    if m:
-        threads = int(m.group(1))
-        rest = rest[:m.start()]
-    network, _, layer = rest.partition(":")
-    return {"conv_type": conv_type, "algorithm": algorithm, "network": network,
-            "layer": layer, "threads": threads}
+        return benchmark_records(load_suite(path, require_benchmarks=True))
+    except ValueError as exc:
+        raise CompareError(str(exc)) from None
 
 
 def _info(name: str, meta: dict) -> dict:
-    parsed = _parse_name(name)
+    parsed = parse_name(name)
     info = {}
     for key, mkey in (("conv_type", "conv_type"), ("algorithm", "algorithm"),
                       ("network", "network"), ("layer", "layer"), ("threads", "threads")):
@@ -254,36 +202,7 @@ def calibration_factor(base_meta: dict, new_meta: dict, threads: int | None = No
 
 
 def _is_peer(info: dict) -> bool:
-    return info["algorithm"] in PEER_ALGORITHMS
-
-
-# ---------------------------------------------------------------- statistics
-
-def min_p_value(n1: int, n2: int) -> float:
-    """Smallest two-sided p the exact Mann-Whitney U test can give for n1, n2 values."""
-    if n1 == 0 or n2 == 0:
-        return 1.0
-    return min(1.0, 2.0 / math.comb(n1 + n2, n1))
-
-
-def lower_half(values: np.ndarray) -> np.ndarray:
-    """The faster half of a sample (at least 1 value): what is left when load is removed."""
-    v = np.sort(np.asarray(values, dtype=float))
-    return v[:max(1, (len(v) + 1) // 2)]
-
-
-def mann_whitney_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided Mann-Whitney U p-value (nan when it cannot be computed)."""
-    from scipy.stats import mannwhitneyu
-
-    if len(a) == 0 or len(b) == 0:
-        return float("nan")
-    if np.all(a == a[0]) and np.all(b == b[0]) and a[0] == b[0]:
-        return 1.0
-    try:
-        return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
-    except ValueError:
-        return float("nan")
+    return info["algorithm"] in PEERS
 
 
 # ------------------------------------------------------------------ comparing
@@ -302,18 +221,15 @@ def compare_suites(base_path, new_path, threshold: float = DEFAULT_THRESHOLD,
     sorted worst first: regressions, then by decreasing ratio, with missing
     and new benchmarks last. Raises CompareError on unreadable input.
     """
-    if threshold < 1.0:
-        raise CompareError(f"threshold must be >= 1.0, got {threshold}")
-    if not 0.0 < alpha < 1.0:
-        raise CompareError(f"alpha must be in (0, 1), got {alpha}")
-    if estimator not in ESTIMATORS:
-        raise CompareError(f"estimator must be one of {', '.join(ESTIMATORS)}, "
-                           f"got {estimator!r}")
+    try:
+        stats.check_settings(threshold, alpha, estimator)
+    except ValueError as exc:
+        raise CompareError(str(exc)) from None
     if normalise not in NORMALISE:
         raise CompareError(f"normalise must be one of {', '.join(NORMALISE)}, "
                            f"got {normalise!r}")
-    base = _records(load_suite(base_path))
-    new = _records(load_suite(new_path))
+    base = _load(base_path)
+    new = _load(new_path)
     common = [n for n in base if n in new]
     if not common:
         raise CompareError(
@@ -324,7 +240,7 @@ def compare_suites(base_path, new_path, threshold: float = DEFAULT_THRESHOLD,
     est = ESTIMATORS[estimator]
     base_suite_meta = {k: v for k, v in next(iter(base.values()))["meta"].items()}
     new_suite_meta = {k: v for k, v in next(iter(new.values()))["meta"].items()}
-    base_class, new_class = _class_of_meta(base_suite_meta), _class_of_meta(new_suite_meta)
+    base_class, new_class = class_of_metadata(base_suite_meta), class_of_metadata(new_suite_meta)
     if base_class != new_class:
         if not cross_class:
             raise CompareError(
@@ -389,32 +305,18 @@ def compare_suites(base_path, new_path, threshold: float = DEFAULT_THRESHOLD,
             calib_logs.append(math.log(float(est(n["values"]) / est(b["values"]))
                                        / (cf or 1.0)))
         bv, nv = b["values"], n["values"] / factor
-        ratio = float(est(nv) / est(bv))
-        p = (mann_whitney_p(lower_half(bv), lower_half(nv)) if estimator == "min"
-             else mann_whitney_p(bv, nv))
-        nb, nn = ((len(lower_half(bv)), len(lower_half(nv))) if estimator == "min"
-                  else (len(bv), len(nv)))
-        decidable = min_p_value(nb, nn) < alpha
-        if not decidable:
-            few_values = True
-        significant = bool(p < alpha) if decidable else True
+        j = stats.judge(bv, nv, threshold=threshold, alpha=alpha, estimator=estimator)
+        few_values = few_values or not j.decidable
         gated = not _is_peer(info)
-        if ratio > threshold and significant:
-            status = "regression" if gated else "slower (peer)"
-        elif ratio < 1.0 / threshold and significant:
-            status = "improvement" if gated else "faster (peer)"
-        elif ratio > 1.0 and p < alpha:
-            status = "slower (below threshold)"
-        elif ratio > threshold:
-            status = "slower (not significant)"
-        else:
-            status = "same"
+        status = {stats.SLOWER: "regression" if gated else "slower (peer)",
+                  stats.FASTER: "improvement" if gated else "faster (peer)"}.get(j.verdict,
+                                                                                 j.verdict)
         if status == "regression":
             verdict.regressions.append(name)
         elif status == "improvement":
             verdict.improvements.append(name)
-        rows.append(dict(name=name, **info, status=status, ratio=ratio, p_value=p,
-                         significant=significant, base_median=float(np.median(bv)),
+        rows.append(dict(name=name, **info, status=status, ratio=j.ratio, p_value=j.p,
+                         significant=j.significant, base_median=float(np.median(bv)),
                          new_median=float(np.median(n["values"])), factor=factor,
                          n_base=len(bv), n_new=len(nv), gated=gated))
     for name in base:
@@ -500,86 +402,6 @@ def to_markdown(df: pd.DataFrame, verdict: Verdict, base_label: str = "BASE",
                  f"regression = ratio > "
                  f"{verdict.threshold:.2f} and Mann-Whitney U p < {verdict.alpha:g}.")
     return "\n".join(lines) + "\n"
-
-
-# ------------------------------------------------------------ machine class
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown-cpu"
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def machine_class(cpu_model: str | None = None, cores: int | None = None,
-                  isa: str | None = None) -> str:
-    """A file-name-safe name for a kind of machine: CPU model slug, vector ISA, core count.
-
-    `machine_class("AMD EPYC 9R14 96-Core Processor", 2, "avx512")` ->
-    "amd-epyc-9r14-avx512-2c". Defaults to this machine and the ISA the kernels compile
-    for (`kernels.target`, which honours CONVBENCH_ISA). The ISA is part of the class
-    because two CPUs with one model name ("AMD EPYC" on Zen 3 and Zen 4) can differ in it,
-    and the register-blocked kernels lose more without AVX-512 than any one calibration
-    factor says. `isa=""` leaves it out (files recorded before the ISA was recorded).
-    Results compare fairly only within a class.
-    """
-    model = cpu_model if cpu_model is not None else _cpu_model()
-    n = cores if cores is not None else _cores()
-    if isa is None:
-        from kernels.target import TARGET
-
-        isa = TARGET.isa
-    text = re.sub(r"\((r|tm|c)\)", " ", model.lower())
-    text = re.sub(r"@.*$", " ", text)
-    text = re.sub(r"\b\d+-core\b|\bprocessor\b|\bcpu\b|\bwith\b.*$", " ", text)
-    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "unknown-cpu"
-    return f"{slug}-{isa}-{n}c" if isa else f"{slug}-{n}c"
-
-
-def machine_class_from_cpuinfo(text: str, cores: int | None = None) -> str:
-    """The machine class of the CPU that a /proc/cpuinfo text describes."""
-    from kernels.target import isa_from_cpuinfo
-
-    model = "unknown-cpu"
-    count = 0
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and model == "unknown-cpu":
-            model = value.strip()
-        if key == "processor":
-            count += 1
-    return machine_class(model, cores if cores is not None else max(1, count),
-                         isa_from_cpuinfo(text))
-
-
-def machine_class_of(path) -> str:
-    """The machine class a suite file was measured on (from its metadata).
-
-    Files that predate the ISA in the metadata get a class without it, which matches no
-    current machine: they stay readable as history but gate nothing.
-    """
-    records = _records(load_suite(path))
-    return _class_of_meta(next(iter(records.values()))["meta"])
-
-
-def _class_of_meta(meta: dict) -> str:
-    if meta.get("machine_class"):
-        return str(meta["machine_class"])
-    model = meta.get("cpu_model") or meta.get("cpu_model_name") or "unknown-cpu"
-    cores = meta.get("cpu_count")
-    return machine_class(str(model), int(cores) if cores else None, str(meta.get("isa", "")))
 
 
 # ----------------------------------------------------------------------- CLI
@@ -672,33 +494,3 @@ def confirmed_regressions(verdicts) -> list[str]:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-# pyperf metadata that names the machine or its paths: a committed baseline keeps only
-# what describes the hardware class and the software versions.
-HOST_METADATA = ("hostname", "python_executable", "python_config_args", "boot_time",
-                 "platform", "command", "cpu_affinity")
-
-
-def strip_host_metadata(path) -> None:
-    """Remove HOST_METADATA from every metadata dict of a pyperf suite file, in place."""
-    import json
-    from pathlib import Path
-
-    path = Path(path)
-    data = json.loads(path.read_text())
-
-    def scrub(node):
-        if isinstance(node, dict):
-            meta = node.get("metadata")
-            if isinstance(meta, dict):
-                for key in HOST_METADATA:
-                    meta.pop(key, None)
-            for value in node.values():
-                scrub(value)
-        elif isinstance(node, list):
-            for value in node:
-                scrub(value)
-
-    scrub(data)
-    path.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")

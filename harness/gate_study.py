@@ -40,9 +40,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from . import compare, slowdown
+from . import compare, slowdown, stats
+from .machine import machine_class
 
 DEFAULT_SLOW = "conv2d/direct=1.3,pointwise/direct=2.0"
 # the options of `make bench-check`: one thread (a 2-thread kernel on a busy 2-core machine
@@ -55,10 +54,10 @@ ALPHAS = (0.05, 0.01, 0.001, 0.0001)
 
 _RUNNER_SCRIPT = """
 import json, sys
-from harness import runner
+from harness import plan, sweep
 set_name, out, run_args, pyperf_args = sys.argv[1], sys.argv[2], *map(json.loads, sys.argv[3:])
 algos = run_args[run_args.index("--algos") + 1] if "--algos" in run_args else None
-res = runner.sweep(runner.plan(set_name, algos=algos), out, pyperf_args)
+res = sweep.sweep(plan.plan(set_name, algos=algos), out, pyperf_args)
 sys.exit(res.exit_code)
 """
 
@@ -145,8 +144,7 @@ def analyse(out: Path, slow: str, thresholds=THRESHOLDS, alphas=ALPHAS,
         flagged = {}
         for path in aa + slowed:
             df = tables[path.name]
-            flagged[path] = set(df.loc[df["gated"].to_numpy() & (df["ratio"] > thr).to_numpy()
-                                       & _significant(df, alpha, estimator), "name"])
+            flagged[path] = flagged_names(df, thr, alpha, estimator)
         row = dict(threshold=thr, alpha=alpha)
         # single: each sweep judged alone. confirmed: as `make bench-check` does, a flagged
         # sweep is re-run and only flags repeated by the re-run count; each sweep is judged
@@ -186,12 +184,16 @@ def analyse(out: Path, slow: str, thresholds=THRESHOLDS, alphas=ALPHAS,
                 slowed_benchmarks=slowed_names, n_benchmarks=len(names))
 
 
-def _significant(df, alpha, estimator="median"):
-    """Mirror of compare's decision: p < alpha, or the ratio alone when n is too small."""
-    half = (lambda n: max(1, (n + 1) // 2)) if estimator == "min" else (lambda n: n)
-    undecidable = [compare.min_p_value(half(int(a)), half(int(b))) >= alpha
-                   for a, b in zip(df["n_base"], df["n_new"])]
-    return (df["p_value"] < alpha).to_numpy() | np.array(undecidable, dtype=bool)
+def flagged_names(df, threshold: float, alpha: float, estimator: str = "median") -> set:
+    """The gated benchmarks of a comparison table that the gate's rule (`stats.decide`)
+    calls slower at (threshold, alpha): the table's ratios and p-values do not depend on
+    either, so one table serves the whole grid."""
+    gated = df[df["gated"] & df["ratio"].notna()]
+    return {name for name, ratio, p, nb, nn in zip(
+        gated["name"], gated["ratio"], gated["p_value"], gated["n_base"], gated["n_new"])
+        if stats.decide(ratio, p, stats.tested_size(int(nb), estimator),
+                        stats.tested_size(int(nn), estimator), threshold=threshold,
+                        alpha=alpha).verdict == stats.SLOWER}
 
 
 def report(summary: dict, chosen: tuple[float, float] | None = None) -> str:
@@ -228,10 +230,11 @@ def report(summary: dict, chosen: tuple[float, float] | None = None) -> str:
 def ab_trials(args, out: Path, run_args: list[str], pyperf_args: list[str],
               t_start: float) -> None:
     """`--runs` A/B trials: ref, new and slow sides of the committed HEAD, interleaved."""
-    from harness import abcheck, runner
+    from harness import abcheck, plan
     from harness.calibrate import calibrate
+    from harness.sweep import SOURCE_ROOT
 
-    root = runner.SOURCE_ROOT
+    root = SOURCE_ROOT
     commit = abcheck.resolve(root, "HEAD")
     sides = (abcheck.Side("ref", abcheck.worktree(root, commit), commit,
                           drop_env=(slowdown.ENV,)),
@@ -244,10 +247,10 @@ def ab_trials(args, out: Path, run_args: list[str], pyperf_args: list[str],
     opts.add_argument("--algos", nargs="+")
     opts.add_argument("--types", nargs="+")
     known, _ = opts.parse_known_args(run_args)
-    the_plan = runner.plan(args.set, known.types, known.algos, threads=known.threads)
+    the_plan = plan.plan(args.set, known.types, known.algos, threads=known.threads)
     calibration = calibrate()
     print(f"A/B study: {len(the_plan.jobs)} benchmarks x {args.runs} trials, commit "
-          f"{commit[:12]}, machine class {compare.machine_class()}", flush=True)
+          f"{commit[:12]}, machine class {machine_class()}", flush=True)
     for i in range(1, args.runs + 1):
         tag = f"{i:02d}"
         if all((out / f"{s.label}-{tag}.json").exists() for s in sides):
@@ -289,10 +292,10 @@ def main(argv=None) -> int:
     p.add_argument("--ab", action="store_true",
                    help="study the A/B gate of make bench-check (ref/new/slow sides "
                         "interleaved in each trial) instead of stored-baseline sweeps")
-    p.add_argument("--threshold", type=float, default=compare.DEFAULT_THRESHOLD)
-    p.add_argument("--alpha", type=float, default=compare.DEFAULT_ALPHA)
+    p.add_argument("--threshold", type=float, default=stats.DEFAULT_THRESHOLD)
+    p.add_argument("--alpha", type=float, default=stats.DEFAULT_ALPHA)
     p.add_argument("--normalise", default="calib", choices=compare.NORMALISE)
-    p.add_argument("--estimator", default="median", choices=tuple(compare.ESTIMATORS))
+    p.add_argument("--estimator", default="median", choices=tuple(stats.ESTIMATORS))
     p.add_argument("--budget", type=float, default=0,
                    help="stop starting sweeps after this many seconds (0: no limit)")
     args = p.parse_args(argv)

@@ -15,7 +15,14 @@ import numpy as np
 
 from kernels.types import flip_spatial, full_kernel
 
+# The one list of peers: the sweep's planner, its verification, the worker, the gate
+# (peers are reported, never gated) and the report all read it here.
 PEERS = ("torch", "scipy")
+
+
+def is_peer(algorithm: str) -> bool:
+    """A peer library timed as an extra 'algorithm' (not one of ours)."""
+    return algorithm in PEERS
 
 
 def torch_available() -> bool:

@@ -1,6 +1,6 @@
 """One benchmark under pyperf: `python -m harness.worker --job JSON [pyperf options]`.
 
-The sweep (harness.runner) starts this module once per benchmark. It makes
+The sweep (harness.sweep) starts this module once per benchmark. It makes
 the process's one `pyperf.Runner`, which then re-runs this same module as
 its worker processes (`program_args`), forwarding `--job` to them
 (`add_cmdline_args`), so every process registers the same single
@@ -28,8 +28,6 @@ import os  # noqa: E402
 import sys  # noqa: E402
 
 import pyperf  # noqa: E402
-
-PEERS = ("torch", "scipy")
 
 
 def die_with_parent() -> None:
@@ -105,7 +103,7 @@ def prepare(job: dict):
     spec = kernels.ConvSpec.parse(job["spec"], transposed=bool(job.get("transposed")))
     conv_type, algorithm = job["conv_type"], job["algorithm"]
     x, weights = kernels.make_inputs(conv_type, spec, seed=0)
-    if algorithm in PEERS:
+    if algorithm in peers.PEERS:
         peers.set_torch_threads(threads)
         fn = peers.peer_function(algorithm, conv_type, spec, x, weights)
     else:

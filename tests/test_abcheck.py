@@ -9,8 +9,9 @@ import pyperf
 import pytest
 
 import kernels
-from harness import abcheck, calibrate, runner, slowdown
+from harness import abcheck, calibrate, plan, slowdown
 from harness.shapes import Layer
+from harness.sweep import SOURCE_ROOT
 
 TINY = [
     Layer("tiny", "pw", "pointwise",
@@ -70,7 +71,7 @@ def test_reference_errors_say_why(repo, tmp_path):
 
 
 def test_recorded_reference_is_in_this_repository():
-    root = runner.SOURCE_ROOT
+    root = SOURCE_ROOT
     if not (root / ".git").exists() or (root / ".git" / "shallow").exists():
         pytest.skip("not a full git clone")
     assert abcheck.resolve(root, abcheck.recorded_reference(root))
@@ -87,11 +88,11 @@ def test_ab_flags_the_slowed_side_only(tmp_path, monkeypatch):
     so exactly the slowed benchmark is flagged, and confirmed by the second pass."""
     monkeypatch.setattr(calibrate, "calibrate", lambda **kw: dict(CALIBRATION, cache_path=""))
     monkeypatch.setenv(slowdown.ENV, "pointwise/direct=3")
-    the_plan = runner.plan("tiny", algos=["direct"], threads=["1"], layers=TINY)
+    the_plan = plan.plan("tiny", algos=["direct"], threads=["1"], layers=TINY)
     assert [j.name for j in the_plan.jobs] == ["pointwise/direct/tiny:pw",
                                                "depthwise/direct/tiny:dw"]
     res = abcheck.check(the_plan, out=tmp_path, pyperf_args=PYPERF, threshold=1.5,
-                        alpha=0.01, ref_root=runner.SOURCE_ROOT)
+                        alpha=0.01, ref_root=SOURCE_ROOT)
     assert res.flagged == ["pointwise/direct/tiny:pw"]
     assert res.confirmed == ["pointwise/direct/tiny:pw"] and res.exit_code == 1
     assert "FAIL: 1 regression(s) confirmed" in (tmp_path / "check.md").read_text()

@@ -9,7 +9,7 @@ import numpy as np
 import pyperf
 import pytest
 
-from harness import compare, slowdown
+from harness import compare, machine, slowdown, stats
 
 CALIB = {"calib_sgemm_gflops_1t": 95.0, "calib_sgemm_gflops": 190.0,
          "calib_bandwidth_gbs": 22.0, "cpu_model": "Test CPU 9000"}
@@ -209,16 +209,16 @@ def test_few_values_fall_back_to_the_ratio(tmp_path):
     _, verdict = compare.compare_suites(b, n)
     assert verdict.regressions == ["conv2d/direct/ci:c1"]
     assert any("too few values" in note for note in verdict.notes)
-    assert compare.min_p_value(6, 6) == pytest.approx(2 / 924)
+    assert stats.min_p_value(6, 6) == pytest.approx(2 / 924)
 
 
 def test_machine_class():
-    assert compare.machine_class("AMD EPYC 9R14 96-Core Processor", 2, "avx512") == (
+    assert machine.machine_class("AMD EPYC 9R14 96-Core Processor", 2, "avx512") == (
         "amd-epyc-9r14-avx512-2c")
-    assert compare.machine_class("Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", 4,
+    assert machine.machine_class("Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", 4,
                                  "avx2") == "intel-xeon-platinum-8375c-avx2-4c"
-    assert compare.machine_class("AMD EPYC", 2, "") == "amd-epyc-2c"  # files before the ISA
-    name = compare.machine_class()
+    assert machine.machine_class("AMD EPYC", 2, "") == "amd-epyc-2c"  # files before the ISA
+    name = machine.machine_class()
     assert name and "/" not in name and " " not in name
     from kernels.target import TARGET
     assert f"-{TARGET.isa}-" in name
@@ -244,10 +244,10 @@ def _cpuinfo(flags, cores=2, model="AMD EPYC"):
 
 def test_machine_class_from_cpuinfo_tells_the_generations_apart():
     # both generations report the model name "AMD EPYC"; only the flags differ
-    assert compare.machine_class_from_cpuinfo(_cpuinfo(ZEN3_FLAGS)) == "amd-epyc-avx2-2c"
-    assert compare.machine_class_from_cpuinfo(_cpuinfo(ZEN4_FLAGS)) == "amd-epyc-avx512-2c"
+    assert machine.machine_class_from_cpuinfo(_cpuinfo(ZEN3_FLAGS)) == "amd-epyc-avx2-2c"
+    assert machine.machine_class_from_cpuinfo(_cpuinfo(ZEN4_FLAGS)) == "amd-epyc-avx512-2c"
     arm = "processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd evtstrm aes pmull sha1\n"
-    assert compare.machine_class_from_cpuinfo(arm, cores=4).endswith("-neon-4c")
+    assert machine.machine_class_from_cpuinfo(arm, cores=4).endswith("-neon-4c")
 
 
 def _with_class(path, machine_class):
@@ -394,3 +394,66 @@ def test_gate_study_analysis_of_ab_trials(tmp_path):
     m = row["confirmed"]
     assert m["aa_trials"] == 3 and m["aa_false_alarms"] == 0 and m["wrong_flags"] == 0
     assert m["caught"] == {"conv2d/direct": 3, "pointwise/direct": 3}
+
+
+# ------------------------------------------------------------ one decision rule (stats)
+
+def test_judge_flags_a_planted_slowdown_and_not_identical_samples():
+    rng = np.random.default_rng(3)
+    base_values = 1e-3 * (1 + 0.01 * rng.standard_normal(18))
+    slow = stats.judge(base_values, 1.3 * base_values[::-1], estimator="median")
+    assert slow.verdict == stats.SLOWER and slow.ratio == pytest.approx(1.3)
+    assert slow.p < stats.DEFAULT_ALPHA and slow.significant and slow.decidable
+    same = stats.judge(base_values, base_values.copy())
+    assert same.verdict == stats.SAME and same.ratio == 1.0 and same.p == 1.0
+    fast = stats.judge(base_values, base_values / 1.3, estimator="min")
+    assert fast.verdict == stats.FASTER
+
+
+def test_judge_lets_the_ratio_decide_when_the_test_cannot():
+    # 2 values each: the U test cannot reach p < 0.01 (min p 1/3), so the ratio decides
+    j = stats.judge([1.0, 1.01], [1.3, 1.31], threshold=1.15, alpha=0.01)
+    assert not j.decidable and j.significant and j.verdict == stats.SLOWER
+    with pytest.raises(ValueError, match="alpha"):
+        stats.judge([1.0], [1.0], alpha=1.5)
+    with pytest.raises(ValueError, match="threshold"):
+        stats.judge([1.0], [1.0], threshold=0.9)
+    with pytest.raises(ValueError, match="estimator"):
+        stats.judge([1.0], [1.0], estimator="mean")
+
+
+def test_one_default_alpha():
+    assert stats.DEFAULT_ALPHA == 0.01 and stats.DEFAULT_THRESHOLD == 1.15
+    args = compare.build_parser().parse_args(["a.json", "b.json"])
+    assert args.alpha == stats.DEFAULT_ALPHA and args.threshold == stats.DEFAULT_THRESHOLD
+
+
+@pytest.mark.parametrize("estimator", ["median", "min"])
+def test_gate_report_and_gate_study_agree(base, tmp_path, estimator):
+    """compare_suites, the report's comparison and the gate study's grid all decide by
+    stats.judge: on the same files they flag the same benchmarks."""
+    from harness import gate_study
+    from harness.report.compare import compare_runs
+
+    slowed = "conv2d/direct/ci:c1"
+    new = make_suite(tmp_path / "new.json", seed=2, scale={slowed: 1.3})
+    df, verdict = compare.compare_suites(base, new, estimator=estimator)
+    assert verdict.regressions == [slowed]
+    # the rule itself, on the same (normalisation factor 1) values
+    records = {p: {b.get_name(): b.get_values() for b in pyperf.BenchmarkSuite.load(str(p))}
+               for p in (base, new)}
+    judged = {name for name in records[base]
+              if stats.judge(records[base][name], records[new][name],
+                             estimator=estimator).verdict == stats.SLOWER}
+    assert judged == {slowed}
+    if estimator == "median":  # the report compares with the gate's defaults
+        report = compare_runs(base, new)
+        assert set(report.table.loc[report.table["status"] == "regression", "name"]) == {
+            slowed}
+        assert report.alpha == stats.DEFAULT_ALPHA
+    # the gate study judges one permissive table at every grid point
+    loose, _ = compare.compare_suites(base, new, threshold=1.0, alpha=0.5,
+                                      estimator=estimator)
+    assert gate_study.flagged_names(loose, stats.DEFAULT_THRESHOLD, stats.DEFAULT_ALPHA,
+                                    estimator) == {slowed}
+    assert gate_study.flagged_names(loose, 1.5, stats.DEFAULT_ALPHA, estimator) == set()

@@ -18,7 +18,7 @@ import pytest
 
 import harness.shapes
 import kernels
-from harness import calibrate, cli, runner
+from harness import calibrate, cli, plan, results, sweep
 from kernels import registry
 
 try:
@@ -82,7 +82,7 @@ def names_in(path) -> list[str]:
 
 
 def test_plan_over_the_stand_in_set():
-    p = runner.plan("tiny", algos=["direct"], peers=["torch", "scipy"], threads=["1"])
+    p = plan.plan("tiny", algos=["direct"], peers=["torch", "scipy"], threads=["1"])
     names = [j.name for j in p.jobs]
     assert names[0] == "conv2d/direct/tiny:conv"
     assert "conv2d/scipy/tiny:single" in names          # scipy: the single-channel layer only
@@ -93,37 +93,37 @@ def test_plan_over_the_stand_in_set():
         assert {"conv_type", "algorithm", "network", "layer", "spec", "reason"} <= set(e)
     assert all(j.threads == 1 for j in p.jobs)
     # every registered algorithm is considered without naming it
-    full = runner.plan("tiny", threads=["1"])
+    full = plan.plan("tiny", threads=["1"])
     considered = {j.algorithm for j in full.jobs} | {e["algorithm"] for e in full.skips}
     assert considered == set(registry.ALGORITHMS)
 
 
 def test_plan_threads_types_and_errors():
-    p = runner.plan("tiny", types=["depthwise"], algos=["direct"], threads=("1", "1"))
+    p = plan.plan("tiny", types=["depthwise"], algos=["direct"], threads=("1", "1"))
     assert [j.name for j in p.jobs] == ["depthwise/direct/tiny:dw"]
-    if runner.max_threads() >= 2:
-        p = runner.plan("tiny", types=["depthwise"], algos=["direct"], threads=["1,2"])
+    if plan.max_threads() >= 2:
+        p = plan.plan("tiny", types=["depthwise"], algos=["direct"], threads=["1,2"])
         assert [j.name for j in p.jobs] == ["depthwise/direct/tiny:dw@t1",
                                             "depthwise/direct/tiny:dw@t2"]
     with pytest.raises(ValueError, match="--types"):
-        runner.plan("tiny", types=["conv9d"])
+        plan.plan("tiny", types=["conv9d"])
     with pytest.raises(ValueError, match="--algos"):
-        runner.plan("tiny", algos=["fft"])
+        plan.plan("tiny", algos=["fft"])
     with pytest.raises(ValueError, match="unknown set"):
-        runner.plan("nope")
+        plan.plan("nope")
     with pytest.raises(ValueError, match="--shard"):
-        runner.parse_shard("3/2")
+        plan.parse_shard("3/2")
     assert cli.main(["run", "--set", "nope", "--dry-run"]) == 2
 
 
 def test_shards_partition_the_plan():
-    whole = runner.plan("tiny", peers=["scipy"], threads=["1"])
+    whole = plan.plan("tiny", peers=["scipy"], threads=["1"])
     entries = [j.name for j in whole.jobs] + [e["name"] for e in whole.skips]
-    parts = [runner.plan("tiny", peers=["scipy"], threads=["1"], shard=(i, 3))
+    parts = [plan.plan("tiny", peers=["scipy"], threads=["1"], shard=(i, 3))
              for i in (1, 2, 3)]
     got = [j.name for p in parts for j in p.jobs] + [e["name"] for p in parts for e in p.skips]
     assert sorted(got) == sorted(entries)          # disjoint and complete
-    again = runner.plan("tiny", peers=["scipy"], threads=["1"], shard=(2, 3))
+    again = plan.plan("tiny", peers=["scipy"], threads=["1"], shard=(2, 3))
     assert [j.name for j in again.jobs] == [j.name for j in parts[1].jobs]  # deterministic
 
 
@@ -200,7 +200,7 @@ def test_run_never_times_a_failing_cell(broken_cell, tmp_path):
                      "-o", str(out), *FAST])
     assert code == 1
     assert not out.exists()                        # nothing was timed
-    side = json.loads(runner.sidecar_path(out).read_text())
+    side = json.loads(results.sidecar_path(out).read_text())
     failed = [e for e in side if e["status"] == "failed"]
     assert {e["name"] for e in failed} == {"conv2d/broken/tiny:conv",
                                            "conv2d/broken/tiny:single"}
@@ -255,7 +255,7 @@ def test_tiny_sweep_end_to_end(tmp_path, capsys):
         proc = subprocess.run([sys.executable, "-m", "pyperf", *args], capture_output=True,
                               text=True)
         assert proc.returncode == 0, proc.stderr
-    side = json.loads(runner.sidecar_path(out).read_text())
+    side = json.loads(results.sidecar_path(out).read_text())
     assert side == [] or all(e["status"] == "skipped" for e in side)
     printed = capsys.readouterr()
     assert "worker start-up" in printed.out and "ETA" in printed.err
@@ -265,10 +265,10 @@ def test_resume_after_interrupt_loses_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["run", "--set", "tiny", "--algos", "direct", "--peers", "scipy", "--threads", "1",
             *FAST]
-    expected = [j.name for j in runner.plan("tiny", algos=["direct"], peers=["scipy"],
+    expected = [j.name for j in plan.plan("tiny", algos=["direct"], peers=["scipy"],
                                             threads=["1"]).jobs]
     assert len(expected) == 4
-    real_run_job = runner.run_job
+    real_run_job = sweep.run_job
     calls = []
 
     def flaky(job, metadata, tmpdir, pyperf_args=()):
@@ -284,25 +284,25 @@ def test_resume_after_interrupt_loses_nothing(tmp_path, monkeypatch, capsys):
             raise KeyboardInterrupt
         return real_run_job(job, metadata, tmpdir, pyperf_args)
 
-    monkeypatch.setattr(runner, "run_job", flaky)
+    monkeypatch.setattr(sweep, "run_job", flaky)
     assert cli.main(args) == 130
     files = sorted((tmp_path / "results").glob("*-tiny.json"))
     assert len(files) == 1                         # results/<host>-<date>-<set>.json
     path = files[0]
     first = names_in(path)
     assert first == [expected[0], expected[2]]     # finished ones kept
-    side = {e["name"]: e for e in json.loads(runner.sidecar_path(path).read_text())}
+    side = {e["name"]: e for e in json.loads(results.sidecar_path(path).read_text())}
     assert side[expected[1]]["status"] == "error"
-    values_before = {b.get_name(): b.get_values() for b in runner.load_suite(path)}
+    values_before = {b.get_name(): b.get_values() for b in results.load_suite(path)}
 
-    monkeypatch.setattr(runner, "run_job", real_run_job)
+    monkeypatch.setattr(sweep, "run_job", real_run_job)
     assert cli.main(["run", "--resume", str(path), "--algos", "direct", "--peers", "scipy",
                      "--threads", "1", *FAST]) == 0
     assert sorted(names_in(path)) == sorted(expected)
-    for b in runner.load_suite(path):                # nothing re-timed
+    for b in results.load_suite(path):                # nothing re-timed
         if b.get_name() in values_before:
             assert b.get_values() == values_before[b.get_name()]
-    side = json.loads(runner.sidecar_path(path).read_text())
+    side = json.loads(results.sidecar_path(path).read_text())
     assert all(e["status"] == "skipped" for e in side)   # the error was retried
     assert "resume: 2 benchmarks already" in capsys.readouterr().err
 
@@ -317,9 +317,9 @@ def test_shard_and_merge_equal_the_unsharded_set(tmp_path, capsys):
     merged = tmp_path / "merged.json"
     assert cli.main(["merge", str(tmp_path / "s1.json"), str(tmp_path / "s2.json"),
                      "-o", str(merged)]) == 0
-    whole = runner.plan("tiny", algos=["direct"], peers=["scipy"], threads=["1"])
+    whole = plan.plan("tiny", algos=["direct"], peers=["scipy"], threads=["1"])
     assert sorted(names_in(merged)) == sorted(j.name for j in whole.jobs)
-    side = json.loads(runner.sidecar_path(merged).read_text())
+    side = json.loads(results.sidecar_path(merged).read_text())
     assert sorted(e["name"] for e in side) == sorted(e["name"] for e in whole.skips)
     assert cli.main(["merge", str(tmp_path / "s1.json"), "-o", str(merged)]) == 2  # no clobber
 
@@ -329,20 +329,20 @@ def test_bench_runs_and_builds_the_report(tmp_path, monkeypatch, capsys):
 
     built = []
     fake = types.ModuleType("harness.report")
-    fake.build_report = lambda results, html: (built.append((results, html)),
-                                               Path(html).write_text("<html></html>"))
+    fake.build_report = lambda path, html: (built.append((path, html)),
+                                            Path(html).write_text("<html></html>"))
     monkeypatch.setitem(sys.modules, "harness.report", fake)
     monkeypatch.chdir(tmp_path)
     assert cli.main(["bench", "--set", "tiny", "--types", "depthwise", "--algos", "direct",
                      *FAST]) == 0
     out = capsys.readouterr().out
-    (results, html), = built
-    assert Path(results).parent.name == "results" and Path(html).exists()
-    assert f"report:  {html}" in out and f"results: {results}" in out
-    assert names_in(results) == ["depthwise/direct/tiny:dw"] + (
+    (result_file, html), = built
+    assert Path(result_file).parent.name == "results" and Path(html).exists()
+    assert f"report:  {html}" in out and f"results: {result_file}" in out
+    assert names_in(result_file) == ["depthwise/direct/tiny:dw"] + (
         ["depthwise/torch/tiny:dw"] if HAS_TORCH else [])     # the torch peer when installed
     reasons = {e["name"]: e["reason"] for e in json.loads(
-        runner.sidecar_path(results).read_text())}
+        results.sidecar_path(result_file).read_text())}
     assert "depthwise/scipy/tiny:dw" in reasons        # the scipy peer is tried, and skipped
 
 
@@ -373,10 +373,25 @@ def test_delegated_commands_report_missing_modules(capsys):
 
 
 def test_worker_error_is_reported_not_raised(tmp_path):
-    job = runner.Job("conv2d/direct/tiny:bad", "conv2d", "direct", TINY[0], 1)
+    job = plan.Job("conv2d/direct/tiny:bad", "conv2d", "direct", TINY[0], 1)
     md = {"conv_type": "conv2d"}
-    bad = runner.Job(job.name, "conv2d", "no_such_algorithm", TINY[0], 1)
-    bench, note = runner.run_job(bad, md, tmp_path, FAST)
+    bad = plan.Job(job.name, "conv2d", "no_such_algorithm", TINY[0], 1)
+    bench, note = sweep.run_job(bad, md, tmp_path, FAST)
     assert bench is None and "no_such_algorithm" in note
-    bench, _ = runner.run_job(job, md, tmp_path, FAST)
+    bench, _ = sweep.run_job(job, md, tmp_path, FAST)
     assert bench is not None and np.isfinite(bench.median())
+
+
+def test_verification_bound_comes_from_the_accuracy_contract():
+    from harness import verify
+    from kernels.accuracy import bound
+
+    layer = TINY[1]
+    check = verify.check_cell(layer.conv_type, "direct", layer.spec)
+    assert check["ok"] and check["tolerance"] == bound("direct", layer.conv_type, layer.spec)
+    assert check["max_error"] <= check["tolerance"]
+    # --rtol replaces the bound; a peer is held to direct's bound
+    assert verify.check_cell(layer.conv_type, "direct", layer.spec, rtol=0.25)[
+        "tolerance"] == 0.25
+    assert verify.cell_bound(layer.conv_type, "torch", layer.spec) == bound(
+        "direct", layer.conv_type, layer.spec)

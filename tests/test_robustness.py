@@ -19,7 +19,7 @@ import pytest
 
 import harness.shapes
 import kernels
-from harness import calibrate, cli, runner
+from harness import calibrate, cli, results
 from harness.shapes import Layer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def sweep_process(args, go: Path | None = None, **kw) -> subprocess.Popen:
 
 
 def names_in(path) -> list[str]:
-    return runner.load_suite(path).get_benchmark_names()
+    return results.load_suite(path).get_benchmark_names()
 
 
 def one_line_error(capsys, code: int, *needles: str) -> str:
@@ -112,7 +112,7 @@ def test_two_sweeps_on_one_file_do_not_lose_one(tmp_path):
     assert "Traceback" not in loser_err
     assert names_in(out) == [f"{winner}/direct/tiny:{'dw' if winner == 'depthwise' else 'pw'}"]
     # nothing left behind: no lock file, no temporary folder
-    assert not runner.lock_path(out).exists() and not runner.tmp_dir(out).exists()
+    assert not results.lock_path(out).exists() and not results.tmp_dir(out).exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
@@ -120,11 +120,11 @@ def test_merge_of_the_same_runs_counts_them_once(tmp_path, capsys):
     out = tmp_path / "k.json"
     assert cli.main(["run", "--set", "tiny", "--algos", "direct", "--threads", "1",
                      "-o", str(out), *FAST]) == 0
-    before = {b.get_name(): (b.get_nrun(), b.get_nvalue()) for b in runner.load_suite(out)}
+    before = {b.get_name(): (b.get_nrun(), b.get_nvalue()) for b in results.load_suite(out)}
     merged = tmp_path / "m.json"
     capsys.readouterr()
     assert cli.main(["merge", str(out), str(out), "-o", str(merged)]) == 0
-    after = {b.get_name(): (b.get_nrun(), b.get_nvalue()) for b in runner.load_suite(merged)}
+    after = {b.get_name(): (b.get_nrun(), b.get_nvalue()) for b in results.load_suite(merged)}
     assert after == before
     err = capsys.readouterr().err
     assert "the same runs, counted once" in err and str(out) in err
@@ -133,7 +133,7 @@ def test_merge_of_the_same_runs_counts_them_once(tmp_path, capsys):
     copy.write_bytes(out.read_bytes())
     merged2 = tmp_path / "m2.json"
     assert cli.main(["merge", str(out), str(copy), "-o", str(merged2)]) == 0
-    assert {b.get_name(): b.get_nvalue() for b in runner.load_suite(merged2)} == {
+    assert {b.get_name(): b.get_nvalue() for b in results.load_suite(merged2)} == {
         k: v[1] for k, v in before.items()}
 
 
@@ -141,7 +141,7 @@ def test_resume_with_other_options_is_refused(tmp_path, capsys):
     out = tmp_path / "r.json"
     base = ["run", "--set", "tiny", "--types", "depthwise", "--algos", "direct"]
     assert cli.main([*base, "--threads", "1", "-o", str(out), *FAST]) == 0
-    md = runner.load_suite(out).get_benchmarks()[0].get_metadata()
+    md = results.load_suite(out).get_benchmarks()[0].get_metadata()
     assert json.loads(md["sweep_options"])["pyperf"] == FAST
     capsys.readouterr()
     code = cli.main([*base, "--threads", "1", "--resume", str(out), "-p", "3"])
@@ -169,7 +169,7 @@ def test_killed_sweep_leaves_no_pyperf_process_and_no_temporary_folder(tmp_path)
             assert proc.poll() is None, proc.stderr.read()
             assert time.monotonic() < deadline, "no pyperf worker started"
             time.sleep(0.1)
-        assert list(runner.tmp_dir(out).iterdir())      # the job's temporary folder
+        assert list(results.tmp_dir(out).iterdir())      # the job's temporary folder
     finally:
         proc.kill()
         proc.wait()
@@ -181,9 +181,9 @@ def test_killed_sweep_leaves_no_pyperf_process_and_no_temporary_folder(tmp_path)
         os.kill(pid, signal.SIGKILL)
     assert not left, "pyperf processes outlived the killed sweep"
     # the next writer of the file cleans the temporary folder
-    with runner.results_lock(out):
-        assert not runner.tmp_dir(out).exists()
-    assert not runner.lock_path(out).exists()
+    with results.results_lock(out):
+        assert not results.tmp_dir(out).exists()
+    assert not results.lock_path(out).exists()
 
 
 def ours(marker: Path) -> list[tuple[int, str]]:

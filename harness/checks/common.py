@@ -61,12 +61,12 @@ def time_in_process(conv_type: str, algorithm: str, spec, threads: int, repeat: 
                     stat: str = "median") -> float:
     """Median (or `stat="min"`: minimum) seconds of one cell (a kernel algorithm or
     "torch") in a fresh process."""
-    from harness.runner import SOURCE_ROOT, _worker_env
+    from harness.sweep import SOURCE_ROOT, worker_env
 
     job = dict(conv_type=conv_type, algorithm=algorithm, spec=str(spec),
                transposed=bool(spec.transposed), threads=int(threads), repeat=int(repeat),
                stat=stat)
-    env, _ = _worker_env()
+    env, _ = worker_env()
     proc = subprocess.run([sys.executable, "-m", "harness.checks.common", json.dumps(job)],
                           capture_output=True, text=True, env=env, cwd=str(SOURCE_ROOT))
     if proc.returncode != 0:
@@ -128,7 +128,7 @@ def print_rows(rows: list[dict]) -> None:
 
 def print_header(threads: int) -> None:
     """What the figures below were measured with: ISA, blocks, threads, and how."""
-    from harness.compare import machine_class
+    from harness.machine import machine_class
     from kernels.target import TARGET
 
     d = TARGET.describe()

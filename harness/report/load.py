@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyperf
 
 import kernels
 from harness.messages import clip
+from harness.peers import is_peer
+from harness.results import load_suite as load_pyperf_suite
 
 NAME_RE = re.compile(
     r"^(?P<conv_type>[^/]+)/(?P<algorithm>[^/]+)/(?P<network>[^:]*):(?P<layer>.*?)"
@@ -43,11 +44,6 @@ RUN_KEYS = (
 )
 NUMERIC = ("multiplications", "direct_multiplications", "threads", "compile_seconds",
            "calib_sgemm_gflops_1t", "calib_sgemm_gflops", "calib_bandwidth_gbs")
-
-
-def is_peer(algorithm: str) -> bool:
-    """A peer library timed as an extra 'algorithm' (torch, scipy, ...)."""
-    return algorithm not in kernels.ALGORITHMS
 
 
 def algorithm_order(names) -> list[str]:
@@ -175,23 +171,10 @@ def _bench_row(bench, source: str) -> dict:
 
 
 
-def _load_pyperf(path: Path):
-    """pyperf's suite from `path`; ValueError naming the file when it is not one."""
-    try:
-        return pyperf.BenchmarkSuite.load(str(path))
-    except OSError as exc:
-        raise ValueError(f"cannot read {clip(path)}: "
-                         f"{exc.strerror or type(exc).__name__}") from None
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-        what = "empty" if path.is_file() and path.stat().st_size == 0 else (
-            f"not a pyperf results file ({type(exc).__name__}: {clip(exc, 80)})")
-        raise ValueError(f"{clip(path)}: {what}") from None
-
-
 def load_suite(path) -> tuple[pd.DataFrame, dict, tuple]:
     """One result file -> (benchmark rows, run-level metadata, (first, last) date)."""
     path = Path(path)
-    suite = _load_pyperf(path)
+    suite = load_pyperf_suite(path)
     source = result_stem(path)
     rows, info, starts, ends = [], {}, [], []
     for bench in suite.get_benchmarks():

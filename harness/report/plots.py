@@ -18,8 +18,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from harness.peers import is_peer
+
 from . import fmt
-from .load import algorithm_order, geomean, is_peer, main_threads, type_order
+from .load import algorithm_order, geomean, main_threads, type_order
 
 _FIXED_COLORS = {
     "direct": "#555555", "im2col": "#1f77b4", "winograd_f2": "#ff7f0e",

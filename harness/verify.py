@@ -1,0 +1,67 @@
+"""Verifying a cell before it is timed: one call against the float64 reference.
+
+The error and the bound are the accuracy contract's (`kernels.accuracy.error` and
+`kernels.accuracy.bound`). Peers declare no bound of their own: they are held to
+`direct`'s, the plain float32 sum that a library convolution also computes. A
+`--rtol` given to the sweep replaces the bound for every cell.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from harness.peers import PEERS, peer_function
+
+# the algorithm whose accuracy bound a peer library is held to
+PEER_BOUND_OF = "direct"
+
+
+def cell_bound(conv_type: str, algorithm: str, spec) -> float:
+    """The largest error allowed for this cell (a peer: `direct`'s bound)."""
+    from kernels.accuracy import bound
+
+    return bound(PEER_BOUND_OF if algorithm in PEERS else algorithm, conv_type, spec)
+
+
+def check_cell(conv_type: str, algorithm: str, spec, rtol: float | None = None) -> dict:
+    """Run a cell once against the float64 reference: max error, tolerance, first-call time.
+
+    `rtol` (the sweep's --rtol) overrides the accuracy bound.
+    """
+    import kernels
+    from kernels.accuracy import error
+
+    out = dict(max_error=math.nan, tolerance=math.nan, first_call_s=math.nan, ok=False,
+               error="")
+    try:
+        tol = cell_bound(conv_type, algorithm, spec) if rtol is None else rtol
+        out["tolerance"] = tol
+        x, weights = kernels.make_inputs(conv_type, spec, seed=0)
+        if algorithm in PEERS:
+            fn = peer_function(algorithm, conv_type, spec, x, weights)
+        else:
+            def fn():
+                return kernels.run(conv_type, algorithm, spec, x, weights)
+        t0 = time.perf_counter()
+        y = fn()
+        out["first_call_s"] = time.perf_counter() - t0
+        ref = kernels.reference(conv_type, spec, x, weights)
+        y = np.asarray(y)
+        if y.shape != ref.shape:
+            out["error"] = f"output shape {y.shape} != reference {ref.shape}"
+            return out
+        if not np.isfinite(y).all():
+            out["error"] = "output has non-finite elements"
+            out["max_error"] = math.inf
+            return out
+        err = error(y, ref)
+        out["max_error"] = err
+        out["ok"] = err <= tol
+        if not out["ok"]:
+            out["error"] = f"max relative error {err:.3g} > tolerance {tol:.3g}"
+    except Exception as exc:  # a broken cell is a result, not a crash of the sweep
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
