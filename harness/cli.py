@@ -91,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="FILE", help="continue FILE, skipping its benchmarks")
     p.add_argument("--shard", metavar="I/N", help="run the I-th of N deterministic shares")
     p.add_argument("--dry-run", action="store_true", help="list the benchmarks and skips only")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="farm the sweep out as shards to the Dask scheduler at ADDRESS "
+                        "(e.g. tcp://host:8786; harness.distributed)")
+    p.add_argument("--shards", type=int, metavar="N",
+                   help="with --dask: shards to cut the sweep into (default: 4 a worker)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="with --dask: times a failed shard is retried (default %(default)s)")
+    p.add_argument("--machine-class", metavar="CLASS",
+                   help="with --dask: run on the workers of this machine class only")
     _add_pyperf_options(p)
 
     p = sub.add_parser("calibrate", help="measure sgemm GFLOP/s and memory bandwidth (cached)")
@@ -137,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("report", help="build the HTML report (harness.report)", add_help=False)
     sub.add_parser("compare", help="compare result files (harness.compare)", add_help=False)
+    sub.add_parser("history", help="speed over commits: add results, report steps "
+                                   "(harness.history)", add_help=False)
     return parser
 
 
@@ -349,6 +360,8 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
     options = sweep.sweep_options(the_plan, pyperf_args, getattr(args, "types", None),
                                   getattr(args, "algos", None), peers, shard,
                                   getattr(args, "rtol", None))
+    if getattr(args, "dask", None):
+        return _run_on_dask(args, set_name, peers, output, options), output
     with results.results_lock(output):  # writable, and no other sweep on it: say so now
         if args.resume:
             sweep.check_resume(output, options)
@@ -366,6 +379,28 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
     for line in sweep.summary_lines(res):
         print(line)
     return res.exit_code, output
+
+
+def _run_on_dask(args, set_name: str, peers, output: Path, options: dict) -> int:
+    """The sweep as shards on a Dask cluster (harness.distributed); its exit code."""
+    from harness import distributed, plan
+
+    if getattr(args, "shard", None):
+        raise ValueError("--shard: --dask cuts the sweep into shards itself (--shards N)")
+    run_args = distributed.client_argv(getattr(args, "argv", [])[1:])
+    if args.set_name is None:  # resumed: the set comes from the file
+        run_args = ["--set", set_name, *run_args]
+
+    def plan_of(shard):
+        return plan.plan(set_name, getattr(args, "types", None), getattr(args, "algos", None),
+                         peers, threads=args.threads, shard=shard)
+
+    res = distributed.run(args.dask, run_args, plan_of, output, options, shards=args.shards,
+                          resume=bool(args.resume), machine_class=args.machine_class,
+                          retries=args.retries)
+    for line in res.lines():
+        print(line)
+    return res.exit_code
 
 
 def cmd_run(args) -> int:
@@ -529,7 +564,7 @@ def main(argv=None) -> int:
     if argv is None:  # the command line, not a test: may restart under CONVBENCH_ISA
         _reexec_for_isa(sys.argv[1:])
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("report", "compare"):
+    if argv and argv[0] in ("report", "compare", "history"):
         return _delegate(f"harness.{argv[0]}", argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -537,6 +572,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     args.command_line = " ".join(["convbench", *argv])
+    args.argv = argv
     try:
         return COMMANDS[args.command](args)
     except (ValueError, OverflowError) as exc:

@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import runner
+from harness import results, sweep
 from harness.messages import clip
 
 RESOURCE = "machine"
@@ -91,7 +91,7 @@ class ShardFailed(RuntimeError):
 
 def fingerprint() -> dict:
     """What the machine running this is: host, machine class, cores, Dask's profiler."""
-    from harness.compare import machine_class
+    from harness.machine import machine_class
 
     try:
         import dask
@@ -108,7 +108,7 @@ def shard_environment(base: dict, threads: dict) -> dict:
     source tree first on PYTHONPATH."""
     env = {k: v for k, v in base.items() if k not in THREAD_VARIABLES}
     env.update({k: str(v) for k, v in threads.items() if v is not None})
-    root = str(runner.SOURCE_ROOT)
+    root = str(sweep.SOURCE_ROOT)
     parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
     env["PYTHONPATH"] = os.pathsep.join([root, *parts])
     return env
@@ -132,7 +132,7 @@ def run_shard(shard: Shard, threads: dict) -> dict:
         output = Path(tmp) / f"shard{shard.index}of{shard.count}.json"
         if shard.resume_text:
             output.write_text(shard.resume_text, encoding="utf-8")
-        proc = subprocess.run(shard_command(shard, output), cwd=str(runner.SOURCE_ROOT),
+        proc = subprocess.run(shard_command(shard, output), cwd=str(sweep.SOURCE_ROOT),
                               env=shard_environment(dict(os.environ), threads),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               preexec_fn=die_with_parent if os.name == "posix" else None)
@@ -141,7 +141,7 @@ def run_shard(shard: Shard, threads: dict) -> dict:
             raise ShardFailed(f"shard {shard.label} on {socket.gethostname()}: exit code "
                               f"{proc.returncode}, no results\n{tail}")
         return dict(shard=shard.label, results=output.read_text(encoding="utf-8"),
-                    skips=runner.load_sidecar(output), exit_code=proc.returncode,
+                    skips=results.load_sidecar(output), exit_code=proc.returncode,
                     log=tail, machine=fingerprint())
 
 
@@ -226,7 +226,7 @@ def _strip_shard(options: dict | None) -> dict | None:
 
 
 def _recorded_shard_count(suite) -> int | None:
-    shard = (runner.recorded_options(suite) or {}).get("shard")
+    shard = (sweep.recorded_options(suite) or {}).get("shard")
     try:
         return int(str(shard).split("/")[1]) if shard else None
     except (IndexError, ValueError):
@@ -246,19 +246,19 @@ def _load_text(text: str, where: Path):
     path = where / f"shard-{os.getpid()}-{id(text)}.json"
     path.write_text(text, encoding="utf-8")
     try:
-        return runner.load_suite(path)
+        return results.load_suite(path)
     finally:
         path.unlink(missing_ok=True)
 
 
-def sweep(address, run_args, plan_of: Callable, output, options: dict, *, shards=None,
+def run(address, run_args, plan_of: Callable, output, options: dict, *, shards=None,
           resume: bool = False, machine_class: str | None = None,
           retries: int = DEFAULT_RETRIES, err=None) -> DaskResult:
     """Run the sweep of `run_args` (`convbench run` options) on the Dask cluster at
     `address` (or a `distributed.Client`) into `output`.
 
     `plan_of(shard)` plans the sweep (shard=None: all of it), as the CLI does;
-    `options` are the sweep's options (`runner.sweep_options`), checked on resume.
+    `options` are the sweep's options (`harness.sweep.sweep_options`), checked on resume.
     """
     distributed = require_dask()
     err = err or sys.stderr
@@ -270,7 +270,7 @@ def sweep(address, run_args, plan_of: Callable, output, options: dict, *, shards
     client = address if isinstance(address, distributed.Client) else distributed.Client(
         address, timeout="30s")
     try:
-        with runner.results_lock(output):
+        with results.results_lock(output):
             return _sweep(client, distributed, list(run_args), plan_of, output, options,
                           shards, resume, machine_class, retries, err)
     finally:
@@ -284,12 +284,12 @@ def _sweep(client, distributed, run_args, plan_of, output, options, shards, resu
 
     if output.exists() and not resume:
         raise ValueError(f"{clip(output, 150)} already exists: pass --resume to continue it")
-    suite = runner.load_suite(output) if output.is_file() and output.stat().st_size else None
+    suite = results.load_suite(output) if output.is_file() and output.stat().st_size else None
     if resume and suite is not None:
-        recorded = _strip_shard(runner.recorded_options(suite))
+        recorded = _strip_shard(sweep.recorded_options(suite))
         if recorded is not None and recorded != _strip_shard(options):
             raise ValueError(f"--resume {clip(output, 150)}: the sweep's options differ from "
-                             "the file's: " + "; ".join(runner.options_differences(
+                             "the file's: " + "; ".join(sweep.options_differences(
                                  recorded, _strip_shard(options))))
     workers, chosen, prints = _workers(client, machine_class)
     whole = plan_of(None)
@@ -299,13 +299,13 @@ def _sweep(client, distributed, run_args, plan_of, output, options, shards, resu
         raise ValueError(f"--shards: {clip(output, 150)} was swept in {recorded_n} shards; "
                          f"resume it with --shards {recorded_n}")
     n = recorded_n or shards or max(1, min(len(whole.jobs), SHARDS_PER_WORKER * len(workers)))
-    result = DaskResult(output, runner.sidecar_path(output), machines_path(output), shards=n)
+    result = DaskResult(output, results.sidecar_path(output), machines_path(output), shards=n)
     result.already = len(done & {j.name for j in whole.jobs})
 
-    sidecar = {e["name"]: e for e in (runner.load_sidecar(output) if resume else [])
+    sidecar = {e["name"]: e for e in (results.load_sidecar(output) if resume else [])
                if e.get("name") not in done}
     sidecar.update({e["name"]: e for e in whole.skips})
-    runner.write_sidecar(output, sidecar.values())
+    results.write_sidecar(output, sidecar.values())
     machines = json.loads(machines_path(output).read_text()) if (
         resume and machines_path(output).is_file()) else []
 
@@ -324,7 +324,7 @@ def _sweep(client, distributed, run_args, plan_of, output, options, shards, resu
         futures[fut] = shard
     print(f"dask: {len(whole.jobs)} benchmarks in {n} shards ({len(futures)} to run) on "
           f"{len(workers)} workers of machine class {chosen}", file=err, flush=True)
-    tmp = runner.tmp_dir(output)
+    tmp = results.tmp_dir(output)
     tmp.mkdir(exist_ok=True)
     try:
         for fut in distributed.as_completed(list(futures)):
@@ -357,14 +357,14 @@ def _sweep(client, distributed, run_args, plan_of, output, options, shards, resu
                 added += 1
             result.timed += added
             if suite is not None:
-                runner.write_suite(suite, output)
+                results.write_suite(suite, output)
             for e in got["skips"]:
                 sidecar[e["name"]] = e
             for name in done:
                 sidecar.pop(name, None)
-            runner.write_sidecar(output, sidecar.values())
+            results.write_sidecar(output, sidecar.values())
             machines.append(dict(shard=shard.label, **got["machine"], **_calibration(part)))
-            runner._atomic_write_text(machines_path(output),
+            results.atomic_write_text(machines_path(output),
                                       json.dumps(machines, indent=1) + "\n")
             print(f"dask: shard {shard.label} done on {got['machine']['hostname']}: "
                   f"{added} benchmarks", file=err, flush=True)

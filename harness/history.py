@@ -19,7 +19,7 @@ row per benchmark x sweep (a results file is one sweep):
     commit_sha     the commit measured (`--commit`, the metadata's `commit`, or git HEAD)
     commit_date    its committer date (ISO 8601) when git knows it, else run_date
     run_date       date of the benchmark's first value (pyperf's run metadata)
-    machine_class  as `harness.compare` names it (CPU model slug, ISA, cores)
+    machine_class  as `harness.machine` names it (CPU model slug, ISA, cores)
     isa            vector ISA the kernels were compiled for
     mode           how the values were measured: `--mode`, else the sweep's pyperf options
                    ("run: --processes 3 ...") or "run" without them; `make bench-check`
@@ -59,7 +59,9 @@ import numpy as np
 import pandas as pd
 
 from harness import changepoint, compare
+from harness.machine import class_of_metadata
 from harness.messages import clip
+from harness.results import benchmark_records, load_suite
 
 SCHEMA_VERSION = 1
 DEFAULT_DB = Path("results") / "history.sqlite"
@@ -171,8 +173,8 @@ def _iso(date) -> str:
 
 def rows_of(result_path, commit: str | None = None, mode: str | None = None) -> list[dict]:
     """The history rows of one results file (benchmarks without values are left out)."""
-    suite = compare.load_suite(result_path)
-    records = compare._records(suite)
+    suite = load_suite(result_path, require_benchmarks=True)
+    records = benchmark_records(suite)
     first = next(iter(records.values()))["meta"]
     sha, commit_date = _commit_of(first, commit)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -193,7 +195,7 @@ def rows_of(result_path, commit: str | None = None, mode: str | None = None) -> 
             benchmark=name, conv_type=info["conv_type"], algorithm=info["algorithm"],
             network=info["network"], layer=info["layer"], spec=meta.get("spec"),
             threads=info["threads"], commit_sha=sha, commit_date=commit_date or run_date,
-            run_date=run_date, machine_class=compare._class_of_meta(meta),
+            run_date=run_date, machine_class=class_of_metadata(meta),
             isa=meta.get("isa"), mode=_mode(meta, mode), set_name=meta.get("set"),
             n_values=int(values.size), min_s=float(values.min()),
             median_s=float(np.median(values)), values_json=json.dumps(values.tolist()),
