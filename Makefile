@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SET    ?= quick
 
-.PHONY: venv test test-isa lint bench bench-full clean
+.PHONY: venv venv-distributed test test-isa lint bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Dask, for `convbench run --dask ADDRESS` (an optional extra)
+venv-distributed: venv
+	$(BIN)/pip install -q -e '.[distributed]'
 
 test: venv
 	$(BIN)/python -m pytest -q
@@ -51,11 +55,20 @@ CHECK_SET    ?= --set ci --threads 1 --algos $(CHECK_ALGOS)
 CHECK_PYPERF ?= --processes 3 --values 4 --warmups 1 --min-time 0.02
 CHECK_GATE   ?= --estimator min --threshold 1.15
 CHECK_OUT    ?= results/bench-check
+HISTORY      ?= results/history.sqlite
 
 .PHONY: bench-check baseline gate-study gate-study-ab
 
+# On a clean tree (no change to tracked files) the working tree's times also go into the
+# history (convbench history), pass or fail, under the commit HEAD and the mode bench-check.
 bench-check: venv
-	$(BIN)/convbench ab $(CHECK_SET) $(CHECK_PYPERF) $(CHECK_GATE) --out $(CHECK_OUT)
+	@rm -f $(CHECK_OUT)/new-1.json; status=0; $(BIN)/convbench ab $(CHECK_SET) $(CHECK_PYPERF) $(CHECK_GATE) --out $(CHECK_OUT) \
+	  || status=$$?; \
+	if [ -f $(CHECK_OUT)/new-1.json ] && [ -z "$$(git status --porcelain --untracked-files=no)" ]; then \
+	  $(BIN)/convbench history add $(CHECK_OUT)/new-1.json --commit "$$(git rev-parse HEAD)" \
+	    --mode bench-check --db $(HISTORY) || status=$$?; \
+	else echo "bench-check: tree not clean (or no results): not added to $(HISTORY)"; fi; \
+	exit $$status
 
 baseline: venv
 	mkdir -p results/baseline
