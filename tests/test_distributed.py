@@ -141,3 +141,25 @@ def test_bad_options_are_refused(setup, tmp_path, capsys):
     assert "--shard" in capsys.readouterr().err
     assert cli.main([*base, "--machine-class", "no-such", "-o", str(tmp_path / "c.json")]) == 2
     assert "no worker of class 'no-such'" in capsys.readouterr().err
+
+
+def test_resume_times_only_the_missing_benchmarks(setup, tmp_path, capsys):
+    import pyperf
+
+    set_file, cluster, _ = setup
+    out = tmp_path / "partial.json"
+    base = [*args_for(set_file), "--dask", cluster.scheduler_address]
+    assert cli.main([*base, "--shards", "2", "-o", str(out)]) == 0
+    suite = results.load_suite(out)
+    names = suite.get_benchmark_names()
+    kept = {b.get_name(): b.get_values() for b in suite.get_benchmarks()[1:]}
+    pyperf.BenchmarkSuite(suite.get_benchmarks()[1:]).dump(str(out), replace=True)
+    assert cli.main([*base, "--resume", str(out)]) == 0  # the shard count from the file
+    again = results.load_suite(out)
+    assert sorted(again.get_benchmark_names()) == sorted(names)
+    for b in again.get_benchmarks():  # the others were not timed again
+        if b.get_name() in kept:
+            assert b.get_values() == kept[b.get_name()]
+    capsys.readouterr()
+    assert cli.main([*base, "--resume", str(out), "--shards", "3"]) == 2  # another cut
+    assert "resume it with --shards 2" in capsys.readouterr().err

@@ -185,10 +185,12 @@ def test_calibration_absorbs_a_slower_machine_of_the_class(tmp_path):
 
 
 def test_cli_add_and_errors(tmp_path, capsys):
+    from harness import cli
+
     db = tmp_path / "h.sqlite"
     f = write_suite(tmp_path / "a.json", {FLAT: 1e-3})
-    assert history.main(["add", str(f), "--commit", "abc", "--mode", "bench-check",
-                         "--db", str(db)]) == 0
+    assert cli.main(["history", "add", str(f), "--commit", "abc", "--mode", "bench-check",
+                     "--db", str(db)]) == 0
     assert "1 rows added" in capsys.readouterr().out
     assert history.load(db)["mode"].tolist() == ["bench-check"]
     assert history.main(["report", "--db", str(tmp_path / "none.sqlite")]) == 2
