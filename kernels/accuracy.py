@@ -33,11 +33,28 @@ class Bound:
 
 
 def error(y: np.ndarray, ref: np.ndarray) -> float:
-    """The one error metric: max |y - ref| over the output scale max(1, max |ref|)."""
+    """The one error metric: max |y - ref| / max |ref|, relative to the output's own scale.
+
+    An all-zero reference has no scale of its own: the error is then absolute
+    (max |y|). A non-finite y where the reference is finite is an infinite error;
+    where the reference itself is not finite, y must hold the same value (NaN for NaN).
+    """
     if ref.size == 0:
         return 0.0
-    scale = max(1.0, float(np.abs(ref).max()))
-    return float(np.abs(np.asarray(y, dtype=np.float64) - ref).max()) / scale
+    y = np.asarray(y, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    finite = np.isfinite(ref)
+    if not finite.all():
+        same = (y[~finite] == ref[~finite]) | (np.isnan(y[~finite]) & np.isnan(ref[~finite]))
+        if not same.all():
+            return math.inf
+        if not finite.any():
+            return 0.0
+        y, ref = y[finite], ref[finite]
+    if not np.isfinite(y).all():
+        return math.inf
+    peak = float(np.abs(ref).max())
+    return float(np.abs(y - ref).max()) / (peak if peak > 0 else 1.0)
 
 
 def reduction_length(conv_type: str, spec) -> int:

@@ -16,13 +16,18 @@ besides its input, weights and output.
 
 from __future__ import annotations
 
-from ..registry import cell
+from ..accuracy import Bound
+from ..registry import cell, declare_algorithm
 from ..spec import ConvSpec
 from ..types import check_spec, full_kernel
 from .dense import dense_tiling, run_dense
 from .depthwise import depthwise_tiling, run_depthwise, run_depthwise_separable, separable_tiling
 from .plan import DEFAULT_BUDGET, set_workspace_budget, workspace_budget
 from .transposed import run_transposed, transposed_tiling
+
+# each output is one sgemm dot product of length L (see kernels.accuracy for the figures)
+declare_algorithm("im2col", summary="unfold into tiles, then sgemm",
+                  accuracy=Bound(scale=8, floor=2e-6))
 
 __all__ = ["DEFAULT_BUDGET", "set_workspace_budget", "workspace_budget", "workspace_bytes"]
 
