@@ -46,3 +46,24 @@ def test_every_registered_cell_is_collected():
                 if kernels.cell_reason(t, a) is None]
     assert list(registry.cells()) == runnable
     assert len(runnable) >= 54
+
+
+def test_a_wrong_tap_fails_conformance(monkeypatch):
+    """The check the cells pass is one a kernel with one weight off by its own magnitude
+    fails, at a realistic reduction length (L = 576)."""
+    monkeypatch.setattr(registry, "ALGORITHMS", registry.ALGORITHMS)
+    monkeypatch.setattr(registry, "_ALGORITHMS", dict(registry._ALGORITHMS))
+    monkeypatch.setattr(registry, "_CELLS", dict(registry._CELLS))
+    registry.declare_algorithm("one_tap_off", summary="direct with one weight doubled",
+                               accuracy=registry.algorithm_bound("direct"))
+
+    @registry.cell("conv2d", "one_tap_off")
+    def wrong(spec, x, weights):
+        w = weights[0].copy()
+        w[0, 0, 1, 1] *= 2
+        return kernels.run("conv2d", "direct", spec, x, (w,))
+
+    spec = kernels.ConvSpec(c=64, k=8, size=8, kernel=3, padding=1)
+    assert_conforms("conv2d", "direct", spec)
+    with pytest.raises(AssertionError, match="error .* > bound"):
+        assert_conforms("conv2d", "one_tap_off", spec)
