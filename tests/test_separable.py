@@ -19,7 +19,8 @@ from kernels.separable import (
     separable_multiplications,
 )
 
-from .conftest import assert_close, assert_conforms, specs
+from .conftest import assert_close, assert_conforms
+from .strategies import cell_specs
 
 DENSE = ("conv2d", "dilated2d", "grouped", "shuffled_grouped", "depthwise", "transposed2d")
 NATIVE = ("spatially_separable", "flattened", "depthwise_separable")
@@ -50,9 +51,7 @@ def _check(conv_type, spec, rank1=False, seed=0):
 @settings(max_examples=10)
 @given(data=st.data())
 def test_rank1_kernels_match_reference(conv_type, data):
-    kw = dict(max_channels=3, kernel_sizes=(1, 2, 3), dilations=(1, 2)) \
-        if kernels.CATALOGUE[conv_type].ndim == 3 else {}
-    _check(conv_type, data.draw(specs(conv_type, **kw)), rank1=True)
+    _check(conv_type, data.draw(cell_specs(conv_type)), rank1=True)
 
 
 @pytest.mark.parametrize("conv_type, spec", [
