@@ -5,16 +5,38 @@ reference, supports, run, multiplications; memory_estimate, memory_limit,
 set_memory_limit (the memory guard, see kernels.memory).
 """
 
+import importlib
+
 from . import target  # noqa: F401  first: decides what Numba compiles for  isort: skip
 from .memory import estimate as memory_estimate
 from .memory import memory_limit, set_memory_limit
 from .reference import reference
-from .registry import ALGORITHMS, cell_reason, multiplications, run, supports
+from .registry import cell_reason, multiplications, run, supports
 from .spec import ConvSpec
 from .types import CATALOGUE, CONV_TYPES, make_inputs
 
-# Algorithm modules register their cells on import.
-from . import direct, im2col, separable, winograd  # noqa: E402,F401  isort: skip
+# The algorithm packages, in the order ALGORITHMS lists them: each declares its
+# algorithm(s) (kernels.registry.declare_algorithm) and registers its cells on import.
+# Adding an algorithm is adding its package here.
+ALGORITHM_PACKAGES = ("direct", "im2col", "winograd", "separable")
+
+
+def _declare_winograd() -> None:  # moved to kernels/winograd at merge
+    from .accuracy import Bound
+    from .registry import declare_algorithm
+
+    declare_algorithm("winograd_f2", summary="Winograd F(2x2,3x3): 16 products per 4 outputs",
+                      accuracy=Bound(scale=8, floor=4e-6))
+    declare_algorithm("winograd_f4", summary="Winograd F(4x4,3x3): 36 products per 16 outputs",
+                      accuracy=Bound(scale=64, floor=5e-5))
+
+
+for _package in ALGORITHM_PACKAGES:
+    if _package == "winograd":  # moved to kernels/winograd at merge
+        _declare_winograd()
+    importlib.import_module(f"{__name__}.{_package}")
+
+from .registry import ALGORITHMS  # noqa: E402  (complete only now)
 
 __all__ = [
     "ALGORITHMS", "CATALOGUE", "CONV_TYPES", "ConvSpec", "cell_reason", "make_inputs",

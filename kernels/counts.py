@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from .spec import ConvSpec
+from .types import conv_type as conv_type_of
 
 
 def dense_multiplications(spec: ConvSpec) -> int:
@@ -31,6 +32,6 @@ def depthwise_separable_multiplications(spec: ConvSpec) -> tuple[int, int]:
 
 
 def direct_multiplications(conv_type: str, spec: ConvSpec) -> int:
-    if conv_type == "depthwise_separable":
+    if conv_type_of(conv_type).composition == "stages":  # depthwise then pointwise
         return sum(depthwise_separable_multiplications(spec))
     return dense_multiplications(spec)

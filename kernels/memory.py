@@ -37,6 +37,7 @@ import numba
 
 from .spec import ConvSpec
 from .types import check_spec
+from .types import conv_type as _type
 
 DEFAULT_FRACTION = 0.5
 ENV_VAR = "CONVBENCH_MEMORY_LIMIT"
@@ -142,7 +143,18 @@ def _kernel_elems(spec: ConvSpec) -> int:
 
 
 def _factored(conv_type: str) -> bool:
-    return conv_type in ("spatially_separable", "flattened")
+    """The kernel is a product of factors, multiplied out inside the call."""
+    return _type(conv_type).composition == "product"
+
+
+def _staged(conv_type: str) -> bool:
+    """Depthwise then pointwise: an intermediate and a second weight array."""
+    return _type(conv_type).composition == "stages"
+
+
+def _depthwise(conv_type: str) -> bool:
+    """One filter per channel, alone or as the first stage."""
+    return _type(conv_type).grouping == "depthwise" or _staged(conv_type)
 
 
 # ----------------------------------------------------------------- per algorithm
@@ -150,20 +162,20 @@ def _direct(conv_type: str, spec: ConvSpec) -> dict:
     t = _threads()
     out = F32 * _out(spec)
     weights = F32 * 2 * _kernel_elems(spec)  # packed blocks (padded to the register block)
-    if conv_type == "transposed2d":
+    if _type(conv_type).transposed:
         span = tuple(i + 2 * (k * d // s + 2) for i, k, d, s in
                      zip(spec.size, spec.kernel, spec.dilation, spec.stride))
         ws = F32 * spec.n * spec.c * _prod(span) + t * PER_THREAD_BYTES
         return dict(output=out, workspace=ws, weights=weights)
-    if conv_type in ("depthwise", "depthwise_separable"):
+    if _depthwise(conv_type):
         mid = F32 * _out(spec, spec.c)
         ws = F32 * spec.n * spec.c * _prod(_padded(spec)) + t * (
             PER_THREAD_BYTES + F32 * _prod(spec.stride) * _prod(_padded(spec)))
-        if conv_type == "depthwise_separable":
+        if _staged(conv_type):
             ws += 2 * mid  # the depthwise output and its channels-last copy
             weights += F32 * 2 * spec.k * spec.c
         return dict(output=out, workspace=ws, weights=weights)
-    if conv_type in ("pointwise", "pointwise_grouped"):
+    if _type(conv_type).kernel == "1x1":
         ws = F32 * spec.n * spec.c * _prod(spec.out_size) + t * PER_THREAD_BYTES
         return dict(output=out, workspace=ws, weights=weights)
     cg = spec.c // spec.groups
@@ -181,10 +193,10 @@ def _im2col(conv_type: str, spec: ConvSpec) -> dict:
 
     out = F32 * _out(spec)
     ws = workspace_bytes(conv_type, spec) + _threads() * PER_THREAD_BYTES
-    weights = F32 * (spec.k * spec.c if conv_type == "depthwise_separable" else 0)
+    weights = F32 * (spec.k * spec.c if _staged(conv_type) else 0)
     if _factored(conv_type):
         weights += F32 * _kernel_elems(spec)
-    if conv_type == "transposed2d":
+    if _type(conv_type).transposed:
         weights += F32 * spec.c * (spec.k // spec.groups) * _prod(spec.kernel)
     return dict(output=out, workspace=ws, weights=weights)
 
@@ -202,20 +214,20 @@ def _winograd(m: int):
         xp = F32 * spec.n * subgrids * spec.c * span  # packed (padded) sub-grids
         V = F32 * a ** nd * T * spec.c  # transformed input
         kg = spec.k // spec.groups
-        if conv_type in ("depthwise", "depthwise_separable"):
+        if _depthwise(conv_type):
             weights = F32 * a * a * spec.c
         else:
             weights = F32 * (a ** nd + 3 ** nd) * spec.k * (spec.c // spec.groups)
         if _factored(conv_type):
             weights += F32 * _kernel_elems(spec)
         ws = xp + V + 2 * t * PER_THREAD_BYTES  # product blocks, transform rows per thread
-        if conv_type == "conv3d":
+        if spec.ndim == 3:
             # NumPy: zero-padded sub-grid, V by einsum and its contiguous copy, the
             # products M, the output tiles Y and their copy into y
             M = F32 * a ** 3 * spec.groups * kg * T
             Y = F32 * spec.k * spec.n * _prod(tt * m for tt in tiles)
             ws = xp + 2 * V + M + 2 * Y
-        if conv_type == "depthwise_separable":
+        if _staged(conv_type):
             ws += 2 * F32 * _out(spec, spec.c)
             weights += F32 * 2 * spec.k * spec.c
         return dict(output=out, workspace=ws, weights=weights)
@@ -232,7 +244,7 @@ def _separable(conv_type: str, spec: ConvSpec) -> dict:
     weights = F64 * 3 * spec.k * cg * (kh * kh + kw * kw + kh * kw) * (
         spec.kernel[0] if spec.ndim == 3 else 1)
     per_thread = t * (PER_THREAD_BYTES + F32 * 65536)
-    if conv_type == "conv3d":
+    if spec.ndim == 3:
         span = F32 * _prod((o - 1) * s + (k - 1) * d + 1 for o, k, s, d in zip(
             spec.out_size[1:], spec.kernel[1:], spec.stride[1:], spec.dilation[1:]))
         return dict(output=out, workspace=t * span + per_thread, weights=weights)
@@ -241,9 +253,9 @@ def _separable(conv_type: str, spec: ConvSpec) -> dict:
                                         spec.dilation))
     channels = spec.k if conv_type == "flattened" else spec.c
     ws = F32 * spec.n * channels * _prod(spans) + per_thread  # padded planes
-    if conv_type == "transposed2d" and any(s > 1 for s in spec.stride):
+    if _type(conv_type).transposed and any(s > 1 for s in spec.stride):
         ws += F32 * spec.n * spec.c * _prod(_upsampled(spec))
-    if conv_type == "depthwise_separable":
+    if _staged(conv_type):
         ws += 2 * F32 * _out(spec, spec.c)  # the depthwise output and its packed copy
     if conv_type == "flattened":
         ws += F32 * spec.n * (spec.k + spec.c) * _prod(spec.size)  # lateral output, packing
@@ -259,7 +271,7 @@ def _conv_nd64(n: int, c: int, k: int, padded: int, out: int, taps: int) -> int:
 def _reference(conv_type: str, spec: ConvSpec) -> dict:
     taps, out = _prod(spec.kernel), _prod(spec.out_size)
     w64 = F64 * 3 * _kernel_elems(spec)
-    if conv_type == "transposed2d":
+    if _type(conv_type).transposed:
         up = _upsampled(spec)
         padded = _prod(u + 2 * d * (k - 1) + a for u, k, d, a in
                        zip(up, spec.kernel, spec.dilation, spec.output_padding))
@@ -269,11 +281,11 @@ def _reference(conv_type: str, spec: ConvSpec) -> dict:
                     weights=w64)
     first = _conv_nd64(spec.n, spec.c, 0, _prod(_padded(spec)), out, taps)
     ws = first + F64 * spec.n * spec.c * _prod(spec.size)  # the float64 input
-    if conv_type == "depthwise_separable":
+    if _staged(conv_type):
         mid = F64 * spec.n * spec.c * out
         ws = max(ws + mid, mid + _conv_nd64(spec.n, spec.c, 0, out, out, 1))
         w64 += F64 * spec.k * spec.c
-    elif conv_type == "shuffled_grouped":
+    elif _type(conv_type).shuffle:
         ws += F64 * spec.n * spec.k * out
     return dict(output=F64 * spec.n * spec.k * out, workspace=ws, weights=w64)
 

@@ -5,10 +5,11 @@ oracle `kernels.reference`, on `make_inputs` data:
 
 - ``max_safe_peak``: the largest peak |reference output| reached by scaling the
   input by 10**e (e = 0, 1, ..., weights unscaled) at which the algorithm still
-  returns all-finite outputs within its error bound (`BOUND`, relative to the
-  reference's own max |y|), refined by tenths of a decade above the last safe
-  decade; ``first_failing_peak`` is the next one (None if the float32 input
-  itself overflows first), with ``failure`` saying why;
+  returns all-finite outputs within its error bound (`kernels.accuracy.bound`, on
+  `kernels.accuracy.error`, relative to the reference's own max |y|), refined by
+  tenths of a decade above the last safe decade; ``first_failing_peak`` is the
+  next one (None if the float32 input itself overflows first), with ``failure``
+  saying why;
 - ``tiny_rel_error``: max |y - ref| / max |ref| with the input x1e-30 and the
   weights x1e-10 (outputs near 1e-39, float32 subnormals), relative to the
   output's own scale; ``tiny_sweep_error`` is the same error divided by
@@ -31,14 +32,11 @@ import math
 
 import numpy as np
 
+from . import accuracy
 from .reference import reference
 from .registry import run, supports
 from .types import make_inputs
-from .winograd.accuracy import TOLERANCE
 
-# Error bound per algorithm (max |y - ref| / max |ref| on make_inputs data), the tests' own.
-BOUND = {"direct": TOLERANCE["direct"], "im2col": 2e-5, "separable": 2e-5,
-         "winograd_f2": TOLERANCE["winograd_f2"], "winograd_f4": TOLERANCE["winograd_f4"]}
 EXPONENTS = tuple(range(0, 39))
 TINY_X, TINY_W = 1e-30, 1e-10
 
@@ -55,14 +53,6 @@ def _run(conv_type, algorithm, spec, x, weights):
     return y, ref
 
 
-def _error(y, ref) -> float:
-    peak = float(np.abs(ref).max()) if ref.size else 0.0
-    if not np.isfinite(y).all():
-        return math.inf
-    err = float(np.abs(y - ref).max()) if ref.size else 0.0
-    return err / peak if peak > 0 else (0.0 if err == 0 else math.inf)
-
-
 def _try(conv_type, algorithm, spec, x, weights, bound, e):
     """(peak, None) if scaling x by 10**e is safe, (peak, why) if the algorithm fails,
     (None, why) if the input or the reference leaves float32."""
@@ -74,7 +64,7 @@ def _try(conv_type, algorithm, spec, x, weights, bound, e):
     if not np.isfinite(ref).all() or peak > float(np.finfo(np.float32).max):
         return None, "reference leaves float32"
     bad = int((~np.isfinite(y)).sum())
-    err = _error(y, ref)
+    err = accuracy.error(y, ref)
     if bad or err > bound:
         return peak, (f"{bad}/{y.size} outputs non-finite" if bad
                       else f"relative error {err:.2g} > {bound:.2g}")
@@ -119,12 +109,12 @@ def _spread(conv_type, algorithm, spec, x, weights, value) -> dict:
 def numeric_profile(conv_type: str, algorithm: str, spec, seed: int = 0) -> dict:
     """One row of the numeric-range table (see the module docstring); a cell that does
     not apply gives a row with `skipped` set to the reason."""
-    row = dict(conv_type=conv_type, algorithm=algorithm, spec=str(spec),
-               bound=BOUND.get(algorithm, 1e-4))
+    row = dict(conv_type=conv_type, algorithm=algorithm, spec=str(spec))
     why = supports(conv_type, algorithm, spec)
     if why:
         row["skipped"] = why
         return row
+    row["bound"] = accuracy.bound(algorithm, conv_type, spec)
     x, weights = make_inputs(conv_type, spec, seed=seed)
     row.update(max_safe_peak(conv_type, algorithm, spec, x, weights, row["bound"]))
 

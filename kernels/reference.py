@@ -12,6 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import memory
 from .spec import ConvSpec
 from .types import check_inputs, flip_spatial, full_kernel, shuffle_permutation
+from .types import conv_type as conv_type_of
 
 
 def _pad(x: np.ndarray, lo, hi) -> np.ndarray:
@@ -67,17 +68,18 @@ def reference(conv_type: str, spec: ConvSpec, x, weights) -> np.ndarray:
     nd = spec.ndim
     conv = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation)
     orient = (lambda w: flip_spatial(w, nd)) if spec.flip else (lambda w: w)
-    if conv_type == "transposed2d":
+    t = conv_type_of(conv_type)
+    if t.transposed:
         return conv_transpose_nd(x, orient(weights[0]), groups=spec.groups,
                                  output_padding=spec.output_padding, **conv)
-    if conv_type == "depthwise_separable":
+    if t.composition == "stages":  # depthwise then pointwise
         dw, pw = weights
         mid = conv_nd(x, orient(dw), groups=spec.c, **conv)
         return conv_nd(mid, pw, (1,) * nd, (0,) * nd, (1,) * nd, 1)
     # factored kernels are multiplied out in float64 too, like everything in the oracle
     w64 = tuple(np.asarray(w, np.float64) for w in weights)
     y = conv_nd(x, orient(full_kernel(conv_type, spec, w64)), groups=spec.groups, **conv)
-    if conv_type == "shuffled_grouped":
+    if t.shuffle:
         shuffled = np.empty_like(y)
         shuffled[:, shuffle_permutation(spec.k, spec.groups)] = y
         y = shuffled

@@ -1,6 +1,8 @@
 """Which algorithm runs which type: the (type, algorithm) cells and the public entry points.
 
-Algorithm modules register their cells with `@cell(type, algorithm)`; a
+Algorithm packages declare themselves with `declare_algorithm(name, summary=...,
+accuracy=Bound(...))` (ALGORITHMS is the list of declared names) and register their
+cells with `@cell(type, algorithm)`; a
 module can also register the reason a cell does not apply with
 `not_applicable(type, algorithm, reason)`. A cell nobody registered reports
 itself as not implemented, so `convbench list` shows the whole matrix.
@@ -14,27 +16,57 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import memory
+from .accuracy import Bound
 from .counts import direct_multiplications
 from .spec import ConvSpec
 from .types import CONV_TYPES, check_inputs, check_spec
 
-ALGORITHMS: tuple[str, ...] = ("direct", "im2col", "winograd_f2", "winograd_f4", "separable")
-_BOUNDS: dict = {}
+ALGORITHMS: tuple[str, ...] = ()  # in declaration order; complete once `import kernels` returns
 
 
-def declare_algorithm(name: str, *, summary: str, accuracy) -> None:
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    summary: str
+    accuracy: Bound
+
+
+_ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def declare_algorithm(name: str, *, summary: str, accuracy: Bound) -> None:
     """Declare an algorithm (its one-line summary and its accuracy.Bound) before its
-    cells register. (Skeleton: the structure work derives ALGORITHMS from these.)"""
-    _BOUNDS[name] = (summary, accuracy)
+    cells register; ALGORITHMS lists the declared names in declaration order.
+
+    Declaring a name again with the same summary and bound does nothing; with
+    others it is an error (two packages claiming one name)."""
+    global ALGORITHMS
+    if not name or not name.isidentifier():
+        raise ValueError(f"name: an algorithm name is an identifier, got {name!r}")
+    if not isinstance(accuracy, Bound):
+        raise ValueError(f"accuracy: must be a kernels.accuracy.Bound, got {accuracy!r}")
+    new = Algorithm(name, summary, accuracy)
+    old = _ALGORITHMS.get(name)
+    if old is not None and old != new:
+        raise ValueError(f"name: algorithm {name!r} is already declared as {old}")
+    _ALGORITHMS[name] = new
+    ALGORITHMS = tuple(_ALGORITHMS)
 
 
-def algorithm_bound(name: str):
+def algorithm(name: str) -> Algorithm:
+    """The declaration of `name` (ValueError naming the declared ones if there is none)."""
+    try:
+        return _ALGORITHMS[name]
+    except KeyError:
+        raise ValueError(
+            f"algorithm: unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)} "
+            f"(an algorithm package declares itself with declare_algorithm)") from None
+
+
+def algorithm_bound(name: str) -> Bound:
     """The accuracy.Bound `name` declared."""
-    from .accuracy import Bound
+    return algorithm(name).accuracy
 
-    if name in _BOUNDS:
-        return _BOUNDS[name][1]
-    return Bound(scale=10.0, floor=1e-4)  # skeleton default until every package declares
 
 Runner = Callable[[ConvSpec, np.ndarray, tuple], np.ndarray]
 
@@ -53,9 +85,7 @@ _REASONS: dict[tuple[str, str], str] = {}
 def _check_names(conv_type: str, algorithm: str) -> None:
     if conv_type not in CONV_TYPES:
         raise ValueError(f"conv_type: unknown type {conv_type!r}; known: {', '.join(CONV_TYPES)}")
-    if algorithm not in ALGORITHMS:
-        raise ValueError(
-            f"algorithm: unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+    algorithm_bound(algorithm)  # raises for a name nobody declared
 
 
 def cell(conv_type: str, algorithm: str, *, supports=None, multiplications=None):
@@ -81,6 +111,11 @@ def cell(conv_type: str, algorithm: str, *, supports=None, multiplications=None)
 def not_applicable(conv_type: str, algorithm: str, reason: str) -> None:
     _check_names(conv_type, algorithm)
     _REASONS[(conv_type, algorithm)] = reason
+
+
+def cells() -> tuple[tuple[str, str], ...]:
+    """Every registered (type, algorithm) cell, in type then algorithm order."""
+    return tuple((t, a) for t in CONV_TYPES for a in ALGORITHMS if (t, a) in _CELLS)
 
 
 def cell_reason(conv_type: str, algorithm: str) -> str | None:

@@ -1,7 +1,16 @@
-"""The catalogue of the twelve convolution types: weight layouts and the specs each fits.
+"""The catalogue of the twelve convolution types: their properties as data, weight layouts,
+and the specs each fits.
 
-Every type except `transposed2d` and `depthwise_separable` is, mathematically,
-a grouped convolution with one full kernel `w[k, c/g, *kernel]` (plus an output
+Each `ConvType` states what tells it apart (dimensionality, grouping, kernel shape,
+transposed, dilated, how its kernel is composed, output shuffle); the spec rules,
+the weight names, `full_kernel` and the algorithms' registrations are read from
+those properties, and `select(**properties)` answers "which types are ...".
+Adding a type is one entry in CATALOGUE; every algorithm whose query matches it
+registers a cell for it, and the conformance test draws specs for it from the same
+properties.
+
+Every type except transposed ones and staged compositions is, mathematically, a
+grouped convolution with one full kernel `w[k, c/g, *kernel]` (plus an output
 channel shuffle for `shuffled_grouped`); `full_kernel` builds that kernel from
 the type's own weights, so the oracle and the generic algorithms need no
 per-type arithmetic.
@@ -18,79 +27,104 @@ import numpy as np
 
 from .spec import ConvSpec
 
+GROUPINGS = ("one", "many", "depthwise", "any")  # groups = 1 | >= 2 | = c = k | any divisor
+KERNELS = ("any", "1x1")
+COMPOSITIONS = ("dense", "product", "stages")
+
 
 @dataclass(frozen=True)
 class ConvType:
+    """One convolution type. Composition: "dense" = one kernel w[k, c/g, *kernel]
+    ("w"); "product" = the kernel is the product of 1-D/lateral factors named by
+    `factors`, multiplied out by the einsum `product`; "stages" = the convolutions
+    named by `factors` applied in turn (depthwise then pointwise)."""
+
     name: str
     seed_section: str
     summary: str
-    weight_names: tuple[str, ...]
     weight_shapes: Callable[[ConvSpec], tuple[tuple[int, ...], ...]]
-    rules: Callable[[ConvSpec], str | None]  # None if the spec fits, else why not
+    ndim: int = 2
+    grouping: str = "one"
+    kernel: str = "any"
+    transposed: bool = False
+    dilated: bool = False  # needs dilation > 1 (the others accept any dilation)
+    composition: str = "dense"
+    factors: tuple[str, ...] = ()
+    product: str = ""  # einsum from the factors to w[k, c, *kernel] (composition "product")
+    shuffle: bool = False  # ShuffleNet's channel shuffle on the output
 
+    def __post_init__(self):
+        for field, value, allowed in (("grouping", self.grouping, GROUPINGS),
+                                      ("kernel", self.kernel, KERNELS),
+                                      ("composition", self.composition, COMPOSITIONS)):
+            if value not in allowed:
+                raise ValueError(f"{field}: must be one of {', '.join(allowed)}, got {value!r}")
+        if (self.composition == "dense") == bool(self.factors):
+            raise ValueError("factors: a dense type has none, a product or stages names them")
 
-def _dense(spec):
-    return ((spec.k, spec.c // spec.groups, *spec.kernel),)
+    @property
+    def weight_names(self) -> tuple[str, ...]:
+        if self.composition == "stages":
+            return tuple(_STAGE_WEIGHTS[f] for f in self.factors)
+        return self.factors or ("w",)
 
-
-def _rules(*, ndim=2, transposed=False, groups=None, kernel1=None, dilated=None):
-    """Build a spec check from the few properties that tell the types apart."""
-
-    def check(spec: ConvSpec) -> str | None:
-        if spec.ndim != ndim:
-            return f"size: this type is {ndim}-D, the spec has {spec.ndim} spatial dimensions"
-        if spec.transposed != transposed:
-            return ("transposed: must be True for this type" if transposed
-                    else "transposed: only transposed2d takes a transposed spec")
-        if groups == "one" and spec.groups != 1:
+    def rules(self, spec: ConvSpec) -> str | None:
+        """None if the spec fits this type, else why not."""
+        if spec.ndim != self.ndim:
+            return f"size: this type is {self.ndim}-D, the spec has {spec.ndim} spatial dimensions"
+        if spec.transposed != self.transposed:
+            return ("transposed: must be True for this type" if self.transposed
+                    else "transposed: only a transposed type takes a transposed spec")
+        if self.grouping == "one" and spec.groups != 1:
             return f"groups: must be 1 for this type, got {spec.groups}"
-        if groups == "many" and spec.groups < 2:
+        if self.grouping == "many" and spec.groups < 2:
             return f"groups: must be at least 2 for this type, got {spec.groups}"
-        if groups == "depthwise" and not (spec.groups == spec.c == spec.k):
+        if self.grouping == "depthwise" and not (spec.groups == spec.c == spec.k):
             return (f"groups: depthwise needs groups = c = k "
                     f"(groups={spec.groups}, c={spec.c}, k={spec.k})")
-        if kernel1 is True:
+        if self.kernel == "1x1":
             if any(v != 1 for v in spec.kernel):
                 return f"kernel: must be 1 in every dimension for this type, got {spec.kernel}"
             if any(spec.padding):
                 return f"padding: a 1x1 convolution takes no padding, got {spec.padding}"
             if any(d != 1 for d in spec.dilation):
                 return f"dilation: a 1x1 convolution has no dilation, got {spec.dilation}"
-        if dilated is True and all(d == 1 for d in spec.dilation):
+        if self.dilated and all(d == 1 for d in spec.dilation):
             return f"dilation: must be greater than 1 in some dimension, got {spec.dilation}"
         return None
 
-    return check
+
+_STAGE_WEIGHTS = {"depthwise": "dw", "pointwise": "pw"}
+
+
+def _dense(spec):
+    return ((spec.k, spec.c // spec.groups, *spec.kernel),)
 
 
 CATALOGUE: dict[str, ConvType] = {t.name: t for t in (
-    ConvType("conv2d", "2", "standard multi-channel 2D convolution", ("w",), _dense,
-             _rules(groups="one")),
-    ConvType("conv3d", "3", "3D convolution", ("w",), _dense, _rules(ndim=3)),
-    ConvType("pointwise", "4", "1x1 convolution", ("w",), _dense,
-             _rules(groups="one", kernel1=True)),
-    ConvType("transposed2d", "6", "transposed convolution (PyTorch conv_transpose2d)", ("w",),
-             lambda s: ((s.c, s.k // s.groups, *s.kernel),), _rules(transposed=True)),
-    ConvType("dilated2d", "7", "dilated (atrous) convolution", ("w",), _dense,
-             _rules(dilated=True)),
+    ConvType("conv2d", "2", "standard multi-channel 2D convolution", _dense),
+    ConvType("conv3d", "3", "3D convolution", _dense, ndim=3, grouping="any"),
+    ConvType("pointwise", "4", "1x1 convolution", _dense, kernel="1x1"),
+    ConvType("transposed2d", "6", "transposed convolution (PyTorch conv_transpose2d)",
+             lambda s: ((s.c, s.k // s.groups, *s.kernel),), grouping="any", transposed=True),
+    ConvType("dilated2d", "7", "dilated (atrous) convolution", _dense, grouping="any",
+             dilated=True),
     ConvType("spatially_separable", "8.1", "kernel = col (x) row for every (k, c)",
-             ("col", "row"),
              lambda s: ((s.k, s.c, s.kernel[0]), (s.k, s.c, s.kernel[1])),
-             _rules(groups="one")),
-    ConvType("depthwise", "8.2", "one filter per channel (groups = c = k)", ("w",),
-             lambda s: ((s.c, 1, *s.kernel),), _rules(groups="depthwise")),
+             composition="product", factors=("col", "row"), product="kci,kcj->kcij"),
+    ConvType("depthwise", "8.2", "one filter per channel (groups = c = k)", _dense,
+             grouping="depthwise"),
     ConvType("depthwise_separable", "8.2", "depthwise then pointwise, replacing a conv2d c->k",
-             ("dw", "pw"), lambda s: ((s.c, 1, *s.kernel), (s.k, s.c, 1, 1)),
-             _rules(groups="one")),
+             lambda s: ((s.c, 1, *s.kernel), (s.k, s.c, 1, 1)),
+             composition="stages", factors=("depthwise", "pointwise")),
     ConvType("flattened", "9", "lateral 1x1, then vertical, then horizontal 1-D filters",
-             ("lat", "ver", "hor"),
              lambda s: ((s.k, s.c), (s.k, s.kernel[0]), (s.k, s.kernel[1])),
-             _rules(groups="one")),
-    ConvType("grouped", "10", "grouped convolution", ("w",), _dense, _rules(groups="many")),
-    ConvType("shuffled_grouped", "11", "grouped convolution then channel shuffle", ("w",),
-             _dense, _rules(groups="many")),
-    ConvType("pointwise_grouped", "12", "grouped 1x1 convolution", ("w",), _dense,
-             _rules(groups="many", kernel1=True)),
+             composition="product", factors=("lat", "ver", "hor"), product="kc,ki,kj->kcij"),
+    ConvType("grouped", "10", "grouped convolution", _dense, grouping="many"),
+    ConvType("shuffled_grouped", "11", "grouped convolution then channel shuffle", _dense,
+             grouping="many", shuffle=True),
+    ConvType("pointwise_grouped", "12", "grouped 1x1 convolution", _dense, grouping="many",
+             kernel="1x1"),
 )}
 
 CONV_TYPES: tuple[str, ...] = tuple(CATALOGUE)
@@ -103,6 +137,32 @@ def conv_type(name: str) -> ConvType:
         raise ValueError(
             f"conv_type: unknown type {name!r}; known types are {', '.join(CONV_TYPES)}"
         ) from None
+
+
+def select(**properties) -> tuple[str, ...]:
+    """Names of the types whose properties match, in catalogue order. A property given
+    as a tuple, list or set matches any of its values: `select(ndim=2,
+    composition=("dense", "product"), transposed=False)`."""
+    fields = ConvType.__dataclass_fields__
+    for key in properties:
+        if key not in fields or key in ("name", "seed_section", "summary", "weight_shapes"):
+            raise ValueError(f"properties: {key!r} is not a type property")
+
+    def matches(t: ConvType) -> bool:
+        for key, want in properties.items():
+            have = getattr(t, key)
+            if have not in want if isinstance(want, (tuple, list, set, frozenset)) else \
+                    have != want:
+                return False
+        return True
+
+    return tuple(t.name for t in CATALOGUE.values() if matches(t))
+
+
+def single_kernel(name: str) -> bool:
+    """True if the type stands for one grouped kernel w[k, c/g, *kernel] (full_kernel)."""
+    t = conv_type(name)
+    return not t.transposed and t.composition in ("dense", "product")
 
 
 def check_spec(name: str, spec: ConvSpec) -> None:
@@ -177,17 +237,14 @@ def flip_spatial(w: np.ndarray, ndim: int) -> np.ndarray:
 def full_kernel(name: str, spec: ConvSpec, weights: tuple) -> np.ndarray:
     """The dense kernel w[k, c/g, *kernel] the type's weights stand for (flip not applied).
 
-    Not defined for transposed2d (its kernel is w[c, k/g, ...]) and
-    depthwise_separable (two stages).
+    Not defined for transposed types (their kernel is w[c, k/g, ...]) and staged
+    compositions (more than one convolution): see `single_kernel`.
     """
-    if name in ("transposed2d", "depthwise_separable"):
+    t = conv_type(name)
+    if not single_kernel(name):
         raise ValueError(f"conv_type: {name} has no single dense kernel")
-    if name == "spatially_separable":
-        col, row = weights
-        return np.einsum("kci,kcj->kcij", col, row)
-    if name == "flattened":
-        lat, ver, hor = weights
-        return np.einsum("kc,ki,kj->kcij", lat, ver, hor)
+    if t.composition == "product":
+        return np.einsum(t.product, *weights)
     return weights[0]
 
 

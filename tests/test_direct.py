@@ -1,4 +1,5 @@
-"""Every type's direct kernel against the float64 oracle and PyTorch, and bad input."""
+"""The direct kernels: register-block edges, against PyTorch, and bad input (the oracle
+comparison of every cell on random specs is tests/test_conformance.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import kernels
-from kernels import ConvSpec
+from kernels import ConvSpec, accuracy
 
-from .conftest import assert_close, requires_torch, specs, torch_conv
-
-RTOL = 1e-5  # float32 accumulation over at most a few hundred taps
-
-
-@pytest.mark.parametrize("conv_type", kernels.CONV_TYPES)
-@given(data=st.data())
-def test_direct_matches_reference(conv_type, data):
-    spec = data.draw(specs(conv_type))
-    assert kernels.supports(conv_type, "direct", spec) is None
-    x, w = kernels.make_inputs(conv_type, spec, seed=data.draw(st.integers(0, 9)))
-    assert_close(kernels.run(conv_type, "direct", spec, x, w),
-                 kernels.reference(conv_type, spec, x, w), RTOL)
+from .conftest import assert_close, assert_conforms, requires_torch, specs, torch_conv
 
 
 @requires_torch
@@ -32,7 +21,7 @@ def test_direct_matches_torch(conv_type, data):
     spec = data.draw(specs(conv_type, max_size=12, max_channels=9))
     x, w = kernels.make_inputs(conv_type, spec, seed=1)
     assert_close(kernels.run(conv_type, "direct", spec, x, w),
-                 torch_conv(conv_type, spec, x, w), RTOL)
+                 torch_conv(conv_type, spec, x, w), accuracy.bound("direct", conv_type, spec))
 
 
 @pytest.mark.parametrize("conv_type, spec", [
@@ -57,9 +46,7 @@ def test_direct_matches_torch(conv_type, data):
     ("conv3d", ConvSpec(n=1, c=5, k=7, size=(6, 7, 9), kernel=3, padding=1, stride=(1, 2, 1))),
 ])
 def test_direct_block_edges(conv_type, spec):
-    x, w = kernels.make_inputs(conv_type, spec)
-    assert_close(kernels.run(conv_type, "direct", spec, x, w),
-                 kernels.reference(conv_type, spec, x, w), RTOL)
+    assert_conforms(conv_type, "direct", spec)
 
 
 SPEC = ConvSpec(c=4, k=6, size=7, kernel=3)
@@ -94,7 +81,7 @@ def test_wrong_input_shape():
 def test_unknown_names():
     x, w = kernels.make_inputs("conv2d", SPEC)
     with pytest.raises(ValueError, match=r"^algorithm: unknown"):
-        kernels.run("conv2d", "fft", SPEC, x, w)
+        kernels.run("conv2d", "no_such_algorithm", SPEC, x, w)
     with pytest.raises(ValueError, match=r"^conv_type: unknown"):
         kernels.run("conv4d", "direct", SPEC, x, w)
 

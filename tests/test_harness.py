@@ -171,8 +171,11 @@ def test_shapes_totals_of_a_real_network(monkeypatch, capsys):
 @pytest.fixture
 def broken_cell(monkeypatch):
     """A deliberately wrong conv2d kernel registered as algorithm "broken"."""
-    monkeypatch.setattr(registry, "ALGORITHMS", (*registry.ALGORITHMS, "broken"))
+    monkeypatch.setattr(registry, "ALGORITHMS", registry.ALGORITHMS)
+    monkeypatch.setattr(registry, "_ALGORITHMS", dict(registry._ALGORITHMS))
     monkeypatch.setattr(registry, "_CELLS", dict(registry._CELLS))
+    registry.declare_algorithm("broken", summary="direct with one output off by 0.5",
+                               accuracy=registry.algorithm_bound("direct"))
 
     @registry.cell("conv2d", "broken")
     def wrong(spec, x, weights):

@@ -12,43 +12,43 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import cell
-from ..types import full_kernel, separable_stages, shuffle_permutation
+from ..accuracy import Bound
+from ..registry import cell, declare_algorithm
+from ..types import conv_type as type_of
+from ..types import full_kernel, select, separable_stages, shuffle_permutation
 from .dense import run_dense
 from .depthwise import run_depthwise
 from .pointwise import run_pointwise
 from .transposed import run_transposed
 
+# each output is one float32 sum of L products (see kernels.accuracy for the figures)
+declare_algorithm("direct", summary="sliding-window loop nests in register blocks",
+                  accuracy=Bound(scale=8, floor=2e-6))
+
 
 def _dense_cell(conv_type):
+    shuffle = type_of(conv_type).shuffle
+
     @cell(conv_type, "direct")
     def run(spec, x, weights):
-        return run_dense(spec, x, np.ascontiguousarray(full_kernel(conv_type, spec, weights)))
+        w = np.ascontiguousarray(full_kernel(conv_type, spec, weights))
+        return run_dense(spec, x, w, kmap=shuffle_permutation(spec.k, spec.groups)
+                         if shuffle else None)
 
 
-for _t in ("conv2d", "conv3d", "dilated2d", "grouped", "spatially_separable", "flattened"):
+# every single-kernel type of any dimensionality, grouped or not, shuffled or not
+for _t in select(transposed=False, composition=("dense", "product"), kernel="any",
+                 grouping=("one", "many", "any")):
     _dense_cell(_t)
 
+for _t in select(transposed=False, composition="dense", kernel="any", grouping="depthwise"):
+    cell(_t, "direct")(lambda spec, x, weights: run_depthwise(spec, x, weights[0]))
 
-@cell("shuffled_grouped", "direct")
-def _shuffled(spec, x, weights):
-    return run_dense(spec, x, weights[0], kmap=shuffle_permutation(spec.k, spec.groups))
+for _t in select(transposed=False, kernel="1x1", shuffle=False):
+    cell(_t, "direct")(lambda spec, x, weights: run_pointwise(spec, x, weights[0]))
 
-
-@cell("depthwise", "direct")
-def _depthwise(spec, x, weights):
-    return run_depthwise(spec, x, weights[0])
-
-
-@cell("pointwise", "direct")
-@cell("pointwise_grouped", "direct")
-def _pointwise(spec, x, weights):
-    return run_pointwise(spec, x, weights[0])
-
-
-@cell("transposed2d", "direct")
-def _transposed(spec, x, weights):
-    return run_transposed(spec, x, weights[0])
+for _t in select(transposed=True, ndim=2):
+    cell(_t, "direct")(lambda spec, x, weights: run_transposed(spec, x, weights[0]))
 
 
 @cell("depthwise_separable", "direct")

@@ -16,13 +16,19 @@ besides its input, weights and output.
 
 from __future__ import annotations
 
-from ..registry import cell
+from ..accuracy import Bound
+from ..registry import cell, declare_algorithm
 from ..spec import ConvSpec
-from ..types import check_spec, full_kernel
+from ..types import check_spec, full_kernel, select
+from ..types import conv_type as type_of
 from .dense import dense_tiling, run_dense
 from .depthwise import depthwise_tiling, run_depthwise, run_depthwise_separable, separable_tiling
 from .plan import DEFAULT_BUDGET, set_workspace_budget, workspace_budget
 from .transposed import run_transposed, transposed_tiling
+
+# each output is one sgemm dot product of length L (see kernels.accuracy for the figures)
+declare_algorithm("im2col", summary="unfold into tiles, then sgemm",
+                  accuracy=Bound(scale=8, floor=2e-6))
 
 __all__ = ["DEFAULT_BUDGET", "set_workspace_budget", "workspace_budget", "workspace_bytes"]
 
@@ -30,43 +36,38 @@ __all__ = ["DEFAULT_BUDGET", "set_workspace_budget", "workspace_budget", "worksp
 def workspace_bytes(conv_type: str, spec: ConvSpec) -> int:
     """Bytes of scratch (unfolded tiles, GEMM results) one im2col call allocates."""
     check_spec(conv_type, spec)
-    if conv_type == "transposed2d":
+    t = type_of(conv_type)
+    if t.transposed:
         _, _, slots, elems = transposed_tiling(spec)
         return 4 * slots * elems
-    if conv_type == "depthwise":
-        return depthwise_tiling(spec).nbytes
-    if conv_type == "depthwise_separable":
+    if t.composition == "stages":
         return separable_tiling(spec).nbytes
+    if t.grouping == "depthwise":
+        return depthwise_tiling(spec).nbytes
     return dense_tiling(spec)[1]
 
 
 def _dense_cell(conv_type):
+    shuffle = type_of(conv_type).shuffle
+
     @cell(conv_type, "im2col")
     def run(spec, x, weights):
-        return run_dense(spec, x, full_kernel(conv_type, spec, weights))
+        return run_dense(spec, x, full_kernel(conv_type, spec, weights), shuffle=shuffle)
 
 
-for _t in ("conv2d", "conv3d", "dilated2d", "grouped", "spatially_separable", "flattened",
-           "pointwise", "pointwise_grouped"):
+# every single-kernel type (1x1 ones as a bare GEMM), grouped or not, shuffled or not
+for _t in select(transposed=False, composition=("dense", "product"),
+                 grouping=("one", "many", "any")):
     _dense_cell(_t)
 
+for _t in select(transposed=False, composition="dense", grouping="depthwise"):
+    cell(_t, "im2col")(lambda spec, x, weights: run_depthwise(spec, x, weights[0]))
 
-@cell("shuffled_grouped", "im2col")
-def _shuffled(spec, x, weights):
-    return run_dense(spec, x, weights[0], shuffle=True)
-
-
-@cell("depthwise", "im2col")
-def _depthwise(spec, x, weights):
-    return run_depthwise(spec, x, weights[0])
+for _t in select(transposed=True, ndim=2):
+    cell(_t, "im2col")(lambda spec, x, weights: run_transposed(spec, x, weights[0]))
 
 
 @cell("depthwise_separable", "im2col")
 def _depthwise_separable(spec, x, weights):
     return run_depthwise_separable(spec, x, *weights)
-
-
-@cell("transposed2d", "im2col")
-def _transposed(spec, x, weights):
-    return run_transposed(spec, x, weights[0])
 

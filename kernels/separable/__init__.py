@@ -8,9 +8,16 @@
 
 from __future__ import annotations
 
-from . import cells  # noqa: F401  (registers the cells)
-from .cells import separable_multiplications
+from ..accuracy import Bound
+from ..registry import declare_algorithm
 from .factor import RANK_RTOL, numerical_rank, rank1_terms, rank_error, rank_tolerance
+
+# float32 1-D passes over the SVD terms; terms below float32 rounding are dropped
+declare_algorithm("separable", summary="SVD into rank-1 terms, run as 1-D passes",
+                  accuracy=Bound(scale=8, floor=2e-6))
+
+# importing cells registers them, so after the declaration
+from .cells import separable_multiplications  # noqa: E402  isort: skip
 
 __all__ = ["RANK_RTOL", "numerical_rank", "rank1_terms", "rank_error", "rank_tolerance",
            "separable_multiplications"]

@@ -14,7 +14,8 @@ from ..direct.dense import kchunks_for
 from ..direct.pointwise import run_pointwise
 from ..registry import cell, not_applicable
 from ..spec import ConvSpec
-from ..types import flip_spatial, separable_stages, shuffle_permutation
+from ..types import conv_type as type_of
+from ..types import flip_spatial, select, separable_stages, shuffle_permutation
 from . import counts
 from .engine import blocks_for, pad_planes, separable2d, separable3d
 from .factor import rank1_terms
@@ -90,19 +91,20 @@ def _dense_run(spec, x, w, kmap=None):
 
 # --------------------------------------------------------------------- 2-D dense types
 
-for _t in ("conv2d", "dilated2d", "grouped"):
-    cell(_t, "separable", multiplications=counts.dense_count)(
-        lambda spec, x, weights: _dense_run(spec, x, weights[0]))
+DENSE_2D = select(ndim=2, transposed=False, composition="dense", kernel="any")
 
 
-@cell("shuffled_grouped", "separable", multiplications=counts.dense_count)
-def _shuffled(spec, x, weights):
-    return _dense_run(spec, x, weights[0], shuffle_permutation(spec.k, spec.groups))
+def _dense_cell(conv_type):
+    shuffle = type_of(conv_type).shuffle
+
+    @cell(conv_type, "separable", multiplications=counts.dense_count)
+    def run(spec, x, weights):
+        return _dense_run(spec, x, weights[0],
+                          shuffle_permutation(spec.k, spec.groups) if shuffle else None)
 
 
-@cell("depthwise", "separable", multiplications=counts.dense_count)
-def _depthwise(spec, x, weights):
-    return _dense_run(spec, x, weights[0])
+for _t in DENSE_2D:
+    _dense_cell(_t)
 
 
 # --------------------------------------------------------------------- native factorings
@@ -236,15 +238,15 @@ def _conv3d(spec, x, weights):
 
 # --------------------------------------------------------------------- not applicable
 
-not_applicable("pointwise", "separable", "1x1 has no spatial extent to factor")
-not_applicable("pointwise_grouped", "separable", "1x1 has no spatial extent to factor")
+for _t in select(kernel="1x1"):
+    not_applicable(_t, "separable", "1x1 has no spatial extent to factor")
 
 
 # --------------------------------------------------------------------- counts with weights
 
 def separable_multiplications(conv_type: str, spec: ConvSpec, weights) -> int:
     """Multiplications of the separable cell on these weights (actual ranks, not full rank)."""
-    if conv_type in ("conv2d", "dilated2d", "grouped", "shuffled_grouped", "depthwise"):
+    if conv_type in DENSE_2D:
         return counts.count_terms(spec, len(dense_terms(spec, weights[0])[0]))
     if conv_type == "depthwise_separable":
         terms = len(dense_terms(spec.replace(k=spec.c, groups=spec.c), weights[0])[0])
