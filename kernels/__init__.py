@@ -11,7 +11,7 @@ from . import target  # noqa: F401  first: decides what Numba compiles for  isor
 from .memory import estimate as memory_estimate
 from .memory import memory_limit, set_memory_limit
 from .reference import reference
-from .registry import cell_reason, multiplications, run, supports
+from .registry import cell_reason, multiplications, plan, run, supports
 from .spec import ConvSpec
 from .types import CATALOGUE, CONV_TYPES, make_inputs
 
@@ -40,6 +40,7 @@ from .registry import ALGORITHMS  # noqa: E402  (complete only now)
 
 __all__ = [
     "ALGORITHMS", "CATALOGUE", "CONV_TYPES", "ConvSpec", "cell_reason", "make_inputs",
-    "memory_estimate", "memory_limit", "multiplications", "reference", "run", "set_memory_limit",
+    "memory_estimate", "memory_limit", "multiplications", "plan", "reference", "run",
+    "set_memory_limit",
     "supports",
 ]

@@ -156,6 +156,17 @@ def run(conv_type: str, algorithm: str, spec: ConvSpec, x, weights) -> np.ndarra
     return _CELLS[(conv_type, algorithm)].run(spec, x, weights)
 
 
+def plan(conv_type: str, algorithm: str, spec: ConvSpec, weights):
+    """A callable `plan(x) -> y` equal to `run(conv_type, algorithm, spec, x, weights)`,
+    with the weight-only work done once (the `prepared` timing mode).
+
+    (Skeleton of the contract: prepares nothing yet.)"""
+    def call(x):
+        return run(conv_type, algorithm, spec, x, weights)
+
+    return call
+
+
 def multiplications(conv_type: str, algorithm: str, spec: ConvSpec) -> int:
     """Multiplications `algorithm` performs on `spec`, padded taps included (arithmetic
     only: not subject to the memory limit)."""
