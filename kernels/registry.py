@@ -2,7 +2,9 @@
 
 Algorithm packages declare themselves with `declare_algorithm(name, summary=...,
 accuracy=Bound(...))` (ALGORITHMS is the list of declared names) and register their
-cells with `@cell(type, algorithm)`; a
+cells with `@cell(type, algorithm, prepare=...)`: a cell is a prepare step (weights ->
+state: packing, filter transforms, factorisations) and an execute step (the data
+path), so `plan` can do the first once and `run` is both in turn; a
 module can also register the reason a cell does not apply with
 `not_applicable(type, algorithm, reason)`. A cell nobody registered reports
 itself as not implemented, so `convbench list` shows the whole matrix.
@@ -19,7 +21,7 @@ from . import memory
 from .accuracy import Bound
 from .counts import direct_multiplications
 from .spec import ConvSpec
-from .types import CONV_TYPES, check_inputs, check_spec
+from .types import CONV_TYPES, check_inputs, check_spec, check_weights, check_x
 
 ALGORITHMS: tuple[str, ...] = ()  # in declaration order; complete once `import kernels` returns
 
@@ -68,14 +70,24 @@ def algorithm_bound(name: str) -> Bound:
     return algorithm(name).accuracy
 
 
-Runner = Callable[[ConvSpec, np.ndarray, tuple], np.ndarray]
+Preparer = Callable[[ConvSpec, tuple], object]
+Executor = Callable[[ConvSpec, np.ndarray, object], np.ndarray]
+
+
+def _raw_weights(spec: ConvSpec, weights: tuple) -> tuple:
+    """The prepare step of a cell that registers none: its state is the weights."""
+    return weights
 
 
 @dataclass(frozen=True)
 class Cell:
-    run: Runner
+    prepare: Preparer   # weights -> state: every weight-only step, done once per plan
+    execute: Executor   # (spec, x, state) -> y: the data path
     supports: Callable[[ConvSpec], str | None]
     multiplications: Callable[[ConvSpec], int]
+
+    def run(self, spec: ConvSpec, x: np.ndarray, weights: tuple) -> np.ndarray:
+        return self.execute(spec, x, self.prepare(spec, weights))
 
 
 _CELLS: dict[tuple[str, str], Cell] = {}
@@ -88,22 +100,29 @@ def _check_names(conv_type: str, algorithm: str) -> None:
     algorithm_bound(algorithm)  # raises for a name nobody declared
 
 
-def cell(conv_type: str, algorithm: str, *, supports=None, multiplications=None):
-    """Register `run(spec, x, weights) -> y` as the implementation of one cell.
+def cell(conv_type: str, algorithm: str, *, prepare: Preparer | None = None, supports=None,
+         multiplications=None):
+    """Register `execute(spec, x, state) -> y` as the implementation of one cell.
 
-    `run` receives validated C-contiguous float32 inputs and a spec that fits
-    the type and passed `supports`.
+    `prepare(spec, weights) -> state` does the weight-only work (packing, filter
+    transforms, factorisations); `kernels.plan` calls it once, `kernels.run` on
+    every call. Without `prepare` the state is the weights tuple itself, so a
+    cell registered as `execute(spec, x, weights)` works unchanged. Both receive
+    validated C-contiguous float32 arrays and a spec that fits the type and
+    passed `supports`; a state depends on the spec and the weights only (choices
+    that depend on the thread count belong in `execute`).
     """
     _check_names(conv_type, algorithm)
 
-    def register(run: Runner) -> Runner:
+    def register(execute: Executor) -> Executor:
         _CELLS[(conv_type, algorithm)] = Cell(
-            run=run,
+            prepare=prepare or _raw_weights,
+            execute=execute,
             supports=supports or (lambda spec: None),
             multiplications=multiplications or (lambda spec: direct_multiplications(
                 conv_type, spec)),
         )
-        return run
+        return execute
 
     return register
 
@@ -143,28 +162,58 @@ def supports(conv_type: str, algorithm: str, spec: ConvSpec) -> str | None:
     return _shape_reason(conv_type, algorithm, spec) or memory.reason(conv_type, algorithm, spec)
 
 
-def run(conv_type: str, algorithm: str, spec: ConvSpec, x, weights) -> np.ndarray:
-    """y = conv_type(x, weights) computed by `algorithm`; NCHW float32 in and out.
-
-    Refused (ValueError) before anything is allocated when the memory estimate
-    exceeds the limit (see kernels.memory)."""
-    x, weights = check_inputs(conv_type, spec, x, weights)
+def _runnable_cell(conv_type: str, algorithm: str, spec: ConvSpec) -> Cell:
+    """The cell, after its shape rules and the memory limit accepted `spec`."""
     why = _shape_reason(conv_type, algorithm, spec)
     if why:
         raise ValueError(f"algorithm: {algorithm} cannot run {conv_type} on {spec}: {why}")
     memory.check(conv_type, algorithm, spec)
-    return _CELLS[(conv_type, algorithm)].run(spec, x, weights)
+    return _CELLS[(conv_type, algorithm)]
 
 
-def plan(conv_type: str, algorithm: str, spec: ConvSpec, weights):
+def run(conv_type: str, algorithm: str, spec: ConvSpec, x, weights) -> np.ndarray:
+    """y = conv_type(x, weights) computed by `algorithm`; NCHW float32 in and out.
+
+    The cell's weight-only work (packing, transforms, factorisations) happens
+    inside the call: `run` is `plan(...)(x)` in one step. Refused (ValueError)
+    before anything is allocated when the memory estimate exceeds the limit (see
+    kernels.memory)."""
+    x, weights = check_inputs(conv_type, spec, x, weights)
+    return _runnable_cell(conv_type, algorithm, spec).run(spec, x, weights)
+
+
+class Plan:
+    """One cell prepared for one spec and one set of weights: `plan(x)` runs the data path.
+
+    Built by `plan(...)`; holds the cell's state (packed or transformed weights),
+    never the caller's arrays, so changing those after planning changes nothing.
+    """
+
+    __slots__ = ("conv_type", "algorithm", "spec", "_execute", "_state")
+
+    def __init__(self, conv_type: str, algorithm: str, spec: ConvSpec, cell_: Cell, state):
+        self.conv_type, self.algorithm, self.spec = conv_type, algorithm, spec
+        self._execute = cell_.execute
+        self._state = state
+
+    def __call__(self, x) -> np.ndarray:
+        return self._execute(self.spec, check_x(self.spec, x), self._state)
+
+    def __repr__(self) -> str:
+        return f"Plan({self.conv_type}/{self.algorithm}, {self.spec})"
+
+
+def plan(conv_type: str, algorithm: str, spec: ConvSpec, weights) -> Plan:
     """A callable `plan(x) -> y` equal to `run(conv_type, algorithm, spec, x, weights)`,
-    with the weight-only work done once (the `prepared` timing mode).
+    with the weight-only work done once, here (the `prepared` timing mode).
 
-    (Skeleton of the contract: prepares nothing yet.)"""
-    def call(x):
-        return run(conv_type, algorithm, spec, x, weights)
-
-    return call
+    Refuses (ValueError) what `run` refuses: bad weights, a spec the cell cannot
+    run, a memory estimate over the limit. The weights are copied before the
+    cell prepares them: a plan is a snapshot of the weights it was given."""
+    weights = check_weights(conv_type, spec, weights)
+    cell_ = _runnable_cell(conv_type, algorithm, spec)
+    weights = tuple(w.copy() for w in weights)
+    return Plan(conv_type, algorithm, spec, cell_, cell_.prepare(spec, weights))
 
 
 def multiplications(conv_type: str, algorithm: str, spec: ConvSpec) -> int:

@@ -177,8 +177,15 @@ def check_spec(name: str, spec: ConvSpec) -> None:
 def check_inputs(name: str, spec: ConvSpec, x, weights) -> tuple[np.ndarray, tuple]:
     """Validate x and weights against the spec; return them as C-contiguous float32."""
     check_spec(name, spec)
+    x = check_x(spec, x)
+    return x, check_weights(name, spec, weights)
+
+
+def check_weights(name: str, spec: ConvSpec, weights) -> tuple:
+    """Validate the spec and the weights (one array, or a tuple in the type's order)
+    against the type; return them as a tuple of C-contiguous float32 arrays."""
+    check_spec(name, spec)
     t = conv_type(name)
-    x = _checked_array("x", x, spec.input_shape)
     if isinstance(weights, np.ndarray):
         weights = (weights,)
     if not isinstance(weights, (tuple, list)) or len(weights) != len(t.weight_names):
@@ -187,10 +194,15 @@ def check_inputs(name: str, spec: ConvSpec, x, weights) -> tuple[np.ndarray, tup
             f"({', '.join(t.weight_names)})"
         )
     shapes = t.weight_shapes(spec)
-    return x, tuple(
+    return tuple(
         _checked_array(f"weights[{wname}]", w, shape)
         for wname, w, shape in zip(t.weight_names, weights, shapes)
     )
+
+
+def check_x(spec: ConvSpec, x) -> np.ndarray:
+    """Validate the input x (a float32 array of spec.input_shape); return it C-contiguous."""
+    return _checked_array("x", x, spec.input_shape)
 
 
 def _checked_array(field: str, a, shape) -> np.ndarray:

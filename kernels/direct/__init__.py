@@ -10,16 +10,14 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..accuracy import Bound
 from ..registry import cell, declare_algorithm
 from ..types import conv_type as type_of
 from ..types import full_kernel, select, separable_stages, shuffle_permutation
-from .dense import run_dense
-from .depthwise import run_depthwise
-from .pointwise import run_pointwise
-from .transposed import run_transposed
+from .dense import execute_dense, prepare_dense
+from .depthwise import execute_depthwise, prepare_depthwise
+from .pointwise import execute_pointwise, prepare_pointwise
+from .transposed import execute_transposed, prepare_transposed
 
 # each output is one float32 sum of L products (see kernels.accuracy for the figures)
 declare_algorithm("direct", summary="sliding-window loop nests in register blocks",
@@ -29,11 +27,11 @@ declare_algorithm("direct", summary="sliding-window loop nests in register block
 def _dense_cell(conv_type):
     shuffle = type_of(conv_type).shuffle
 
-    @cell(conv_type, "direct")
-    def run(spec, x, weights):
-        w = np.ascontiguousarray(full_kernel(conv_type, spec, weights))
-        return run_dense(spec, x, w, kmap=shuffle_permutation(spec.k, spec.groups)
-                         if shuffle else None)
+    def prepare(spec, weights):
+        return prepare_dense(spec, full_kernel(conv_type, spec, weights),
+                             kmap=shuffle_permutation(spec.k, spec.groups) if shuffle else None)
+
+    cell(conv_type, "direct", prepare=prepare)(execute_dense)
 
 
 # every single-kernel type of any dimensionality, grouped or not, shuffled or not
@@ -42,17 +40,26 @@ for _t in select(transposed=False, composition=("dense", "product"), kernel="any
     _dense_cell(_t)
 
 for _t in select(transposed=False, composition="dense", kernel="any", grouping="depthwise"):
-    cell(_t, "direct")(lambda spec, x, weights: run_depthwise(spec, x, weights[0]))
+    cell(_t, "direct", prepare=lambda spec, weights: prepare_depthwise(spec, weights[0]))(
+        execute_depthwise)
 
 for _t in select(transposed=False, kernel="1x1", shuffle=False):
-    cell(_t, "direct")(lambda spec, x, weights: run_pointwise(spec, x, weights[0]))
+    cell(_t, "direct", prepare=lambda spec, weights: prepare_pointwise(spec, weights[0]))(
+        execute_pointwise)
 
 for _t in select(transposed=True, ndim=2):
-    cell(_t, "direct")(lambda spec, x, weights: run_transposed(spec, x, weights[0]))
+    cell(_t, "direct", prepare=lambda spec, weights: prepare_transposed(spec, weights[0]))(
+        execute_transposed)
 
 
-@cell("depthwise_separable", "direct")
-def _depthwise_separable(spec, x, weights):
+def _prepare_depthwise_separable(spec, weights):
     dw, pw = weights
     dw_spec, pw_spec = separable_stages(spec)
-    return run_pointwise(pw_spec, run_depthwise(dw_spec, x, dw), pw)
+    return prepare_depthwise(dw_spec, dw), prepare_pointwise(pw_spec, pw)
+
+
+@cell("depthwise_separable", "direct", prepare=_prepare_depthwise_separable)
+def _depthwise_separable(spec, x, state):
+    dw, pw = state
+    dw_spec, pw_spec = separable_stages(spec)
+    return execute_pointwise(pw_spec, execute_depthwise(dw_spec, x, dw), pw)

@@ -12,6 +12,7 @@ register-blocked GEMM of `gemm.channel_block` walks those runs.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -110,24 +111,38 @@ def kchunks_for(items: int, nkb: int) -> int:
     return max(1, min(nkb, math.ceil(want / max(items, 1))))
 
 
-def run_dense(spec: ConvSpec, x: np.ndarray, w: np.ndarray, kmap: np.ndarray | None = None,
-              flip: bool | None = None) -> np.ndarray:
-    """Direct grouped convolution of x with the dense kernel w[k, c/g, *kernel]."""
+@dataclass(frozen=True)
+class PackedDense:
+    """The weight-only part of a dense call: weights in the register blocks' layout."""
+    wb: np.ndarray      # from gemm.pack_blocked_weights
+    outer: bool         # which register block wb is laid out for
+    kmap: np.ndarray    # output channel of each grouped channel (int64)
+
+
+def prepare_dense(spec: ConvSpec, w: np.ndarray,
+                  kmap: np.ndarray | None = None) -> PackedDense:
+    """Pack the dense kernel w[k, c/g, *kernel] (flipped if the spec says so)."""
+    wb, outer = pack_blocked_weights(as_3d(np.ascontiguousarray(w), spec.ndim), spec.groups,
+                                     spec.flip)
+    kmap = np.arange(spec.k) if kmap is None else kmap.astype(np.int64)
+    return PackedDense(wb, outer, kmap)
+
+
+def execute_dense(spec: ConvSpec, x: np.ndarray, packed: PackedDense) -> np.ndarray:
+    """Direct grouped convolution of x with prepared weights."""
     nd = spec.ndim
-    flip = spec.flip if flip is None else flip
     x5 = as_3d(x, nd)
-    w5 = as_3d(w, nd)
     pad = _pad3(spec.padding, nd, 0)
     xp = pack_channels_last(x5, spec.groups, pad, pad, (1, 1, 1))
     y = new_output(spec.output_shape)
     y5 = as_3d(y, nd)
-    kmap = np.arange(spec.k) if kmap is None else kmap.astype(np.int64)
     OD, OH, OW = y5.shape[2:]
     window = math.prod(spec.kernel) * (spec.c // spec.groups)
     rows = rows_per_item(OH, xp.shape[4] * window * 4)
     items = spec.n * spec.groups * OD * -(-OH // rows)
     geometry = (_pad3(spec.stride, nd, 1), _pad3(spec.dilation, nd, 1),
                 _pad3(spec.kernel, nd, 1), rows)
-    wb, outer = pack_blocked_weights(w5, spec.groups, flip)
-    conv_dense(xp, wb, outer, y5, kmap, *geometry, kchunks_for(items, wb.shape[1]))
+    wb = packed.wb
+    conv_dense(xp, wb, packed.outer, y5, packed.kmap, *geometry,
+               kchunks_for(items, wb.shape[1]))
     return y

@@ -16,6 +16,8 @@ emitting plain vector loads.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 from numba import njit, prange, uint64
@@ -57,7 +59,7 @@ def conv_depthwise_planes(x, w9, offs, y, stride, padding, Hp, Wq, items):
     """y[n, c] = x[n, c] (*) w[c] plane by plane (NCHW).
 
     w9[c, blocks, 9] are the taps in blocks of nine (zero-padded), offs[blocks, 9]
-    their offsets in the stride-phase buffer (see run_depthwise).
+    their offsets in the stride-phase buffer (see prepare_depthwise).
     """
     sw = stride[1]
     nblk = w9.shape[1]
@@ -153,18 +155,39 @@ def conv_depthwise_channels_last(xp, wt, y, stride, dilation):
                 yr[ow] = acc[ow, c]
 
 
-def run_depthwise(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class DepthwiseTaps:
+    """The weight-only part of a depthwise call, oriented for the nest the spec picks."""
+    planes: bool             # the NCHW plane nest (else the channels-last one)
+    taps: np.ndarray         # planes: w9[c, blocks, 9]; channels-last: wt[KH, KW, c]
+    offs: np.ndarray | None  # planes: each tap's offset in the stride-phase buffer
+    Hp: int = 0
+    Wq: int = 0
+
+
+def _planes(spec: ConvSpec) -> bool:
+    oh, ow = spec.out_size
+    return oh * ow >= SMALL_PLANE
+
+
+def prepare_depthwise(spec: ConvSpec, w: np.ndarray) -> DepthwiseTaps:
+    """Orient w[c, 1, KH, KW] (flip) and lay it out for the nest that runs `spec`."""
     if spec.flip:
         w = np.ascontiguousarray(flip_spatial(w, 2))
-    y = new_output(spec.output_shape)
-    oh, ow = spec.out_size
-    if oh * ow >= SMALL_PLANE:
+    if _planes(spec):
         w9, offs, Hp, Wq = _plane_taps(spec, w)
+        return DepthwiseTaps(True, w9, offs, Hp, Wq)
+    return DepthwiseTaps(False, np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)), None)
+
+
+def execute_depthwise(spec: ConvSpec, x: np.ndarray, taps: DepthwiseTaps) -> np.ndarray:
+    y = new_output(spec.output_shape)
+    if taps.planes:
         items = min(spec.n * spec.c, 8 * numba.get_num_threads())
-        conv_depthwise_planes(x, w9, offs, y, spec.stride, spec.padding, Hp, Wq, items)
+        conv_depthwise_planes(x, taps.taps, taps.offs, y, spec.stride, spec.padding, taps.Hp,
+                              taps.Wq, items)
     else:
         pad = (0,) + spec.padding
         xp = pack_channels_last(x[:, :, None], 1, pad, pad, (1, 1, 1))[:, 0, 0]
-        wt = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
-        conv_depthwise_channels_last(xp, wt, y, spec.stride, spec.dilation)
+        conv_depthwise_channels_last(xp, taps.taps, y, spec.stride, spec.dilation)
     return y

@@ -16,7 +16,7 @@ from numba import njit, prange
 
 from ..blocks import PAR, PB, new_output, pack_channels_last
 from ..spec import ConvSpec
-from .dense import as_3d, kchunks_for
+from .dense import PackedDense, as_3d, kchunks_for
 from .gemm import channel_block, pack_blocked_weights, split_item
 
 PIXEL_CHUNK_BYTES = 192 * 1024  # input pixels one work item keeps in L2
@@ -47,19 +47,30 @@ def conv_pointwise(xp, wb, outer, y, kmap, pixels, kchunks):
                           km, blk * width, kg, p0, accs)
 
 
-def run_pointwise(spec: ConvSpec, x: np.ndarray, w: np.ndarray,
-                  kmap: np.ndarray | None = None) -> np.ndarray:
+def prepare_pointwise(spec: ConvSpec, w: np.ndarray,
+                      kmap: np.ndarray | None = None) -> PackedDense:
+    """Pack the 1x1 kernel w[k, c/g, 1, ...] for the register blocks."""
+    wb, outer = pack_blocked_weights(w.reshape(w.shape[:2] + (1, 1, 1)), spec.groups, False)
+    kmap = np.arange(spec.k) if kmap is None else kmap.astype(np.int64)
+    return PackedDense(wb, outer, kmap)
+
+
+def execute_pointwise(spec: ConvSpec, x: np.ndarray, packed: PackedDense) -> np.ndarray:
     nd = spec.ndim
     stride = (1,) * (3 - nd) + spec.stride
     cg = spec.c // spec.groups
     P = math.prod(spec.out_size)
     xp = pack_channels_last(as_3d(x, nd), spec.groups, (0, 0, 0), (0, 0, 0), stride)
     xp = xp.reshape(spec.n, spec.groups, P, cg)
-    wb, outer = pack_blocked_weights(w.reshape(w.shape[:2] + (1, 1, 1)), spec.groups, False)
     y = new_output(spec.output_shape)
-    kmap = np.arange(spec.k) if kmap is None else kmap.astype(np.int64)
     pixels = max(PB, min(P, PIXEL_CHUNK_BYTES // (4 * cg)) // PB * PB)
     items = spec.n * spec.groups * -(-P // pixels)
-    conv_pointwise(xp, wb, outer, y.reshape(spec.n, spec.k, P), kmap, pixels,
+    wb = packed.wb
+    conv_pointwise(xp, wb, packed.outer, y.reshape(spec.n, spec.k, P), packed.kmap, pixels,
                    kchunks_for(items, wb.shape[1]))
     return y
+
+
+def run_pointwise(spec: ConvSpec, x: np.ndarray, w: np.ndarray,
+                  kmap: np.ndarray | None = None) -> np.ndarray:
+    return execute_pointwise(spec, x, prepare_pointwise(spec, w, kmap))

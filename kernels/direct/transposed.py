@@ -123,7 +123,12 @@ def pack_transposed_weights(w: np.ndarray, groups: int, flip: bool) -> np.ndarra
     return wp.reshape(groups, kgpad, KH * KW * cg)
 
 
-def run_transposed(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+def prepare_transposed(spec: ConvSpec, w: np.ndarray) -> np.ndarray:
+    return pack_transposed_weights(w, spec.groups, spec.flip)
+
+
+def execute_transposed(spec: ConvSpec, x: np.ndarray, wp: np.ndarray) -> np.ndarray:
+    """Transposed conv of x with weights packed by `prepare_transposed`."""
     (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.padding, spec.dilation
     (KH, KW), (ah, aw) = spec.kernel, spec.output_padding
     # margins so that (o + p - k*d) / s stays inside the packed input
@@ -132,7 +137,6 @@ def run_transposed(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     cg = spec.c // spec.groups
     xp = pack_channels_last(x[:, :, None], spec.groups, lo, hi, (1, 1, 1))[:, :, 0]
     xp = np.ascontiguousarray(xp)
-    wp = pack_transposed_weights(w, spec.groups, spec.flip)
     y = new_output(spec.output_shape)
     Wp = xp.shape[3]
     geo_h = np.array([sh, ph, dh, lo[1], Wp, cg, KH, KW], np.int64)

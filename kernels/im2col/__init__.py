@@ -21,10 +21,17 @@ from ..registry import cell, declare_algorithm
 from ..spec import ConvSpec
 from ..types import check_spec, full_kernel, select
 from ..types import conv_type as type_of
-from .dense import dense_tiling, run_dense
-from .depthwise import depthwise_tiling, run_depthwise, run_depthwise_separable, separable_tiling
+from .dense import dense_tiling, execute_dense, prepare_dense
+from .depthwise import (
+    depthwise_tiling,
+    execute_depthwise,
+    execute_depthwise_separable,
+    prepare_depthwise,
+    prepare_depthwise_separable,
+    separable_tiling,
+)
 from .plan import DEFAULT_BUDGET, set_workspace_budget, workspace_budget
-from .transposed import run_transposed, transposed_tiling
+from .transposed import execute_transposed, prepare_transposed, transposed_tiling
 
 # each output is one sgemm dot product of length L (see kernels.accuracy for the figures)
 declare_algorithm("im2col", summary="unfold into tiles, then sgemm",
@@ -50,9 +57,12 @@ def workspace_bytes(conv_type: str, spec: ConvSpec) -> int:
 def _dense_cell(conv_type):
     shuffle = type_of(conv_type).shuffle
 
-    @cell(conv_type, "im2col")
-    def run(spec, x, weights):
-        return run_dense(spec, x, full_kernel(conv_type, spec, weights), shuffle=shuffle)
+    def prepare(spec, weights):
+        return prepare_dense(spec, full_kernel(conv_type, spec, weights))
+
+    @cell(conv_type, "im2col", prepare=prepare)
+    def execute(spec, x, wm):
+        return execute_dense(spec, x, wm, shuffle=shuffle)
 
 
 # every single-kernel type (1x1 ones as a bare GEMM), grouped or not, shuffled or not
@@ -61,13 +71,13 @@ for _t in select(transposed=False, composition=("dense", "product"),
     _dense_cell(_t)
 
 for _t in select(transposed=False, composition="dense", grouping="depthwise"):
-    cell(_t, "im2col")(lambda spec, x, weights: run_depthwise(spec, x, weights[0]))
+    cell(_t, "im2col", prepare=lambda spec, weights: prepare_depthwise(spec, weights[0]))(
+        execute_depthwise)
 
 for _t in select(transposed=True, ndim=2):
-    cell(_t, "im2col")(lambda spec, x, weights: run_transposed(spec, x, weights[0]))
+    cell(_t, "im2col", prepare=lambda spec, weights: prepare_transposed(spec, weights[0]))(
+        execute_transposed)
 
-
-@cell("depthwise_separable", "im2col")
-def _depthwise_separable(spec, x, weights):
-    return run_depthwise_separable(spec, x, *weights)
-
+cell("depthwise_separable", "im2col",
+     prepare=lambda spec, weights: prepare_depthwise_separable(spec, *weights))(
+    execute_depthwise_separable)

@@ -105,14 +105,17 @@ def dense_tiling(spec: ConvSpec):
     return t, t.nbytes
 
 
-def run_dense(spec: ConvSpec, x: np.ndarray, w: np.ndarray, shuffle: bool = False,
-              flip: bool | None = None) -> np.ndarray:
-    """Grouped conv of x with the dense kernel w[k, c/g, *kernel], by unfold + GEMM."""
+def prepare_dense(spec: ConvSpec, w: np.ndarray) -> np.ndarray:
+    """The GEMM's left operand wm[g, k/g, c/g*taps] of the dense kernel w[k, c/g, *kernel]."""
+    if spec.flip:
+        w = flip_spatial(w, spec.ndim)
+    return np.ascontiguousarray(w, np.float32).reshape(spec.groups, spec.k // spec.groups, -1)
+
+
+def execute_dense(spec: ConvSpec, x: np.ndarray, wm: np.ndarray,
+                  shuffle: bool = False) -> np.ndarray:
+    """Grouped conv of x with the prepared kernel wm, by unfold + GEMM."""
     nd = spec.ndim
-    flip = spec.flip if flip is None else flip
-    if flip:
-        w = flip_spatial(w, nd)
-    wm = np.ascontiguousarray(w, np.float32).reshape(spec.groups, spec.k // spec.groups, -1)
     y = new_output(spec.output_shape)
     P = math.prod(spec.out_size)
     yv = y.reshape(spec.n, spec.k, P)

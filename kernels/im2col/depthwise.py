@@ -87,10 +87,14 @@ def separable_tiling(spec: ConvSpec):
                 extra_per_col=spec.c)
 
 
-def run_depthwise(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+def prepare_depthwise(spec: ConvSpec, w: np.ndarray) -> np.ndarray:
+    """wm[c, taps]: the depthwise kernel w[c, 1, *kernel], flipped if the spec says so."""
     if spec.flip:
         w = flip_spatial(w, spec.ndim)
-    wm = np.ascontiguousarray(w).reshape(spec.c, -1)
+    return np.ascontiguousarray(w).reshape(spec.c, -1)
+
+
+def execute_depthwise(spec: ConvSpec, x: np.ndarray, wm: np.ndarray) -> np.ndarray:
     y = new_output(spec.output_shape)
     t = depthwise_tiling(spec)
     ws = np.empty((t.slots, t.slot_elems), np.float32)
@@ -99,12 +103,16 @@ def run_depthwise(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return y
 
 
-def run_depthwise_separable(spec: ConvSpec, x: np.ndarray, dw: np.ndarray,
-                            pw: np.ndarray) -> np.ndarray:
-    if spec.flip:
-        dw = flip_spatial(dw, spec.ndim)
-    dwm = np.ascontiguousarray(dw).reshape(spec.c, -1)
-    pwm = np.ascontiguousarray(pw).reshape(spec.k, spec.c)
+
+def prepare_depthwise_separable(spec: ConvSpec, dw: np.ndarray,
+                                pw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dwm[c, taps], pwm[k, c]): both stages' GEMM operands."""
+    return prepare_depthwise(spec, dw), np.ascontiguousarray(pw).reshape(spec.k, spec.c)
+
+
+def execute_depthwise_separable(spec: ConvSpec, x: np.ndarray,
+                                operands: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    dwm, pwm = operands
     y = new_output(spec.output_shape)
     t = separable_tiling(spec)
     ws = np.empty((t.slots, t.slot_elems), np.float32)

@@ -108,10 +108,14 @@ def transposed_tiling(spec: ConvSpec) -> tuple[int, int, int, int]:
     return kchunks, tile, threads, M * tile
 
 
-def run_transposed(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+def prepare_transposed(spec: ConvSpec, w: np.ndarray) -> np.ndarray:
+    """wt[g, c/g, k/g*KH*KW]: the raw weights (flipped if the spec says so), grouped."""
     if spec.flip:
         w = flip_spatial(w, 2)
-    wt = np.ascontiguousarray(w).reshape(spec.groups, spec.c // spec.groups, -1)
+    return np.ascontiguousarray(w).reshape(spec.groups, spec.c // spec.groups, -1)
+
+
+def execute_transposed(spec: ConvSpec, x: np.ndarray, wt: np.ndarray) -> np.ndarray:
     y = new_output(spec.output_shape)
     kchunks, tile, slots, elems = transposed_tiling(spec)
     ws = np.empty((slots, elems), np.float32)

@@ -1,17 +1,22 @@
 """The `separable` cells: turn each type's weights into rank-1 terms and run the passes.
 
-Every transform (flip, SVD, sorting the terms) happens inside the timed
-call, like the packing of the other algorithms.
+Every weight transform (flip, SVD, sorting the terms into the order the passes
+read them) is the cells' prepare step: `kernels.plan` does it once,
+`kernels.run` on every call. The order depends on the thread count (how the
+output channels are chunked), so a prepared order is kept for the thread count
+it was made for and made again, from the stored terms, under another one.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from ..blocks import new_output
 from ..direct.dense import kchunks_for
-from ..direct.pointwise import run_pointwise
+from ..direct.pointwise import execute_pointwise, prepare_pointwise
 from ..registry import cell, not_applicable
 from ..spec import ConvSpec
 from ..types import conv_type as type_of
@@ -24,11 +29,11 @@ BAND_FLOATS = 2048  # floats of the intermediate band z: stays in L1 with its in
 ACC_FLOATS = 65536  # floats of output bands one work item accumulates (L2)
 
 
-def _chunks(k: int, per: int, items_per_chunk: int) -> np.ndarray:
+def _chunks(k: int, per: int, items_per_chunk: int, threads: int) -> np.ndarray:
     """Boundaries of contiguous output-channel chunks of at most `per` channels, split
     further when there are too few work items to keep every thread busy."""
     nchunks = -(-k // per)
-    if items_per_chunk * nchunks < 4 * numba.get_num_threads():
+    if items_per_chunk * nchunks < 4 * threads:
         nchunks = kchunks_for(items_per_chunk, k)
     return np.linspace(0, k, nchunks + 1).round().astype(np.int64)
 
@@ -41,41 +46,92 @@ def _plan(keys_k: np.ndarray, keys_c: np.ndarray, bounds: np.ndarray):
     return order, starts.astype(np.int64)
 
 
-def run_terms2d(spec: ConvSpec, x: np.ndarray, k_out: int, tc, tk, U, V,
-                 padding=None) -> np.ndarray:
-    """y[n, k_out, OH, OW] = sum over terms t of v_t (*) (u_t (*) x[:, tc[t]]) into y[:, tk[t]].
+@dataclass(frozen=True)
+class Terms2D:
+    """Rank-1 terms y[:, tk[t]] += v_t (*) (u_t (*) x[:, tc[t]]) on a 2-D geometry.
 
-    Geometry from `spec` (out_size, kernel, stride, dilation); `padding`, when
-    given, replaces spec.padding and may be negative (a crop).
+    `geo` is the spec the passes read (out_size, kernel, stride, dilation);
+    `padding`, when given, replaces geo.padding and may be negative (a crop).
     """
-    OH, OW = spec.out_size
-    (sh, sw), (dh, dw) = spec.stride, spec.dilation
-    ph, pw = spec.padding if padding is None else padding
-    kh, kw = spec.kernel
-    Hp = counts.padded_span(OH, kh, sh, dh)
-    Wp = counts.padded_span(OW, kw, sw, dw)
-    threads = numba.get_num_threads()
+    geo: object
+    k_out: int
+    padding: tuple | None
+    tc: np.ndarray
+    tk: np.ndarray
+    U: np.ndarray  # [terms, kh]
+    V: np.ndarray  # [terms, kw]
+
+
+@dataclass(frozen=True)
+class Ordered2D:
+    """Terms2D sorted into the order separable2d reads them for one thread count."""
+    terms: Terms2D
+    threads: int
+    band: int
+    kc: int
+    bounds: np.ndarray
+    starts: np.ndarray
+    tc: np.ndarray
+    tk: np.ndarray
+    U: np.ndarray
+    V: np.ndarray
+
+
+def _spans(terms: Terms2D) -> tuple[int, int]:
+    (OH, OW), (kh, kw) = terms.geo.out_size, terms.geo.kernel
+    (sh, sw), (dh, dw) = terms.geo.stride, terms.geo.dilation
+    return counts.padded_span(OH, kh, sh, dh), counts.padded_span(OW, kw, sw, dw)
+
+
+def order_terms2d(terms: Terms2D, threads: int | None = None) -> Ordered2D:
+    """Band height, output-channel chunks and the terms sorted by chunk then input channel."""
+    threads = threads or numba.get_num_threads()
+    geo, k_out = terms.geo, terms.k_out
+    OH = geo.out_size[0]
+    kh, kw = geo.kernel
+    _, Wp = _spans(terms)
     # fewer, longer bands amortise per-call overhead; shorten them only when even one
     # chunk per output channel leaves threads idle
     band = max(1, min(OH, BAND_FLOATS // Wp))
-    want = -(-4 * threads // (spec.n * k_out))
+    want = -(-4 * threads // (geo.n * k_out))
     band = max(1, min(band, OH // want))
     kc = max(1, min(k_out, ACC_FLOATS // (band * Wp)))
-    bounds = _chunks(k_out, kc, spec.n * -(-OH // band))
+    bounds = _chunks(k_out, kc, geo.n * -(-OH // band), threads)
     kc = int(np.diff(bounds).max())
-    order, starts = _plan(tk, tc, bounds)
-    xf = pad_planes(x, Hp, Wp, ph, pw).reshape(spec.n, x.shape[1], Hp * Wp)
-    y = new_output((spec.n, k_out, OH, OW))
-    items = spec.n * -(-OH // band) * (len(bounds) - 1)
-    U = np.ascontiguousarray(U[order], np.float32).reshape(-1, kh)
-    V = np.ascontiguousarray(V[order], np.float32).reshape(-1, kw)
-    separable2d(xf, y, tc[order].astype(np.int64), tk[order].astype(np.int64), U, V, bounds,
-                starts, np.array([sh, sw, dh, dw, Wp], np.int64), band, kc, blocks_for(items))
+    order, starts = _plan(terms.tk, terms.tc, bounds)
+    return Ordered2D(terms, threads, band, kc, bounds, starts,
+                     terms.tc[order].astype(np.int64), terms.tk[order].astype(np.int64),
+                     np.ascontiguousarray(terms.U[order], np.float32).reshape(-1, kh),
+                     np.ascontiguousarray(terms.V[order], np.float32).reshape(-1, kw))
+
+
+def prepare_terms2d(geo, k_out: int, tc, tk, U, V, padding=None) -> Ordered2D:
+    """The terms, ordered for the current thread count (the prepare step of a 2-D cell)."""
+    return order_terms2d(Terms2D(geo, k_out, padding, tc, tk, U, V))
+
+
+def execute_terms2d(x: np.ndarray, ordered: Ordered2D) -> np.ndarray:
+    """y[n, k_out, OH, OW] = sum over terms of v_t (*) (u_t (*) x[:, tc[t]]) into y[:, tk[t]]."""
+    threads = numba.get_num_threads()
+    if ordered.threads != threads:  # the caller changed the thread count since preparing
+        ordered = order_terms2d(ordered.terms, threads)
+    terms = ordered.terms
+    geo = terms.geo
+    OH, OW = geo.out_size
+    (sh, sw), (dh, dw) = geo.stride, geo.dilation
+    ph, pw = geo.padding if terms.padding is None else terms.padding
+    Hp, Wp = _spans(terms)
+    xf = pad_planes(x, Hp, Wp, ph, pw).reshape(geo.n, x.shape[1], Hp * Wp)
+    y = new_output((geo.n, terms.k_out, OH, OW))
+    items = geo.n * -(-OH // ordered.band) * (len(ordered.bounds) - 1)
+    separable2d(xf, y, ordered.tc, ordered.tk, ordered.U, ordered.V, ordered.bounds,
+                ordered.starts, np.array([sh, sw, dh, dw, Wp], np.int64), ordered.band,
+                ordered.kc, blocks_for(items))
     return y
 
 
 def dense_terms(spec: ConvSpec, w: np.ndarray, kmap: np.ndarray | None = None):
-    """Rank-1 terms of a grouped kernel w[k, c/g, kh, kw] (flip applied), as run_terms2d takes."""
+    """Rank-1 terms of a grouped kernel w[k, c/g, kh, kw] (flip applied): (tc, tk, U, V)."""
     if spec.flip:
         w = flip_spatial(w, 2)
     (ks, cls), U, V = rank1_terms(w)
@@ -85,8 +141,12 @@ def dense_terms(spec: ConvSpec, w: np.ndarray, kmap: np.ndarray | None = None):
     return tc, tk, U, V
 
 
-def _dense_run(spec, x, w, kmap=None):
-    return run_terms2d(spec, x, spec.k, *dense_terms(spec, w, kmap))
+def _prepare_dense(spec, w, kmap=None) -> Ordered2D:
+    return prepare_terms2d(spec, spec.k, *dense_terms(spec, w, kmap))
+
+
+def _execute_terms(spec, x, ordered):
+    return execute_terms2d(x, ordered)
 
 
 # --------------------------------------------------------------------- 2-D dense types
@@ -97,10 +157,12 @@ DENSE_2D = select(ndim=2, transposed=False, composition="dense", kernel="any")
 def _dense_cell(conv_type):
     shuffle = type_of(conv_type).shuffle
 
-    @cell(conv_type, "separable", multiplications=counts.dense_count)
-    def run(spec, x, weights):
-        return _dense_run(spec, x, weights[0],
-                          shuffle_permutation(spec.k, spec.groups) if shuffle else None)
+    def prepare(spec, weights):
+        return _prepare_dense(spec, weights[0],
+                              shuffle_permutation(spec.k, spec.groups) if shuffle else None)
+
+    cell(conv_type, "separable", prepare=prepare, multiplications=counts.dense_count)(
+        _execute_terms)
 
 
 for _t in DENSE_2D:
@@ -109,15 +171,18 @@ for _t in DENSE_2D:
 
 # --------------------------------------------------------------------- native factorings
 
-@cell("spatially_separable", "separable", multiplications=counts.spatially_separable_count)
-def _spatially_separable(spec, x, weights):
+def _prepare_spatially_separable(spec, weights):
     """The seed's kh x 1 then 1 x kw pass for every (k, c): rank 1 by construction."""
     col, row = weights
     if spec.flip:
         col, row = flip_spatial(col, 1), flip_spatial(row, 1)
     ks, cs = np.divmod(np.arange(spec.k * spec.c), spec.c)
-    return run_terms2d(spec, x, spec.k, cs, ks, col.reshape(-1, spec.kernel[0]),
-                       row.reshape(-1, spec.kernel[1]))
+    return prepare_terms2d(spec, spec.k, cs, ks, col.reshape(-1, spec.kernel[0]),
+                           row.reshape(-1, spec.kernel[1]))
+
+
+cell("spatially_separable", "separable", prepare=_prepare_spatially_separable,
+     multiplications=counts.spatially_separable_count)(_execute_terms)
 
 
 def _pointwise_spec(spec: ConvSpec, c: int, k: int, size) -> ConvSpec:
@@ -125,26 +190,39 @@ def _pointwise_spec(spec: ConvSpec, c: int, k: int, size) -> ConvSpec:
                         groups=1, flip=False, output_padding=0)
 
 
-@cell("depthwise_separable", "separable",
-      multiplications=lambda spec: sum(counts.depthwise_separable_count(spec)))
-def _depthwise_separable(spec, x, weights):
+def _prepare_depthwise_separable(spec, weights):
     """Depthwise stage factored by SVD, then the direct pointwise stage."""
     dw, pw = weights
-    mid = _dense_run(separable_stages(spec)[0], x, dw)
-    return run_pointwise(_pointwise_spec(spec, spec.c, spec.k, spec.out_size), mid, pw)
+    return (_prepare_dense(separable_stages(spec)[0], dw),
+            prepare_pointwise(_pointwise_spec(spec, spec.c, spec.k, spec.out_size), pw))
 
 
-@cell("flattened", "separable", multiplications=lambda spec: sum(counts.flattened_count(spec)))
-def _flattened(spec, x, weights):
+@cell("depthwise_separable", "separable", prepare=_prepare_depthwise_separable,
+      multiplications=lambda spec: sum(counts.depthwise_separable_count(spec)))
+def _depthwise_separable(spec, x, state):
+    depthwise, pointwise = state
+    return execute_pointwise(_pointwise_spec(spec, spec.c, spec.k, spec.out_size),
+                             execute_terms2d(x, depthwise), pointwise)
+
+
+def _prepare_flattened(spec, weights):
     """Jin et al.'s three passes: lateral 1x1 over channels, then vertical and horizontal
     1-D filters per output channel (a rank-1 depthwise convolution)."""
     lat, ver, hor = weights
-    mid = run_pointwise(_pointwise_spec(spec, spec.c, spec.k, spec.size), x,
-                        lat[:, :, None, None])
+    lateral = prepare_pointwise(_pointwise_spec(spec, spec.c, spec.k, spec.size),
+                                lat[:, :, None, None])
     if spec.flip:
         ver, hor = flip_spatial(ver, 1), flip_spatial(hor, 1)
     ks = np.arange(spec.k)
-    return run_terms2d(spec.replace(c=spec.k), mid, spec.k, ks, ks, ver, hor)
+    return lateral, prepare_terms2d(spec.replace(c=spec.k), spec.k, ks, ks, ver, hor)
+
+
+@cell("flattened", "separable", prepare=_prepare_flattened,
+      multiplications=lambda spec: sum(counts.flattened_count(spec)))
+def _flattened(spec, x, state):
+    lateral, passes = state
+    mid = execute_pointwise(_pointwise_spec(spec, spec.c, spec.k, spec.size), x, lateral)
+    return execute_terms2d(mid, passes)
 
 
 # --------------------------------------------------------------------- transposed2d
@@ -167,19 +245,24 @@ def transposed_count(spec: ConvSpec) -> int:
     return spec.c * (spec.k // spec.groups) * min(kh, kw) * per_term
 
 
-@cell("transposed2d", "separable", multiplications=transposed_count)
-def _transposed(spec, x, weights):
+def _prepare_transposed(spec, weights):
+    """The terms of the stride-1 correlation the zero-upsampled input is run through."""
+    geo = _Geometry(n=spec.n, out_size=spec.out_size, kernel=spec.kernel, stride=(1, 1),
+                    dilation=spec.dilation)
+    lo = tuple(d * (k - 1) - p for k, p, d in zip(spec.kernel, spec.padding, spec.dilation))
+    return prepare_terms2d(geo, spec.k, *transposed_terms(spec, weights[0]), padding=lo)
+
+
+@cell("transposed2d", "separable", prepare=_prepare_transposed,
+      multiplications=transposed_count)
+def _transposed(spec, x, ordered):
     """Zero-upsample by the stride, then the passes of the stride-1 correlation."""
     if any(s > 1 for s in spec.stride):
         up = np.zeros((spec.n, spec.c, *(s * (i - 1) + 1 for i, s in zip(spec.size, spec.stride))),
                       np.float32)
         up[:, :, ::spec.stride[0], ::spec.stride[1]] = x
         x = up
-    OH, OW = spec.out_size
-    geo = _Geometry(n=spec.n, out_size=(OH, OW), kernel=spec.kernel, stride=(1, 1),
-                    dilation=spec.dilation)
-    lo = tuple(d * (k - 1) - p for k, p, d in zip(spec.kernel, spec.padding, spec.dilation))
-    return run_terms2d(geo, x, spec.k, *transposed_terms(spec, weights[0]), padding=lo)
+    return execute_terms2d(x, ordered)
 
 
 class _Geometry:
@@ -211,24 +294,50 @@ def conv3d_terms(spec: ConvSpec, w: np.ndarray):
     return gc, ks, A, gt, U, V
 
 
-@cell("conv3d", "separable", multiplications=counts.conv3d_count)
-def _conv3d(spec, x, weights):
-    gc, gk, A, gt, U, V = conv3d_terms(spec, weights[0])
+@dataclass(frozen=True)
+class Ordered3D:
+    """conv3d_terms regrouped into the order separable3d reads them for one thread count."""
+    terms: tuple  # conv3d_terms, as factored
+    threads: int
+    bounds: np.ndarray
+    starts: np.ndarray
+    gc: np.ndarray
+    gk: np.ndarray
+    A: np.ndarray
+    gt: np.ndarray
+    U: np.ndarray
+    V: np.ndarray
+
+
+def order_terms3d(spec: ConvSpec, terms: tuple, threads: int | None = None) -> Ordered3D:
+    threads = threads or numba.get_num_threads()
+    gc, gk, A, gt, U, V = terms
     OD, OH, OW = spec.out_size
     kd, kh, kw = spec.kernel
-    bounds = _chunks(spec.k, max(1, ACC_FLOATS // (OH * OW)), spec.n * OD)
+    bounds = _chunks(spec.k, max(1, ACC_FLOATS // (OH * OW)), spec.n * OD, threads)
     order, starts = _plan(gk, gc, bounds)
-    # regroup the terms in the new group order
+    # regroup the terms in the new group order: group order[i]'s terms, in turn
     lens = np.diff(gt)[order]
-    take = np.concatenate([np.arange(gt[g], gt[g + 1]) for g in order]) if len(order) else (
-        np.zeros(0, np.int64))
     gt2 = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    take = np.repeat(gt[:-1][order] - gt2[:-1], lens) + np.arange(gt2[-1])
+    return Ordered3D(terms, threads, bounds, starts, gc[order].astype(np.int64),
+                     gk[order].astype(np.int64), np.ascontiguousarray(A[order]).reshape(-1, kd),
+                     gt2, np.ascontiguousarray(U[take]).reshape(-1, kh),
+                     np.ascontiguousarray(V[take]).reshape(-1, kw))
+
+
+@cell("conv3d", "separable", prepare=lambda spec, weights: order_terms3d(
+    spec, conv3d_terms(spec, weights[0])), multiplications=counts.conv3d_count)
+def _conv3d(spec, x, ordered):
+    threads = numba.get_num_threads()
+    if ordered.threads != threads:  # the caller changed the thread count since preparing
+        ordered = order_terms3d(spec, ordered.terms, threads)
+    OD, OH, OW = spec.out_size
+    kd, kh, kw = spec.kernel
     y = new_output(spec.output_shape)
-    items = spec.n * OD * (len(bounds) - 1)
-    separable3d(x, y, gc[order].astype(np.int64), gk[order].astype(np.int64),
-                np.ascontiguousarray(A[order]).reshape(-1, kd), gt2,
-                np.ascontiguousarray(U[take]).reshape(-1, kh),
-                np.ascontiguousarray(V[take]).reshape(-1, kw), bounds, starts,
+    items = spec.n * OD * (len(ordered.bounds) - 1)
+    separable3d(x, y, ordered.gc, ordered.gk, ordered.A, ordered.gt, ordered.U, ordered.V,
+                ordered.bounds, ordered.starts,
                 np.array([*spec.stride, *spec.padding, *spec.dilation], np.int64),
                 counts.padded_span(OH, kh, spec.stride[1], spec.dilation[1]),
                 counts.padded_span(OW, kw, spec.stride[2], spec.dilation[2]),
