@@ -245,9 +245,11 @@ def _separable(conv_type: str, spec: ConvSpec) -> dict:
         spec.kernel[0] if spec.ndim == 3 else 1)
     per_thread = t * (PER_THREAD_BYTES + F32 * 65536)
     if spec.ndim == 3:
-        span = F32 * _prod((o - 1) * s + (k - 1) * d + 1 for o, k, s, d in zip(
-            spec.out_size[1:], spec.kernel[1:], spec.stride[1:], spec.dilation[1:]))
-        return dict(output=out, workspace=t * span + per_thread, weights=weights)
+        spans = [(o - 1) * s + (k - 1) * d + 1 for o, k, s, d in zip(
+            spec.out_size, spec.kernel, spec.stride, spec.dilation)]
+        # the padded input volumes, and per thread a plane and a row band of them
+        ws = F32 * (spec.n * spec.c * _prod(spans) + 2 * t * _prod(spans[1:]))
+        return dict(output=out, workspace=ws + per_thread, weights=weights)
     spans = tuple((o - 1) * (1 if spec.transposed else s) + (k - 1) * d + 1
                   for o, k, s, d in zip(spec.out_size, spec.kernel, spec.stride,
                                         spec.dilation))

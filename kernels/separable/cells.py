@@ -22,7 +22,7 @@ from ..spec import ConvSpec
 from ..types import conv_type as type_of
 from ..types import flip_spatial, select, separable_stages, shuffle_permutation
 from . import counts
-from .engine import blocks_for, pad_planes, separable2d, separable3d
+from .engine import SLACK, blocks_for, pad_planes, pad_volumes, separable2d, separable3d
 from .factor import rank1_terms
 
 BAND_FLOATS = 2048  # floats of the intermediate band z: stays in L1 with its input rows
@@ -314,7 +314,8 @@ def order_terms3d(spec: ConvSpec, terms: tuple, threads: int | None = None) -> O
     gc, gk, A, gt, U, V = terms
     OD, OH, OW = spec.out_size
     kd, kh, kw = spec.kernel
-    bounds = _chunks(spec.k, max(1, ACC_FLOATS // (OH * OW)), spec.n * OD, threads)
+    wspan = counts.padded_span(OW, kw, spec.stride[2], spec.dilation[2])
+    bounds = _chunks(spec.k, max(1, ACC_FLOATS // (OH * wspan)), spec.n * OD, threads)
     order, starts = _plan(gk, gc, bounds)
     # regroup the terms in the new group order: group order[i]'s terms, in turn
     lens = np.diff(gt)[order]
@@ -332,16 +333,16 @@ def _conv3d(spec, x, ordered):
     threads = numba.get_num_threads()
     if ordered.threads != threads:  # the caller changed the thread count since preparing
         ordered = order_terms3d(spec, ordered.terms, threads)
-    OD, OH, OW = spec.out_size
-    kd, kh, kw = spec.kernel
+    spans = [counts.padded_span(o, k, s, d) for o, k, s, d in zip(
+        spec.out_size, spec.kernel, spec.stride, spec.dilation)]
+    xf = pad_volumes(x, *spans, *spec.padding, SLACK)
     y = new_output(spec.output_shape)
-    items = spec.n * OD * (len(ordered.bounds) - 1)
-    separable3d(x, y, ordered.gc, ordered.gk, ordered.A, ordered.gt, ordered.U, ordered.V,
+    items = spec.n * spec.out_size[0] * (len(ordered.bounds) - 1)
+    separable3d(xf, y, ordered.gc, ordered.gk, ordered.A, ordered.gt, ordered.U, ordered.V,
                 ordered.bounds, ordered.starts,
-                np.array([*spec.stride, *spec.padding, *spec.dilation], np.int64),
-                counts.padded_span(OH, kh, spec.stride[1], spec.dilation[1]),
-                counts.padded_span(OW, kw, spec.stride[2], spec.dilation[2]),
-                blocks_for(items))
+                np.array([*spec.stride, *spec.dilation, *spans[1:], spec.c, spans[0]],
+                         np.int64),
+                int(np.diff(ordered.bounds).max()), blocks_for(items))
     return y
 
 
