@@ -81,7 +81,8 @@ def _raw_weights(spec: ConvSpec, weights: tuple) -> tuple:
 
 @dataclass(frozen=True)
 class Cell:
-    prepare: Preparer   # weights -> state: every weight-only step, done once per plan
+    prepare: Preparer   # weights -> state: every weight-only step (run: once per call)
+    prepare_for_plan: Preparer  # the same for a state that serves many calls (a plan)
     execute: Executor   # (spec, x, state) -> y: the data path
     supports: Callable[[ConvSpec], str | None]
     multiplications: Callable[[ConvSpec], int]
@@ -100,23 +101,28 @@ def _check_names(conv_type: str, algorithm: str) -> None:
     algorithm_bound(algorithm)  # raises for a name nobody declared
 
 
-def cell(conv_type: str, algorithm: str, *, prepare: Preparer | None = None, supports=None,
-         multiplications=None):
+def cell(conv_type: str, algorithm: str, *, prepare: Preparer | None = None,
+         prepare_for_plan: Preparer | None = None, supports=None, multiplications=None):
     """Register `execute(spec, x, state) -> y` as the implementation of one cell.
 
     `prepare(spec, weights) -> state` does the weight-only work (packing, filter
     transforms, factorisations); `kernels.plan` calls it once, `kernels.run` on
     every call. Without `prepare` the state is the weights tuple itself, so a
-    cell registered as `execute(spec, x, weights)` works unchanged. Both receive
-    validated C-contiguous float32 arrays and a spec that fits the type and
-    passed `supports`; a state depends on the spec and the weights only (choices
-    that depend on the thread count belong in `execute`).
+    cell registered as `execute(spec, x, weights)` works unchanged.
+    `prepare_for_plan` (default: `prepare`) is what `kernels.plan` calls instead,
+    for a cell whose state should hold more when it serves many calls than one
+    call needs (Winograd's transformed filter, which a single call computes chunk
+    by chunk inside its product stage); `execute` takes either state and
+    returns the same result. All receive validated C-contiguous float32 arrays
+    and a spec that fits the type and passed `supports`; a state is valid under
+    any thread count (choices that depend on it belong in `execute`).
     """
     _check_names(conv_type, algorithm)
 
     def register(execute: Executor) -> Executor:
         _CELLS[(conv_type, algorithm)] = Cell(
             prepare=prepare or _raw_weights,
+            prepare_for_plan=prepare_for_plan or prepare or _raw_weights,
             execute=execute,
             supports=supports or (lambda spec: None),
             multiplications=multiplications or (lambda spec: direct_multiplications(
@@ -213,7 +219,7 @@ def plan(conv_type: str, algorithm: str, spec: ConvSpec, weights) -> Plan:
     weights = check_weights(conv_type, spec, weights)
     cell_ = _runnable_cell(conv_type, algorithm, spec)
     weights = tuple(w.copy() for w in weights)
-    return Plan(conv_type, algorithm, spec, cell_, cell_.prepare(spec, weights))
+    return Plan(conv_type, algorithm, spec, cell_, cell_.prepare_for_plan(spec, weights))
 
 
 def multiplications(conv_type: str, algorithm: str, spec: ConvSpec) -> int:

@@ -151,6 +151,27 @@ def test_prepare_runs_once_per_plan_and_once_per_run(scratch_registry):
     assert len(prepared) == 2
 
 
+def test_a_plan_uses_prepare_for_plan_where_a_cell_has_one(scratch_registry):
+    """run prepares for one call, plan for many; the one execute takes either state."""
+    calls = []
+
+    def prepare(spec, weights):
+        calls.append("prepare")
+        return weights
+
+    def prepare_for_plan(spec, weights):
+        calls.append("prepare_for_plan")
+        return weights
+
+    registry.cell("conv2d", "scratch", prepare=prepare, prepare_for_plan=prepare_for_plan)(
+        lambda spec, x, weights: kernels.run("conv2d", "direct", spec, x, weights))
+    x, w = kernels.make_inputs("conv2d", SPEC)
+    p = kernels.plan("conv2d", "scratch", SPEC, w)
+    assert calls == ["prepare_for_plan"]
+    np.testing.assert_array_equal(p(x), kernels.run("conv2d", "scratch", SPEC, x, w))
+    assert calls == ["prepare_for_plan", "prepare"]
+
+
 def test_a_cell_without_prepare_gets_the_weights(scratch_registry):
     """Registered the old way, `execute(spec, x, weights)`: its state is the weights tuple."""
     seen = []
