@@ -29,7 +29,7 @@ from harness.peers.pytorch import torch_function
 _MODULES = {m.NAME: m for m in (pytorch, scipy_signal, onnx_runtime, openvino_cpu)}
 PEERS = tuple(_MODULES)
 
-__all__ = ["PEERS", "is_peer", "peer_function", "peer_modes", "peer_reason",
+__all__ = ["PEERS", "is_peer", "peer_function", "peer_missing", "peer_modes", "peer_reason",
            "peer_threading_layer", "set_torch_threads", "torch_available", "torch_function"]
 
 
@@ -48,6 +48,11 @@ def _module(peer: str):
 def peer_modes(peer: str) -> tuple[str, ...]:
     """The timing modes `peer` has."""
     return _module(peer).MODES
+
+
+def peer_missing(peer: str) -> str | None:
+    """Why `peer` is not installed (with the command that installs it), or None."""
+    return _module(peer).missing()
 
 
 def torch_available() -> bool:
