@@ -146,3 +146,33 @@ def test_our_prepared_plan_equals_the_call(algorithm):
     prepared = timed.timed_callable("conv2d", algorithm, spec, x, w, mode="prepared")
     np.testing.assert_array_equal(prepared(), call)
     np.testing.assert_array_equal(prepared(), call)
+
+
+def _cpu_has(flag: str) -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return any(line.startswith("flags") and f" {flag}" in line for line in fh)
+    except OSError:
+        return False
+
+
+def test_onnx_runtime_runs_its_blocked_nchwc_kernels(tmp_path):
+    """With the weights as initializers and ORT_ENABLE_ALL, the optimised graph's Conv is
+    the NCHWc one (the AVX2/AVX-512 blocked kernels), between input/output reorders."""
+    require("onnxruntime")
+    if not _cpu_has("avx2"):
+        pytest.skip("ONNX Runtime's NCHWc kernels need AVX2 or AVX-512")
+    import onnx
+    import onnxruntime as ort
+
+    from harness.peers.onnx_runtime import build_model, session_options
+
+    spec = kernels.ConvSpec.parse("mb1ic16ih8oc16oh8kh3ph1")
+    _, w = kernels.make_inputs("conv2d", spec, seed=0)
+    so = session_options(1)
+    so.log_severity_level = 3  # not the warning that an NCHWc model is machine-specific
+    so.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(build_model("conv2d", spec, w).SerializeToString(), so,
+                         providers=["CPUExecutionProvider"])
+    nodes = [(n.domain, n.op_type) for n in onnx.load(so.optimized_model_filepath).graph.node]
+    assert ("com.microsoft.nchwc", "Conv") in nodes
