@@ -70,7 +70,8 @@ def _numba_compilations() -> int:
 
 
 def set_thread_counts(threads: int) -> None:
-    """Numba, BLAS (NumPy's and SciPy's OpenBLAS, used by np.dot in @njit) and torch threads."""
+    """Numba and BLAS (NumPy's and SciPy's OpenBLAS, used by np.dot in @njit) threads; a
+    peer gets the count when its callable is built (`harness.timed`)."""
     import scipy.linalg  # noqa: F401  loads SciPy's BLAS so threadpoolctl limits it too
     from threadpoolctl import threadpool_limits
 
@@ -96,7 +97,7 @@ def threading_layer(algorithm: str) -> str:
 def prepare(job: dict):
     """Set up one job in this process: (zero-argument callable, per-run metadata)."""
     import kernels
-    from harness import peers, slowdown
+    from harness import slowdown
     from harness.modes import DEFAULT_MODE
     from harness.timed import timed_callable
 
@@ -106,8 +107,6 @@ def prepare(job: dict):
     conv_type, algorithm = job["conv_type"], job["algorithm"]
     mode = job.get("mode") or DEFAULT_MODE
     x, weights = kernels.make_inputs(conv_type, spec, seed=0)
-    if algorithm in peers.PEERS:
-        peers.set_torch_threads(threads)
     fn = timed_callable(conv_type, algorithm, spec, x, weights, mode, threads)
     fn = slowdown.wrap(conv_type, algorithm, fn)  # test-only: CONVBENCH_SLOWDOWN
     compiles = _numba_compilations()
