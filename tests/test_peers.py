@@ -176,3 +176,18 @@ def test_onnx_runtime_runs_its_blocked_nchwc_kernels(tmp_path):
                          providers=["CPUExecutionProvider"])
     nodes = [(n.domain, n.op_type) for n in onnx.load(so.optimized_model_filepath).graph.node]
     assert ("com.microsoft.nchwc", "Conv") in nodes
+
+
+def test_openvino_compiled_model_runs_f32():
+    """INFERENCE_PRECISION_HINT=f32 holds on the compiled model (bf16 CPUs default to bf16)."""
+    require("openvino")
+    import openvino
+
+    from harness.peers.openvino_cpu import build_model, compile_config
+
+    spec = spec_of("conv2d")
+    _, w = kernels.make_inputs("conv2d", spec, seed=0)
+    compiled = openvino.Core().compile_model(build_model("conv2d", spec, w), "CPU",
+                                             compile_config(1))
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
+    assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
