@@ -15,7 +15,13 @@ import numpy as np
 from numba import njit, prange
 
 from ..blocks import JIT, PAR, new_output
-from .conv2d import _output_block, input_transform, pack_subgrids, tile_position, tiles_along
+from ..tiled.pipeline import (
+    _output_block,
+    input_transform,
+    pack_subgrids,
+    tile_position,
+    tiles_along,
+)
 from .matrices import float_matrices
 
 
@@ -41,7 +47,7 @@ def depthwise_products(V, U, AT, y, th, tw, geo):
         o1 = np.empty(m * A * c, np.float32)
         out = np.empty(m * m * c, np.float32)
         _dw_tile(V[0], U, mbuf, t, T, c, F)
-        _output_block(mbuf, AT, o1, out, c)
+        _output_block(mbuf, AT, AT, o1, out, c)
         b, ry, rx, ty, tx, ohs, ows = tile_position(t, th, tw, geo)
         for i in range(m):
             u = ty * m + i
@@ -77,7 +83,7 @@ def winograd_depthwise(x: np.ndarray, w: np.ndarray, m: int, out_size, lo,
     xp = np.empty((VB, 1, th * m + 2, tw * m + 2, c), np.float32)
     pack_subgrids(x, xp, lo[0], lo[1], dh, dw)
     V = np.empty((1, A * A * T * c), np.float32)
-    input_transform(xp, BT, V, m, th, tw)
+    input_transform(xp, BT, BT, V, m, m, th, tw)
     U = filter_transform_depthwise(w, m)
     y = new_output((n, c, OH, OW))
     depthwise_products(V, U, AT, y, th, tw, np.array([OH, OW, dh, dw], np.int64))
