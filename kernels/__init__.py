@@ -14,7 +14,7 @@ from .spec import ConvSpec
 from .types import CATALOGUE, CONV_TYPES, make_inputs
 
 # Algorithm modules register their cells on import.
-from . import direct, im2col, separable, winograd  # noqa: E402,F401  isort: skip
+from . import direct, fft, im2col, separable, winograd  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ALGORITHMS", "CATALOGUE", "CONV_TYPES", "ConvSpec", "cell_reason", "make_inputs",

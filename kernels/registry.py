@@ -18,7 +18,7 @@ from .counts import direct_multiplications
 from .spec import ConvSpec
 from .types import CONV_TYPES, check_inputs, check_spec
 
-ALGORITHMS: tuple[str, ...] = ("direct", "im2col", "winograd_f2", "winograd_f4", "separable")
+ALGORITHMS: tuple[str, ...] = ("direct", "im2col", "winograd_f2", "winograd_f4", "separable", "fft")
 _BOUNDS: dict = {}
 
 

@@ -44,10 +44,6 @@ from numba import njit, prange
 from ..blocks import JIT, PAR, new_output
 from ..direct.dense import kchunks_for
 from ..outer_block import LANES, PT, WIDE, outer_product
-from ..winograd.filter_tile import make_filter_tile
-from ..winograd.matrices import float_matrices
-from ..winograd.transpose import N as TN
-from ..winograd.transpose import transpose_block
 
 L2_BYTES = 512 * 1024  # V slice of one tile chunk (half the L2 of one core)
 MIN_CHUNK_TILES = 24  # below this the per-chunk filter transform stops being negligible
@@ -55,12 +51,7 @@ SLAB_BYTES = 192 * 1024  # U of one frequency slab (many-frequency algorithms; s
 FILTER_CHUNK = 32  # input channels per filter-transform step (taps + tmp stay in L1)
 FILTER_L2 = 320 * 1024  # transformed filter of one channel chunk (stays in L2 with V)
 PLANE_PAD = 32  # floats (two cache lines) between the F planes of the transformed filter
-assert LANES % TN == 0, "a block of output channels is whole transform vectors"
 U64 = np.uint64
-# Winograd's G baked in as constants: `ftile` = m selects one (only with float_matrices(m)'s G
-# on both axes, which kernels.winograd.conv2d guarantees)
-_filter_tile_f2 = make_filter_tile(float_matrices(2)[1])
-_filter_tile_f4 = make_filter_tile(float_matrices(4)[1])
 
 
 def tiles_along(out: int, d: int, m: int) -> int:
@@ -504,3 +495,17 @@ def bilinear2d(x: np.ndarray, w: np.ndarray, axes, groups: int, out_size, lo, di
     negative: a crop); the padding after is implied by `out_size`.
     """
     return run_prepared(x, prepare(x, w, axes, groups, out_size, lo, dilation, kmap, ftile), 63)
+
+
+# Imported last: kernels.winograd imports this module, and Numba resolves these globals only
+# when it compiles, so the cycle closes on a module that is already complete.
+from ..winograd.filter_tile import make_filter_tile  # noqa: E402
+from ..winograd.matrices import float_matrices  # noqa: E402
+from ..winograd.transpose import N as TN  # noqa: E402
+from ..winograd.transpose import transpose_block  # noqa: E402
+
+assert LANES % TN == 0, "a block of output channels is whole transform vectors"
+# Winograd's G baked in as constants: `ftile` = m selects one (only with float_matrices(m)'s G
+# on both axes, which kernels.winograd.conv2d guarantees)
+_filter_tile_f2 = make_filter_tile(float_matrices(2)[1])
+_filter_tile_f4 = make_filter_tile(float_matrices(4)[1])

@@ -2,8 +2,8 @@
 
 - matrices.py: Cook–Toom transform matrices, generated in exact rationals
 - the outer-product GEMM register block it uses is kernels/outer_block.py (shared)
-- conv2d.py: the 2-D pipeline for every grouped 3x3 stride-1 conv (dilation as sub-grids)
-- depthwise.py: per-channel products, no GEMM
+- conv2d.py: every grouped 3x3 stride-1 conv (dilation as sub-grids) and depthwise on the
+  shared tiled pipeline (kernels/tiled)
 - conv3d.py: F(m^3, 3^3) with NumPy
 - cells.py: the cells, their supports() reasons and the Lavin–Gray counts
 

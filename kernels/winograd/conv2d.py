@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tiled import pipeline
+from ..tiled.depthwise import bilinear_depthwise
 from ..tiled.pipeline import run_prepared  # noqa: F401  (the stage benchmarks call it)
 from .matrices import float_matrices
 
@@ -28,3 +29,11 @@ def winograd2d(x: np.ndarray, w: np.ndarray, m: int, groups: int, out_size, lo, 
     negative: a crop); the padding after is implied by `out_size`.
     """
     return run_prepared(x, prepare2d(x, w, m, groups, out_size, lo, dilation, kmap), 63)
+
+
+def winograd_depthwise(x: np.ndarray, w: np.ndarray, m: int, out_size, lo,
+                       dilation) -> np.ndarray:
+    """Depthwise 3x3 stride-1 convolution of x[n, c, H, W] with oriented w[c, 1, 3, 3]
+    (kernels.tiled.depthwise)."""
+    axis = float_matrices(m)
+    return bilinear_depthwise(x, w, (axis, axis), out_size, lo, dilation)
