@@ -35,7 +35,7 @@ def _oriented(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return np.ascontiguousarray(flip_spatial(w, 2) if spec.flip else w)
 
 
-def phase_split(x: np.ndarray, w: np.ndarray, spec: ConvSpec, groups: int):
+def phase_split(x: np.ndarray, w: np.ndarray, spec: ConvSpec):
     """Polyphase form of a strided conv: (x', w') with x'[n, (c*sh + ph)*sw + pw, i, j] =
     x_padded[n, c, sh*i + ph, sw*j + pw] and w'[k, (cc*sh + ph)*sw + pw, q, u] =
     w[k, cc, sh*q + ph, sw*u + pw] (0 past the kernel), so the stride-1 valid conv of x'
@@ -49,7 +49,7 @@ def phase_split(x: np.ndarray, w: np.ndarray, spec: ConvSpec, groups: int):
     ph0, pw0 = spec.padding
     xp = np.zeros((n, c, sh * Hs, sw * Ws), np.float32)
     # the padded input's rows 0 .. sh*Hs - 1, i.e. input rows -ph0 .. sh*Hs - 1 - ph0
-    h1, w1 = min(H, sh * Hs - ph0), min(W, sw * Ws - pw0)
+    h1, w1 = max(0, min(H, sh * Hs - ph0)), max(0, min(W, sw * Ws - pw0))
     xp[:, :, ph0:ph0 + h1, pw0:pw0 + w1] = x[:, :, :h1, :w1]
     xs = xp.reshape(n, c, Hs, sh, Ws, sw).transpose(0, 1, 3, 5, 2, 4)
     xs = np.ascontiguousarray(xs).reshape(n, c * sh * sw, Hs, Ws)
@@ -64,15 +64,20 @@ def fft2d(spec: ConvSpec, x: np.ndarray, w: np.ndarray, kmap=None) -> np.ndarray
     p = plan(spec)
     lo = spec.padding
     if p.phases != (1, 1):
-        x, w = phase_split(x, w, spec, spec.groups)
+        x, w = phase_split(x, w, spec)
         lo = (0, 0)
     return bilinear2d(x, w, p.axes(), spec.groups, spec.out_size, lo, spec.dilation, kmap)
+
+
+def _stage(conv_type: str, spec: ConvSpec) -> ConvSpec:
+    """The spec the tiled stage runs (a depthwise separable conv's depthwise stage)."""
+    return separable_stages(spec)[0] if conv_type == "depthwise_separable" else spec
 
 
 # ----------------------------------------------------------------------------- counts
 def elementwise_multiplications(conv_type: str, spec: ConvSpec) -> int:
     """tiles x alpha_h alpha_w x c x k / g (depthwise: x c), over the stride-1 problem."""
-    p = plan(spec)
+    p = plan(_stage(conv_type, spec))
     points = alpha(p.tiles[0]) * alpha(p.tiles[1])
     if conv_type in ("depthwise", "depthwise_separable"):
         return p.tile_count() * points * p.c
@@ -82,7 +87,7 @@ def elementwise_multiplications(conv_type: str, spec: ConvSpec) -> int:
 def transform_multiplications(conv_type: str, spec: ConvSpec) -> dict:
     """Multiplications of the three transforms (nonzero matrix entries, axis by axis):
     {"input", "filter", "output"}, as kernels.winograd.transform_multiplications."""
-    p = plan(spec)
+    p = plan(_stage(conv_type, spec))
     inp, filt, out = transform_counts(p.tiles, p.kernel)
     tiles = p.tile_count()
     if conv_type in ("depthwise", "depthwise_separable"):
@@ -115,11 +120,12 @@ for _type in DENSE_2D:
 
 
 def _depthwise_stage(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The depthwise conv `spec` (groups = c = k) of x with w[c, 1, kh, kw]."""
     p = plan(spec)
     w = _oriented(w, spec)
     lo = spec.padding
     if p.phases != (1, 1):  # a channel's phases are its own group of sh*sw channels
-        x, w = phase_split(x, w, spec, spec.groups)
+        x, w = phase_split(x, w, spec)
         return bilinear2d(x, w, p.axes(), spec.groups, spec.out_size, (0, 0), spec.dilation)
     return bilinear_depthwise(x, w, p.axes(), spec.out_size, lo, spec.dilation)
 
@@ -134,7 +140,8 @@ def _depthwise(spec, x, weights):
       multiplications=_count("depthwise_separable"))
 def _depthwise_separable(spec, x, weights):
     dw, pw = weights
-    return run_pointwise(separable_stages(spec)[1], _depthwise_stage(spec, x, dw), pw)
+    dw_spec, pw_spec = separable_stages(spec)
+    return run_pointwise(pw_spec, _depthwise_stage(dw_spec, x, dw), pw)
 
 
 @cell("transposed2d", ALGORITHM, supports=_supports("transposed2d"),
