@@ -47,6 +47,7 @@ from ..outer_block import LANES, PT, WIDE, outer_product
 
 L2_BYTES = 512 * 1024  # V slice of one tile chunk (half the L2 of one core)
 MIN_CHUNK_TILES = 24  # below this the per-chunk filter transform stops being negligible
+PRE_FILTER_BYTES = 64 << 20  # largest transformed filter computed once per call
 SLAB_BYTES = 192 * 1024  # U of one frequency slab (many-frequency algorithms; stays in L2)
 FILTER_CHUNK = 32  # input channels per filter-transform step (taps + tmp stay in L1)
 FILTER_L2 = 320 * 1024  # transformed filter of one channel chunk (stays in L2 with V)
@@ -192,14 +193,34 @@ def _comb_any(dst, do, src, so, st, M, r, n):
 
 
 @njit(**JIT)
-def _input_rows(xf, BTh, BTw, Vg, t1, ty, tw, tbase, T, mh, mw, rowlen, cg):
+def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg):
     """V of one row of tiles: the vertical pass B_h^T d over whole padded rows into t1,
-    then the horizontal pass per tile into Vg[(f*T + t)*cg + c], f = a*alpha_w + b."""
+    then the horizontal pass per tile into Vg[(f*T + t)*cg + c], f = a*alpha_w + b.
+
+    With t2 (non-empty), the rows are first regrouped as t2[a, j, tx, c] = t1[a, tx*mw + j, c]
+    so that each horizontal combination runs once over the whole row of tiles (tw*cg
+    values) instead of once per tile: for the long rows of FFT matrices the per-call
+    cost of a combination over cg values would dominate.
+    """
     Ah = U64(BTh.shape[0])
     Aw = U64(BTw.shape[0])
     r0 = U64(ty) * U64(mh) * rowlen
     for a in range(Ah):
         _comb(t1, a * rowlen, xf, r0, rowlen, BTh, a, rowlen)
+    if t2.size > 0:
+        tW = U64(BTw.shape[1])
+        run = U64(tw) * cg
+        for a in range(Ah):
+            for j in range(tW):
+                for tx in range(U64(tw)):
+                    so = a * rowlen + (tx * U64(mw) + j) * cg
+                    do = (a * tW + j) * run + tx * cg
+                    t2[do:do + cg] = t1[so:so + cg]
+        for a in range(Ah):
+            for b in range(Aw):
+                _comb(Vg, ((a * Aw + b) * U64(T) + U64(tbase)) * cg, t2, a * tW * run, run,
+                      BTw, b, run)
+        return
     for tx in range(U64(tw)):
         x0 = tx * U64(mw) * cg
         t = U64(tbase) + tx
@@ -209,7 +230,7 @@ def _input_rows(xf, BTh, BTw, Vg, t1, ty, tw, tbase, T, mh, mw, rowlen, cg):
 
 
 @njit(**PAR)
-def input_transform(xp, BTh, BTw, V, mh, mw, th, tw):
+def input_transform(xp, BTh, BTw, V, mh, mw, th, tw, regroup=False):
     """V[g, (f*T + t)*cg + c] for every tile t = (vb*th + ty)*tw + tx."""
     VB, groups, Hs, Ws, cg = xp.shape
     Ah = BTh.shape[0]
@@ -220,7 +241,8 @@ def input_transform(xp, BTh, BTw, V, mh, mw, th, tw):
         g = item // (th * VB)
         xf = xp[vb, g].reshape(Hs * Ws * cg)
         t1 = np.empty(Ah * Ws * cg, np.float32)
-        _input_rows(xf, BTh, BTw, V[g], t1, ty, tw, (vb * th + ty) * tw, T, mh, mw,
+        t2 = np.empty(Ah * BTw.shape[1] * tw * cg if regroup else 0, np.float32)
+        _input_rows(xf, BTh, BTw, V[g], t1, t2, ty, tw, (vb * th + ty) * tw, T, mh, mw,
                     U64(Ws * cg), U64(cg))
 
 
@@ -360,12 +382,37 @@ def _scatter(out, y, km, k0, kg, KBL, t0, te, mh, mw, th, tw, geo):
 
 
 @njit(**PAR)
+def filter_transform_all(wf, Gh, Gw, ftile, Upre, kg, cc, kv):
+    """Upre[(g*nkb + kb)*ncc + ci] = the ubuf `_filter_chunk` makes for group g, block kb of
+    output channels and chunk ci of cc input channels (once per call, for all tile chunks)."""
+    groups = wf.shape[0]
+    rh, rw = Gh.shape[1], Gw.shape[1]
+    cg = wf.shape[1] // (kg * rh * rw)
+    KBL = LANES * kv
+    nkb = (kg + KBL - 1) // KBL
+    ncc = (cg + cc - 1) // cc
+    ps = cc * KBL + PLANE_PAD
+    for item in prange(groups * nkb * ncc):
+        ci = item % ncc
+        kb = (item // ncc) % nkb
+        g = item // (ncc * nkb)
+        taps = np.empty(rh * rw * FILTER_CHUNK * KBL, np.float32)
+        tmp = np.empty(rw * FILTER_CHUNK * KBL, np.float32)
+        offs = np.empty(rh * rw * FILTER_CHUNK, np.int64)
+        c0 = ci * cc
+        _filter_chunk(wf[g], Gh, Gw, ftile, kb * KBL, kg, cg, c0, min(cc, cg - c0), KBL,
+                      Upre[item], ps, taps, tmp, offs)
+
+
+@njit(**PAR)
 def products_and_output(V, wf, Gh, Gw, ATh, ATw, ftile, y, kmap, th, tw, chunk, kchunks, kv,
-                        cc, fslab, geo, stages=15):
+                        cc, fslab, geo, Upre, stages=15):
     """y = A_h^T [ (G_h w G_w^T) ⊙ V ] A_w for every (output channel, tile); see module doc.
 
     `stages` is a bit mask (1 filter transform, 2 products, 4 output transform,
     8 scatter into y) so a benchmark can time each stage alone; kernels run all.
+    A non-empty `Upre` holds the transformed filter of every chunk already
+    (`filter_transform_all`), used where several tile chunks would each redo it.
     """
     groups = V.shape[0]
     Ah, rh = Gh.shape
@@ -397,7 +444,9 @@ def products_and_output(V, wf, Gh, Gw, ATh, ATw, ftile, y, kmap, th, tw, chunk, 
         # to each of the F planes in turn, and at a power-of-two stride they would
         # all fall into the same L1 set
         ps = cc * KBL + PLANE_PAD
-        ubuf = np.empty(F * ps, np.float32) if stages & 1 else np.zeros(F * ps, np.float32)
+        pre = Upre.shape[0] > 0
+        size = 0 if pre else F * ps
+        ubuf = np.empty(size, np.float32) if stages & 1 else np.zeros(size, np.float32)
         taps = np.empty(rh * rw * FILTER_CHUNK * KBL, np.float32)
         tmp = np.empty(rw * FILTER_CHUNK * KBL, np.float32)
         offs = np.empty(rh * rw * FILTER_CHUNK, np.int64)
@@ -409,7 +458,9 @@ def products_and_output(V, wf, Gh, Gw, ATh, ATw, ftile, y, kmap, th, tw, chunk, 
             # transformed filter used by every tile block while it is in L2.
             for c0 in range(0, cg, cc):
                 cb = min(cc, cg - c0)
-                if stages & 1:
+                if pre:
+                    ubuf = Upre[(g * nkb + kb) * ((cg + cc - 1) // cc) + c0 // cc]
+                elif stages & 1:
                     _filter_chunk(wg, Gh, Gw, ftile, kb * KBL, kg, cg, c0, cb, KBL, ubuf, ps,
                                   taps, tmp, offs)
                 if stages & 2:
@@ -461,6 +512,12 @@ def prepare(x, w, axes, groups, out_size, lo, dilation, kmap=None, ftile=0):
     # (Winograd), else a slab whose U stays in L2 while every tile block passes over it
     u_bytes = cc * LANES * kv * 4
     fslab = F if F * u_bytes <= FILTER_L2 else max(1, SLAB_BYTES // u_bytes)
+    # the generic filter transform (every algorithm but Winograd's generated tiles) runs
+    # once per call when several tile chunks would each redo it and the result is small
+    ps = cc * LANES * kv + PLANE_PAD
+    nblocks = groups * nkb * -(-cg // cc)
+    pre = ftile == 0 and ntc > 1 and nblocks * F * ps * 4 <= PRE_FILTER_BYTES
+    Upre = np.empty((nblocks if pre else 0, F * ps), np.float32)
     return dict(
         xp=np.empty((n * dh * dw, groups, th * mh + BTh.shape[1] - mh,
                      tw * mw + BTw.shape[1] - mw, cg), np.float32),
@@ -469,7 +526,7 @@ def prepare(x, w, axes, groups, out_size, lo, dilation, kmap=None, ftile=0):
         y=new_output((n, k, OH, OW)), kmap=(np.arange(k) if kmap is None else kmap).astype(
             np.int64), ATh=ATh, Gh=Gh, BTh=BTh, ATw=ATw, Gw=Gw, BTw=BTw, ftile=ftile, mh=mh,
         mw=mw, th=th, tw=tw, lo=lo, dh=dh, dw=dw, chunk=chunk, kchunks=kchunks, kv=kv, cc=cc,
-        fslab=fslab, geo=np.array([OH, OW, dh, dw], np.int64))
+        fslab=fslab, geo=np.array([OH, OW, dh, dw], np.int64), Upre=Upre)
 
 
 def run_prepared(x, p: dict, stages: int = 15) -> np.ndarray:
@@ -477,11 +534,14 @@ def run_prepared(x, p: dict, stages: int = 15) -> np.ndarray:
         pack_subgrids(x, p["xp"], p["lo"][0], p["lo"][1], p["dh"], p["dw"])
     if stages & 32:
         input_transform(p["xp"], p["BTh"], p["BTw"], p["V"], p["mh"], p["mw"], p["th"],
-                        p["tw"])
+                        p["tw"], p["ftile"] == 0)
+    if stages & 1 and p["Upre"].shape[0]:
+        filter_transform_all(p["wf"], p["Gh"], p["Gw"], p["ftile"], p["Upre"],
+                             p["y"].shape[1] // p["wf"].shape[0], p["cc"], p["kv"])
     if stages & 15:
         products_and_output(p["V"], p["wf"], p["Gh"], p["Gw"], p["ATh"], p["ATw"], p["ftile"],
                             p["y"], p["kmap"], p["th"], p["tw"], p["chunk"], p["kchunks"],
-                            p["kv"], p["cc"], p["fslab"], p["geo"], stages & 15)
+                            p["kv"], p["cc"], p["fslab"], p["geo"], p["Upre"], stages & 15)
     return p["y"]
 
 
