@@ -292,20 +292,28 @@ def _filter_chunk(wg, Gh, Gw, ftile, k0, kg, cg, c0, cb, KBL, ubuf, ps, taps, tm
                                         (s0 + c) * KBL + q0, ps)
             continue
         for a in range(Ah):
-            for j in range(rw):
-                _comb(tmp, j * L, taps, j * L, rw * L, Gh, a, L)
+            # tmp[j*L + e] = sum_i G_h[a, i] taps[(i*rw + j)*L + e]: one pass over all j
+            _comb(tmp, U64(0), taps, U64(0), rw * L, Gh, a, rw * L)
             for b in range(Aw):
                 _comb(ubuf, (a * Aw + b) * U64(ps) + U64(s0) * ub, tmp, U64(0), L, Gw, b, L)
 
 
 @njit(**JIT)
-def _output_at(mbuf, mo, ATh, ATw, o1, out, NB):
-    """out[(i*mw + j)*NB + l] = (A_h^T M_l A_w)[i, j], M_l[f] = mbuf[mo + f*NB + l]."""
+def _output_at(mbuf, mo, ATh, ATw, o1, out, NB, long_rows=False):
+    """out[(i*mw + j)*NB + l] = (A_h^T M_l A_w)[i, j], M_l[f] = mbuf[mo + f*NB + l].
+
+    `long_rows`: the vertical pass as one combination per output row over all alpha_w
+    columns (alpha_w*NB values, the same sums) instead of one per column, for algorithms
+    with long matrix rows where the per-call cost would dominate.
+    """
     mh = U64(ATh.shape[0])
     mw = U64(ATw.shape[0])
     Aw = U64(ATw.shape[1])
     nb = U64(NB)
     for i in range(mh):
+        if long_rows:
+            _comb(o1, i * Aw * nb, mbuf, U64(mo), Aw * nb, ATh, i, Aw * nb)
+            continue
         for col in range(Aw):
             _comb(o1, (i * Aw + col) * nb, mbuf, U64(mo) + col * nb, Aw * nb, ATh, i, nb)
     for i in range(mh):
@@ -471,7 +479,7 @@ def products_and_output(V, wf, Gh, Gw, ATh, ATw, ftile, y, kmap, th, tw, chunk, 
                                            c0, cb, f0, f1, kv, c0 > 0)
             for bi in range(nblk):
                 if stages & 4:
-                    _output_at(macc, bi * F * NB, ATh, ATw, o1, out, NB)
+                    _output_at(macc, bi * F * NB, ATh, ATw, o1, out, NB, ftile == 0)
                 if stages & 8:
                     _scatter(out, y, km, kb * KBL, kg, KBL, ts + bi * PT, te, mh, mw, th, tw,
                              geo)
