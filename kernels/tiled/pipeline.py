@@ -215,7 +215,8 @@ def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg):
                 for tx in range(U64(tw)):
                     so = a * rowlen + (tx * U64(mw) + j) * cg
                     do = (a * tW + j) * run + tx * cg
-                    t2[do:do + cg] = t1[so:so + cg]
+                    for c in range(cg):  # an index loop: no view objects per copy
+                        t2[do + c] = t1[so + c]
         for a in range(Ah):
             for b in range(Aw):
                 _comb(Vg, ((a * Aw + b) * U64(T) + U64(tbase)) * cg, t2, a * tW * run, run,
