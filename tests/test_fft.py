@@ -13,7 +13,7 @@ import kernels
 from kernels.accuracy import bound
 from kernels.fft import transform_multiplications
 from kernels.fft.matrices import alpha, bilinear_correlate, float_matrices, rfft_bilinear
-from kernels.fft.plan import TILES, plan, tile_count, transform_counts
+from kernels.fft.plan import TILES, TRANSFORM_WEIGHT, plan, tile_count, transform_counts
 from tests.conftest import assert_close, specs
 
 SIZES = (1, 2, 3, 4, 5, 7, 8, 9, 12, 16)
@@ -99,9 +99,10 @@ def test_tile_rule():
 
     def cost(tiles):
         m = tuple(t - r + 1 for t, r in zip(tiles, p.kernel))
-        inp, _, out = transform_counts(tiles, p.kernel)
-        return tile_count(1, spec.out_size, (1, 1), m) * (
-            alpha(tiles[0]) * alpha(tiles[1]) * 48 * 128 + inp * 48 + out * 128)
+        inp, filt, out = transform_counts(tiles, p.kernel)
+        count = tile_count(1, spec.out_size, (1, 1), m)
+        return (count * alpha(tiles[0]) * alpha(tiles[1]) * 48 * 128
+                + TRANSFORM_WEIGHT * (count * (inp * 48 + out * 128) + 48 * 128 * filt))
 
     assert all(cost(p.tiles) <= cost((a, b)) for a in TILES for b in TILES)
 

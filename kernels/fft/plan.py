@@ -2,15 +2,19 @@
 the tile size per axis, and the multiplication counts that follow from them.
 
 Tile rule: per axis the tile is 8 or 16 inputs (1 for an axis with a single tap, which
-then needs no transform at all), and the pair chosen is the one with the fewest
-multiplications in total over the layer: tiles x (alpha_h alpha_w c k/g for the
-products + the input transform per input channel + the output transform per output
-channel, counted from the nonzero entries of the matrices). Why: a tile of 16 makes
+then needs no transform at all), and the pair chosen is the one with the least modelled
+time over the layer: tiles x alpha_h alpha_w c k/g multiplications for the products,
+plus TRANSFORM_WEIGHT x the multiplications of the three transforms (input per tile
+and input channel, output per tile and output channel, filter per channel pair; counted
+from the nonzero entries of the matrices). The transform passes run about a third as
+many multiplications per second as the register block of the products (measured on
+AVX-512: 23-27 against 73 G/s on one core), hence the weight 3. Why: a tile of 16 makes
 fewer products per output for every r >= 2 (23/(17-r) against 11/(9-r) per output and
 axis: 1.64 against 1.83 for r = 3, 3.8 against 11 for r = 7), but its tiles are 12-16
 outputs wide, so on small planes (7x7, 14x14 at 5x5) ragged edge tiles waste most of
 them, and with few channels the transforms (about twice the work per output) outweigh
-the products; 8x8 then wins. Small kernels on small planes get 8, large kernels 16.
+the products, and with few tiles the filter transform (alpha^2 r per channel pair) does
+too; 8x8 then wins. Small kernels on small planes get 8, large kernels 16.
 Kernels wider than 16 taps do not fit a tile (supports() says so).
 """
 
@@ -26,6 +30,7 @@ from ..spec import ConvSpec
 from .matrices import alpha, float_matrices
 
 TILES = (8, 16)  # tile sizes (inputs per axis) the cells choose from
+TRANSFORM_WEIGHT = 3  # time of a transform multiplication over one of the products
 MAX_TAPS = max(TILES)
 
 
@@ -94,8 +99,10 @@ def _choose(kernel, n, out_size, dilation, c, k, groups) -> tuple[int, int]:
             tiles = (th, tw)
             m = tuple(t - r + 1 for t, r in zip(tiles, kernel))
             count = tile_count(n, out_size, dilation, m)
-            inp, _, out = transform_counts(tiles, kernel)
-            cost = count * (alpha(th) * alpha(tw) * c * k // groups + inp * c + out * k)
+            inp, filt, out = transform_counts(tiles, kernel)
+            pairs = c * k // groups
+            cost = (count * alpha(th) * alpha(tw) * pairs
+                    + TRANSFORM_WEIGHT * (count * (inp * c + out * k) + pairs * filt))
             if best is None or cost < best[0]:
                 best = (cost, tiles)
     return best[1]
