@@ -168,9 +168,14 @@ def test_supports_reasons(conv_type, spec, words):
 
 
 def test_counts():
-    # GoogLeNet-like 5x5 at 56x56: 16-wide tiles of 12 outputs, 5 x 5 tiles of 23^2 points
-    spec = kernels.ConvSpec(n=1, c=64, k=64, size=56, kernel=5, padding=2)
-    assert kernels.multiplications("conv2d", "fft", spec) == 25 * 529 * 64 * 64
+    # 7x7 at 56x56: 16-wide tiles of 10 outputs, 6 x 6 tiles of 23^2 points
+    spec = kernels.ConvSpec(n=1, c=64, k=64, size=56, kernel=7, padding=3)
+    assert plan(spec).tiles == (16, 16)
+    assert kernels.multiplications("conv2d", "fft", spec) == 36 * 529 * 64 * 64
+    # 5x5 there: 8 tall (14 tiles of 4 rows), 16 wide (5 tiles of 12 columns)
+    s5 = spec.replace(kernel=5, padding=2)
+    assert plan(s5).tiles == (8, 16)
+    assert kernels.multiplications("conv2d", "fft", s5) == 70 * 11 * 23 * 64 * 64
     assert kernels.multiplications("conv2d", "direct", spec) > 4 * kernels.multiplications(
         "conv2d", "fft", spec)
     # ragged tiles count whole; dilation counts each sub-grid's tiles (8-wide, m = 6)
