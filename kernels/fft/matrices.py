@@ -14,8 +14,10 @@ C_f = conj(Ĝ_f) D̂_f, y = irfft(C). Real inputs need only the frequencies 0..t
 
 alpha = 1 + [t even] + 3 * (ceil(t/2) - 1) points: 11 for t = 8, 23 for t = 16.
 The inverse DFT's 1/t (2/t for the complex frequencies, which stand for f and t - f)
-is moved into G, as Winograd's 1/N_j is (kernels.winograd.matrices): the filter
-transform runs once per call, and B^T and A^T keep entries in [-sqrt 2, sqrt 2].
+stays in A^T: with it in G (where Winograd puts its 1/N_j) the products sit t/2 below
+the output and subnormal outputs (~4e-40) lost 2.4e-4 of their value (kernels.numerics;
+1.7e-5 this way), while the overflow headroom stays at an output peak of ~4e37. B^T
+keeps entries in [-sqrt 2, sqrt 2], G in [-sqrt 2 r, sqrt 2 r].
 Entries that are zero or +-1 in exact arithmetic (cos and sin at multiples of pi/2)
 are set exactly, so the kernels skip the zeros (`kernels.tiled.pipeline._comb_any`).
 
@@ -59,15 +61,15 @@ def rfft_bilinear(t: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         co, so = _cos_sin(t, f, i)  # output: y_i += Re(C_f e^{+2 pi i f i / t})
         if f == 0 or 2 * f == t:  # real frequency: C_f = c a
             BT.append(cd)
-            G.append(cg / t)
-            AT.append(co)
+            G.append(cg)
+            AT.append(co / t)
             continue
         a, b = cd, -sd
         BT += [a + b, a, b]
         w = 2.0 / t  # f and t - f contribute conjugate terms
-        G += [w * cg, w * (sg - cg), w * (cg + sg)]
+        G += [cg, sg - cg, cg + sg]
         # y_i += Re C cos - Im C sin, Re C = k1 - k3, Im C = k1 + k2
-        AT += [co - so, -so, -co]
+        AT += [w * (co - so), -w * so, -w * co]
     return np.array(AT).T.copy(), np.array(G), np.array(BT)
 
 
