@@ -181,12 +181,34 @@ def _comb_any(dst, do, src, so, st, M, r, n):
         x1 = src[o1:o1 + n]
         x2 = src[o2:o2 + n]
         x3 = src[o3:o3 + n]
-        if first:
+        # a loop per count of terms: a padded zero term would still cost an FMA and a load
+        if cnt == 4:
+            if first:
+                for t in range(n):
+                    d[t] = c0 * x0[t] + c1 * x1[t] + c2 * x2[t] + c3 * x3[t]
+            else:
+                for t in range(n):
+                    d[t] += c0 * x0[t] + c1 * x1[t] + c2 * x2[t] + c3 * x3[t]
+        elif cnt == 3:
+            if first:
+                for t in range(n):
+                    d[t] = c0 * x0[t] + c1 * x1[t] + c2 * x2[t]
+            else:
+                for t in range(n):
+                    d[t] += c0 * x0[t] + c1 * x1[t] + c2 * x2[t]
+        elif cnt == 2:
+            if first:
+                for t in range(n):
+                    d[t] = c0 * x0[t] + c1 * x1[t]
+            else:
+                for t in range(n):
+                    d[t] += c0 * x0[t] + c1 * x1[t]
+        elif first:
             for t in range(n):
-                d[t] = c0 * x0[t] + c1 * x1[t] + c2 * x2[t] + c3 * x3[t]
+                d[t] = c0 * x0[t]
         else:
             for t in range(n):
-                d[t] += c0 * x0[t] + c1 * x1[t] + c2 * x2[t] + c3 * x3[t]
+                d[t] += c0 * x0[t]
         first = False
     if first:
         dst[do:do + n] = 0
