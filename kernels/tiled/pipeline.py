@@ -150,17 +150,19 @@ def _comb(dst, do, src, so, st, M, r, n):
 
 @njit(**JIT)
 def _comb_any(dst, do, src, so, st, M, r, n):
-    """_comb for any row length: the nonzero terms in groups of four, one pass over dst
-    per group (DFT rows have zeros where cos or sin vanishes)."""
+    """_comb for any row length: the nonzero terms in groups of up to eight, one pass over
+    dst per group (DFT rows have zeros where cos or sin vanishes), with a loop per count of
+    terms: a padded zero term would still cost a load and an FMA, and a second pass a load
+    and a store of dst."""
     A = M.shape[1]
     z = np.float32(0)
     j = 0
     first = True
     while True:
         cnt = 0
-        c0 = c1 = c2 = c3 = z
-        o0 = o1 = o2 = o3 = so
-        while j < A and cnt < 4:
+        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = z
+        o0 = o1 = o2 = o3 = o4 = o5 = o6 = o7 = so
+        while j < A and cnt < 8:
             s = M[r, j]
             if s != 0:
                 o = so + U64(j) * st
@@ -170,8 +172,16 @@ def _comb_any(dst, do, src, so, st, M, r, n):
                     c1, o1 = s, o
                 elif cnt == 2:
                     c2, o2 = s, o
-                else:
+                elif cnt == 3:
                     c3, o3 = s, o
+                elif cnt == 4:
+                    c4, o4 = s, o
+                elif cnt == 5:
+                    c5, o5 = s, o
+                elif cnt == 6:
+                    c6, o6 = s, o
+                else:
+                    c7, o7 = s, o
                 cnt += 1
             j += 1
         if cnt == 0:
@@ -181,8 +191,45 @@ def _comb_any(dst, do, src, so, st, M, r, n):
         x1 = src[o1:o1 + n]
         x2 = src[o2:o2 + n]
         x3 = src[o3:o3 + n]
-        # a loop per count of terms: a padded zero term would still cost an FMA and a load
-        if cnt == 4:
+        x4 = src[o4:o4 + n]
+        x5 = src[o5:o5 + n]
+        x6 = src[o6:o6 + n]
+        x7 = src[o7:o7 + n]
+        if cnt == 8:
+            if first:
+                for t in range(n):
+                    d[t] = (c0 * x0[t] + c1 * x1[t] + c2 * x2[t] + c3 * x3[t]
+                            + c4 * x4[t] + c5 * x5[t] + c6 * x6[t] + c7 * x7[t])
+            else:
+                for t in range(n):
+                    d[t] += (c0 * x0[t] + c1 * x1[t] + c2 * x2[t] + c3 * x3[t]
+                             + c4 * x4[t] + c5 * x5[t] + c6 * x6[t] + c7 * x7[t])
+        elif cnt == 7:
+            if first:
+                for t in range(n):
+                    d[t] = (c0 * x0[t] + c1 * x1[t] + c2 * x2[t]
+                            + c3 * x3[t] + c4 * x4[t] + c5 * x5[t] + c6 * x6[t])
+            else:
+                for t in range(n):
+                    d[t] += (c0 * x0[t] + c1 * x1[t] + c2 * x2[t]
+                             + c3 * x3[t] + c4 * x4[t] + c5 * x5[t] + c6 * x6[t])
+        elif cnt == 6:
+            if first:
+                for t in range(n):
+                    d[t] = (c0 * x0[t] + c1 * x1[t] + c2 * x2[t]
+                            + c3 * x3[t] + c4 * x4[t] + c5 * x5[t])
+            else:
+                for t in range(n):
+                    d[t] += (c0 * x0[t] + c1 * x1[t] + c2 * x2[t]
+                             + c3 * x3[t] + c4 * x4[t] + c5 * x5[t])
+        elif cnt == 5:
+            if first:
+                for t in range(n):
+                    d[t] = c0 * x0[t] + c1 * x1[t] + c2 * x2[t] + c3 * x3[t] + c4 * x4[t]
+            else:
+                for t in range(n):
+                    d[t] += c0 * x0[t] + c1 * x1[t] + c2 * x2[t] + c3 * x3[t] + c4 * x4[t]
+        elif cnt == 4:
             if first:
                 for t in range(n):
                     d[t] = c0 * x0[t] + c1 * x1[t] + c2 * x2[t] + c3 * x3[t]
@@ -203,12 +250,13 @@ def _comb_any(dst, do, src, so, st, M, r, n):
             else:
                 for t in range(n):
                     d[t] += c0 * x0[t] + c1 * x1[t]
-        elif first:
-            for t in range(n):
-                d[t] = c0 * x0[t]
         else:
-            for t in range(n):
-                d[t] += c0 * x0[t]
+            if first:
+                for t in range(n):
+                    d[t] = c0 * x0[t]
+            else:
+                for t in range(n):
+                    d[t] += c0 * x0[t]
         first = False
     if first:
         dst[do:do + n] = 0
