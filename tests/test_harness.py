@@ -108,7 +108,7 @@ def test_plan_threads_types_and_errors():
     with pytest.raises(ValueError, match="--types"):
         plan.plan("tiny", types=["conv9d"])
     with pytest.raises(ValueError, match="--algos"):
-        plan.plan("tiny", algos=["fft"])
+        plan.plan("tiny", algos=["no_such_algorithm"])
     with pytest.raises(ValueError, match="unknown set"):
         plan.plan("nope")
     with pytest.raises(ValueError, match="--shard"):
