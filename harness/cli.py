@@ -61,10 +61,18 @@ def _add_selection(p: argparse.ArgumentParser, peers_default=None) -> None:
     p.add_argument("--types", nargs="+", metavar="TYPE", help="only these conv types")
     p.add_argument("--algos", nargs="+", metavar="ALGO", help="only these algorithms")
     p.add_argument("--peers", nargs="+", default=peers_default, metavar="PEER",
-                   help="peers timed as extra algorithms: torch, scipy")
+                   help="peers timed as extra algorithms: torch, scipy, onnxruntime, "
+                        "openvino")
     p.add_argument("--rtol", type=float, default=None,
                    help="verification tolerance (default: the algorithm's accuracy bound, "
                         "kernels.accuracy)")
+
+
+def _add_modes(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--modes", nargs="+", default=[default], metavar="MODE",
+                   help="timing modes, e.g. call,prepared: `call` times kernels.run on raw "
+                        "weights, `prepared` a plan whose weight work is done before "
+                        f"timing (default {default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,9 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="run every cell of a set once against the reference")
     _add_selection(p)
+    _add_modes(p, "call,prepared")
 
     p = sub.add_parser("run", help="time a shape set with pyperf")
     _add_selection(p)
+    _add_modes(p, "call")
     p.add_argument("--threads", nargs="+", metavar="N",
                    help="thread counts, e.g. 1,2 (default: all cores)")
     p.add_argument("-o", "--output", help="results file (default results/HOST-DATE-SET.json)")
@@ -119,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output")
     p.add_argument("--resume", metavar="FILE")
     p.add_argument("--no-peers", action="store_true", help="time the kernels only")
+    _add_modes(p, "call,prepared")
     _add_pyperf_options(p)
 
     p = sub.add_parser(
@@ -181,12 +192,14 @@ def format_matrix() -> str:
                  "yes = runs (some specs may still be refused by supports()); [n] = reason:")
     for why, i in reasons.items():
         lines.append(f"  [{i}] {why}")
-    from harness.peers import torch_available
+    from harness.peers import PEERS, peer_missing, peer_modes
 
     lines.append("")
-    lines.append("peers (timed as extra algorithms with --peers): torch "
-                 + ("(installed)" if torch_available() else "(not installed: pip install torch)")
-                 + ", scipy (single-channel 2-D problems)")
+    lines.append("peers (timed as extra algorithms with --peers; their timing modes):")
+    for peer in PEERS:
+        why = peer_missing(peer)
+        lines.append(f"  {peer} ({', '.join(peer_modes(peer))}): "
+                     + (why or "installed"))
     try:
         import harness.shapes as shapes
 
@@ -292,14 +305,15 @@ def cmd_verify(args) -> int:
         print("convbench verify: --set is required", file=sys.stderr)
         return 2
     plan = make_plan(args.set_name, args.types, args.algos, args.peers or (),
-                       threads=(1,))
+                     threads=(1,), modes=args.modes)
     rows, failed = [], 0
     checks: dict = {}
     for i, job in enumerate(plan.jobs, 1):
         print(f"[{i}/{len(plan.jobs)}] {job.name}", file=sys.stderr, flush=True)
-        key = (job.conv_type, job.algorithm, str(job.spec))
+        key = (job.conv_type, job.algorithm, str(job.spec), job.mode)
         if key not in checks:
-            checks[key] = check_cell(job.conv_type, job.algorithm, job.spec, args.rtol)
+            checks[key] = check_cell(job.conv_type, job.algorithm, job.spec, args.rtol,
+                                     job.mode)
         c = checks[key]
         failed += not c["ok"]
         rows.append((job.name, f"{c['max_error']:.2e}", f"{c['tolerance']:.0e}",
@@ -342,7 +356,7 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
     shard = plan.parse_shard(getattr(args, "shard", None))
     the_plan = plan.plan(set_name, getattr(args, "types", None),
                          getattr(args, "algos", None), peers, threads=args.threads,
-                         shard=shard)
+                         shard=shard, modes=getattr(args, "modes", None))
     if getattr(args, "dry_run", False):
         for job in the_plan.jobs:
             print(job.name)
@@ -393,7 +407,8 @@ def _run_on_dask(args, set_name: str, peers, output: Path, options: dict) -> int
 
     def plan_of(shard):
         return plan.plan(set_name, getattr(args, "types", None), getattr(args, "algos", None),
-                         peers, threads=args.threads, shard=shard)
+                         peers, threads=args.threads, shard=shard,
+                         modes=getattr(args, "modes", None))
 
     res = distributed.run(args.dask, run_args, plan_of, output, options, shards=args.shards,
                           resume=bool(args.resume), machine_class=args.machine_class,
@@ -448,18 +463,19 @@ def cmd_merge(args) -> int:
 
 def cmd_bench(args) -> int:
     from harness.calibrate import calibrate
-    from harness.peers import torch_available
+    from harness.peers import PEERS, peer_missing
 
     cal = calibrate()
     print(f"calibration: {cal['calib_sgemm_gflops']} GFLOP/s sgemm, "
           f"{cal['calib_bandwidth_gbs']} GB/s triad ({cal.get('cache_path', '')})")
     peers = []
     if not args.no_peers:
-        if torch_available():
-            peers.append("torch")
-        else:
-            print("PyTorch is not installed: no torch peer (pip install torch)")
-        peers.append("scipy")
+        for peer in PEERS:  # every installed peer (the `peers` extra installs them all)
+            why = peer_missing(peer)
+            if why:
+                print(f"{why}: no {peer} peer")
+            else:
+                peers.append(peer)
     pyperf_args = _pyperf_args(args) or list(BENCH_PYPERF_DEFAULT)
     code, output = _run(args, peers, pyperf_args)
     if output is None or not output.exists():
@@ -509,6 +525,8 @@ def cmd_ab(args) -> int:
     if not args.set_name:
         print("convbench ab: --set is required", file=sys.stderr)
         return 2
+    # `call` mode only: the reference commit's worker may predate timing modes (it would
+    # time a `prepared` job as `call`), and the gate's names must match across commits
     the_plan = plan.plan(args.set_name, args.types, args.algos, args.peers or (),
                          threads=args.threads)
     try:

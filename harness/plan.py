@@ -2,7 +2,9 @@
 
 `plan` lists the cells of the set: each layer of `harness.shapes.load_set`
 (tagged with its conv type) against every algorithm in
-`kernels.registry.ALGORITHMS` and the chosen peers (`harness.peers.PEERS`).
+`kernels.registry.ALGORITHMS` and the chosen peers (`harness.peers.PEERS`), in each
+chosen timing mode (`harness.modes`; every algorithm of ours has both, a peer those
+it has, and the others are skips with the peer's reason).
 Cells that do not apply (`kernels.supports`, `peer_reason`) are skipped with
 their reason, as asv does; new algorithms are picked up as they register, with
 no change here. `--shard i/n` keeps every n-th entry.
@@ -13,19 +15,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.modes import DEFAULT_MODE, parse_modes
 from harness.peers import PEERS, peer_reason
 from harness.results import bench_name, skip_entry
 
 
 @dataclass(frozen=True)
 class Job:
-    """One benchmark: a layer, an algorithm (or peer) and a thread count."""
+    """One benchmark: a layer, an algorithm (or peer), a thread count and a timing mode."""
 
     name: str
     conv_type: str
     algorithm: str
     layer: Any  # harness.shapes.Layer: network, name, conv_type, spec, repeat
     threads: int
+    mode: str = DEFAULT_MODE
 
     @property
     def spec(self):
@@ -38,6 +42,7 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)
     skips: list[dict] = field(default_factory=list)
     threads: tuple[int, ...] = ()
+    modes: tuple[str, ...] = (DEFAULT_MODE,)
 
 
 def load_layers(set_name: str) -> list:
@@ -104,23 +109,25 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def cell_skip_reason(conv_type: str, algorithm: str, spec) -> str | None:
-    """None if the cell runs on this spec, else why not (never raises)."""
+def cell_skip_reason(conv_type: str, algorithm: str, spec,
+                     mode: str = DEFAULT_MODE) -> str | None:
+    """None if the cell runs on this spec in this mode, else why not (never raises)."""
     import kernels
     from kernels.types import check_spec
 
     try:
         if algorithm in PEERS:
             check_spec(conv_type, spec)
-            return peer_reason(algorithm, conv_type, spec)
+            return peer_reason(algorithm, conv_type, spec, mode)
         return kernels.supports(conv_type, algorithm, spec)
     except ValueError as exc:
         return f"the layer does not fit {conv_type}: {exc}"
 
 
 def plan(set_name: str, types=None, algos=None, peers=(), threads=None, shard=None,
-         layers=None) -> Plan:
-    """Every benchmark of the set (filtered by types/algos, with peers), in a fixed order."""
+         layers=None, modes=None) -> Plan:
+    """Every benchmark of the set (filtered by types/algos, with peers), in each mode of
+    `modes` (default `call`), in a fixed order."""
     from kernels import CONV_TYPES
 
     known = all_algorithms()
@@ -137,6 +144,7 @@ def plan(set_name: str, types=None, algos=None, peers=(), threads=None, shard=No
         if p not in PEERS:
             raise ValueError(f"--peers: unknown peer {p!r}; known: {', '.join(PEERS)}")
     thread_counts = parse_threads(threads)
+    modes = parse_modes(modes)
     algorithms = [a for a in known if not algos or a in algos]
     algorithms += [p for p in PEERS if p in peers or p in algos]
     if layers is None:
@@ -150,23 +158,25 @@ def plan(set_name: str, types=None, algos=None, peers=(), threads=None, shard=No
         if types and conv_type not in types:
             continue
         for algo in algorithms:
-            base = bench_name(conv_type, algo, layer)
-            if base in seen:
-                entries.append(skip_entry(base, conv_type, algo, layer,
-                                          "duplicate of an earlier layer of the set"))
-                continue
-            seen.add(base)
-            why = cell_skip_reason(conv_type, algo, layer.spec)
-            if why:
-                entries.append(skip_entry(base, conv_type, algo, layer, why))
-                continue
-            for t in thread_counts:
-                name = bench_name(conv_type, algo, layer, t if several else None)
-                entries.append(Job(name, conv_type, algo, layer, t))
+            for mode in modes:
+                base = bench_name(conv_type, algo, layer, mode=mode)
+                if base in seen:
+                    entries.append(skip_entry(base, conv_type, algo, layer,
+                                              "duplicate of an earlier layer of the set",
+                                              mode=mode))
+                    continue
+                seen.add(base)
+                why = cell_skip_reason(conv_type, algo, layer.spec, mode)
+                if why:
+                    entries.append(skip_entry(base, conv_type, algo, layer, why, mode=mode))
+                    continue
+                for t in thread_counts:
+                    name = bench_name(conv_type, algo, layer, t if several else None, mode)
+                    entries.append(Job(name, conv_type, algo, layer, t, mode))
     if shard:
         i, n = shard
         entries = entries[i - 1::n]
-    result = Plan(set_name, threads=thread_counts)
+    result = Plan(set_name, threads=thread_counts, modes=modes)
     for e in entries:
         (result.jobs if isinstance(e, Job) else result.skips).append(e)
     return result

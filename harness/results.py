@@ -1,6 +1,9 @@
 """Results files: a sweep's pyperf suite JSON and its `<stem>.skips.json` sidecar.
 
-Benchmarks are named `type/algorithm/network:layer[@tN]` (`bench_name`, `parse_name`).
+Benchmarks are named `type/algorithm/network:layer[@tN][@prepared]` (`bench_name`,
+`parse_name`): a `call`-mode benchmark (`harness.modes`) has no mode marker, so its name
+is the one it had before there were modes, and the A/B gate and the history keep
+matching it.
 Skipped, failed and errored cells go to the sidecar `<stem>.skips.json` (a list of
 dicts: name, status, conv_type, algorithm, network, layer, spec, reason).
 
@@ -25,6 +28,7 @@ import sys
 from pathlib import Path
 
 from harness.messages import clip, os_error
+from harness.modes import DEFAULT_MODE, MODES, check_mode
 
 try:
     import fcntl
@@ -40,17 +44,26 @@ HOST_METADATA = ("hostname", "python_executable", "python_config_args", "boot_ti
 # --------------------------------------------------------------------------- names
 
 
-def bench_name(conv_type: str, algorithm: str, layer, threads: int | None = None) -> str:
-    """`type/algorithm/network:layer`, with `@t<threads>` when a sweep has several counts."""
+def bench_name(conv_type: str, algorithm: str, layer, threads: int | None = None,
+               mode: str = DEFAULT_MODE) -> str:
+    """`type/algorithm/network:layer`, with `@t<threads>` when a sweep has several counts
+    and `@<mode>` for a mode other than `call`."""
     name = f"{conv_type}/{algorithm}/{layer.network}:{layer.name}"
-    return name if threads is None else f"{name}@t{threads}"
+    if threads is not None:
+        name = f"{name}@t{threads}"
+    return name if mode == DEFAULT_MODE else f"{name}@{check_mode(mode)}"
 
 
 def parse_name(name: str) -> dict:
-    """`type/algorithm/network:layer[@tN]` -> its parts (best effort)."""
+    """`type/algorithm/network:layer[@tN][@mode]` -> its parts (best effort)."""
     parts = name.split("/", 2)
     conv_type, algorithm, rest = (parts + ["", "", ""])[:3] if len(parts) == 3 else (
         "", "", name)
+    mode = DEFAULT_MODE
+    m = re.search(r"@(" + "|".join(MODES) + r")$", rest)
+    if m:
+        mode = m.group(1)
+        rest = rest[:m.start()]
     threads = None
     m = re.search(r"@t(\d+)$", rest)
     if m:
@@ -58,7 +71,7 @@ def parse_name(name: str) -> dict:
         rest = rest[:m.start()]
     network, _, layer = rest.partition(":")
     return {"conv_type": conv_type, "algorithm": algorithm, "network": network,
-            "layer": layer, "threads": threads}
+            "layer": layer, "threads": threads, "mode": mode}
 
 
 # --------------------------------------------------------------------------- paths
@@ -101,12 +114,15 @@ def tmp_dir(results) -> Path:
 
 
 def skip_entry(name, conv_type, algorithm, layer, reason, status="skipped",
-               threads=None) -> dict:
-    """One sidecar entry: a cell that was skipped, failed verification or errored."""
+               threads=None, mode: str = DEFAULT_MODE) -> dict:
+    """One sidecar entry: a cell that was skipped, failed verification or errored (a
+    `call`-mode entry has no `mode` field, as entries had before there were modes)."""
     entry = dict(name=name, status=status, conv_type=conv_type, algorithm=algorithm,
                  network=layer.network, layer=layer.name, spec=str(layer.spec), reason=reason)
     if threads is not None:
         entry["threads"] = int(threads)
+    if mode != DEFAULT_MODE:
+        entry["mode"] = mode
     return entry
 
 

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.messages import clip
+from harness.modes import DEFAULT_MODE
 from harness.peers import PEERS
 from harness.plan import Job, Plan, parse_list
 from harness.results import (
@@ -78,7 +79,8 @@ def _version(dist: str) -> str:
 
 
 def versions() -> dict:
-    return {f"{d}_version": _version(d) for d in ("numba", "llvmlite", "numpy", "torch")}
+    return {f"{d}_version": _version(d) for d in ("numba", "llvmlite", "numpy", "torch",
+                                                  "onnxruntime", "openvino")}
 
 
 def job_metadata(job: Job, set_name: str, check: dict, calibration: dict,
@@ -97,7 +99,8 @@ def job_metadata(job: Job, set_name: str, check: dict, calibration: dict,
         multiplications=mults, direct_multiplications=direct, threads=int(job.threads),
         compile_seconds=round(float(check["first_call_s"]), 4),
         verify_max_error=float(check["max_error"]),
-        tags=[job.conv_type, job.algorithm],
+        mode=job.mode,
+        tags=[job.conv_type, job.algorithm, job.mode],
     )
     md.update(versions_)
     md.update(calib_metadata(calibration))
@@ -138,13 +141,22 @@ def _inherited(env: dict) -> list[str]:
     return sorted(k for k in env if k.startswith(ENV_PREFIXES) or k in ENV_NAMES)
 
 
+def job_json(job: Job, metadata: dict) -> str:
+    """The worker's --job: a `call` job carries no `mode` (a job without one is `call`), so
+    an older worker (the A/B gate's reference commit) reads the job it always did."""
+    fields = dict(name=job.name, conv_type=job.conv_type, algorithm=job.algorithm,
+                  spec=str(job.spec), transposed=bool(job.spec.transposed),
+                  threads=job.threads)
+    if job.mode != DEFAULT_MODE:
+        fields["mode"] = job.mode
+    fields["metadata"] = metadata
+    return json.dumps(fields, separators=(",", ":"))
+
+
 def pyperf_command(job: Job, metadata: dict, output: Path, pyperf_args=(),
                    env: dict | None = None) -> list[str]:
-    job_json = json.dumps(dict(
-        name=job.name, conv_type=job.conv_type, algorithm=job.algorithm,
-        spec=str(job.spec), transposed=bool(job.spec.transposed), threads=job.threads,
-        metadata=metadata), separators=(",", ":"))
-    cmd = [sys.executable, "-m", "harness.worker", "--job", job_json, "-o", str(output)]
+    cmd = [sys.executable, "-m", "harness.worker", "--job", job_json(job, metadata), "-o",
+           str(output)]
     inherit = _inherited(worker_env()[0] if env is None else env)
     if inherit:
         cmd.append("--inherit-environ=" + ",".join(inherit))
@@ -260,10 +272,10 @@ def verified_jobs(jobs, set_name: str, calibration: dict, rtol: float | None = N
         print(f"{head(i, len(jobs))} {job.name}  elapsed {_fmt_seconds(elapsed)}"
               + (f"  ETA {_fmt_seconds(eta)}" if eta is not None else ""), file=err,
               flush=True)
-        key = (job.conv_type, job.algorithm, str(job.spec), job.spec.transposed)
+        key = (job.conv_type, job.algorithm, str(job.spec), job.spec.transposed, job.mode)
         fresh = key not in checks
         if fresh:
-            checks[key] = check_cell(job.conv_type, job.algorithm, job.spec, rtol)
+            checks[key] = check_cell(job.conv_type, job.algorithm, job.spec, rtol, job.mode)
         check = checks[key]
         md = job_metadata(job, set_name, check, calibration, vers) if check["ok"] else None
         yield Step(job, check, md, fresh)
@@ -296,16 +308,20 @@ class SweepResult:
 
 def sweep_options(the_plan: Plan, pyperf_args=(), types=None, algos=None, peers=(),
                   shard=None, rtol: float | None = None) -> dict:
-    """What a resumed sweep must repeat: set, selection, thread counts, shard, tolerance
-    and the pyperf options (recorded as `sweep_options` in every benchmark's metadata)."""
-    return {"set": the_plan.set_name,
-            "types": sorted(parse_list(types)) or None,
-            "algos": sorted(parse_list(algos)) or None,
-            "peers": sorted(parse_list(peers)) or None,
-            "threads": [int(t) for t in the_plan.threads],
-            "shard": "/".join(map(str, shard)) if shard else None,
-            "rtol": rtol,
-            "pyperf": [str(a) for a in pyperf_args]}
+    """What a resumed sweep must repeat: set, selection, thread counts, modes, shard,
+    tolerance and the pyperf options (recorded as `sweep_options` in every benchmark's
+    metadata; `modes` only when not just `call`, so files from before modes resume)."""
+    options = {"set": the_plan.set_name,
+               "types": sorted(parse_list(types)) or None,
+               "algos": sorted(parse_list(algos)) or None,
+               "peers": sorted(parse_list(peers)) or None,
+               "threads": [int(t) for t in the_plan.threads],
+               "shard": "/".join(map(str, shard)) if shard else None,
+               "rtol": rtol,
+               "pyperf": [str(a) for a in pyperf_args]}
+    if tuple(the_plan.modes) != (DEFAULT_MODE,):
+        options["modes"] = list(the_plan.modes)
+    return options
 
 
 def recorded_options(suite) -> dict | None:
@@ -406,7 +422,7 @@ def _sweep(the_plan, output: Path, pyperf_args, resume, calibration, rtol, strea
                 sidecar[job.name] = skip_entry(job.name, job.conv_type, job.algorithm,
                                                job.layer, "verification failed: "
                                                + check["error"], status="failed",
-                                               threads=job.threads)
+                                               threads=job.threads, mode=job.mode)
                 write_sidecar(output, sidecar.values())
                 print(f"  FAILED verification, not timed: {check['error']}", file=err)
                 continue
@@ -421,7 +437,7 @@ def _sweep(the_plan, output: Path, pyperf_args, resume, calibration, rtol, strea
                 result.errors += 1
                 sidecar[job.name] = skip_entry(job.name, job.conv_type, job.algorithm,
                                                job.layer, note, status="error",
-                                               threads=job.threads)
+                                               threads=job.threads, mode=job.mode)
                 write_sidecar(output, sidecar.values())
                 print(f"  ERROR: {note}", file=err)
                 continue

@@ -13,7 +13,9 @@ import time
 
 import numpy as np
 
-from harness.peers import PEERS, peer_function
+from harness.modes import DEFAULT_MODE
+from harness.peers import PEERS
+from harness.timed import timed_callable
 
 # the algorithm whose accuracy bound a peer library is held to
 PEER_BOUND_OF = "direct"
@@ -26,10 +28,13 @@ def cell_bound(conv_type: str, algorithm: str, spec) -> float:
     return bound(PEER_BOUND_OF if algorithm in PEERS else algorithm, conv_type, spec)
 
 
-def check_cell(conv_type: str, algorithm: str, spec, rtol: float | None = None) -> dict:
+def check_cell(conv_type: str, algorithm: str, spec, rtol: float | None = None,
+               mode: str = DEFAULT_MODE, threads: int | None = None) -> dict:
     """Run a cell once against the float64 reference: max error, tolerance, first-call time.
 
-    `rtol` (the sweep's --rtol) overrides the accuracy bound.
+    The callable run is the one a benchmark of `mode` times (`harness.timed`), built with
+    `threads` where a peer takes its thread count when it is built. `rtol` (the sweep's
+    --rtol) overrides the accuracy bound. `first_call_s` includes what the mode prepares.
     """
     import kernels
     from kernels.accuracy import error
@@ -40,12 +45,8 @@ def check_cell(conv_type: str, algorithm: str, spec, rtol: float | None = None) 
         tol = cell_bound(conv_type, algorithm, spec) if rtol is None else rtol
         out["tolerance"] = tol
         x, weights = kernels.make_inputs(conv_type, spec, seed=0)
-        if algorithm in PEERS:
-            fn = peer_function(algorithm, conv_type, spec, x, weights)
-        else:
-            def fn():
-                return kernels.run(conv_type, algorithm, spec, x, weights)
         t0 = time.perf_counter()
+        fn = timed_callable(conv_type, algorithm, spec, x, weights, mode, threads)
         y = fn()
         out["first_call_s"] = time.perf_counter() - t0
         ref = kernels.reference(conv_type, spec, x, weights)

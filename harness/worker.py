@@ -13,8 +13,12 @@ process start to ready goes into the run's metadata as `worker_startup_s`
 Numba compilations in the worker, 0 when the cache works).
 
 The job is a JSON object: conv_type, algorithm (a kernel algorithm or a
-peer), spec (canonical string), transposed, threads, name, and metadata
-(the benchmark's metadata, computed by the sweep).
+peer), spec (canonical string), transposed, threads, name, metadata
+(the benchmark's metadata, computed by the sweep) and, optionally, mode
+(`harness.modes`; a job without one is `call`, as every job was before modes).
+The timed callable is `harness.timed.timed_callable`'s for the mode: whatever the
+mode prepares (our plan, a peer's session or compiled model) is built here,
+before the untimed first call.
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ def _numba_compilations() -> int:
 
 
 def set_thread_counts(threads: int) -> None:
-    """Numba, BLAS (NumPy's and SciPy's OpenBLAS, used by np.dot in @njit) and torch threads."""
+    """Numba and BLAS (NumPy's and SciPy's OpenBLAS, used by np.dot in @njit) threads; a
+    peer gets the count when its callable is built (`harness.timed`)."""
     import scipy.linalg  # noqa: F401  loads SciPy's BLAS so threadpoolctl limits it too
     from threadpoolctl import threadpool_limits
 
@@ -77,14 +82,10 @@ def set_thread_counts(threads: int) -> None:
 
 
 def threading_layer(algorithm: str) -> str:
-    if algorithm == "torch":
-        import torch
+    from harness.peers import PEERS, peer_threading_layer
 
-        info = torch.__config__.parallel_info()
-        backend = "openmp" if "OpenMP" in info else "native"
-        return f"torch-{backend}"
-    if algorithm == "scipy":
-        return "none"
+    if algorithm in PEERS:
+        return peer_threading_layer(algorithm)
     import numba
 
     try:
@@ -96,19 +97,17 @@ def threading_layer(algorithm: str) -> str:
 def prepare(job: dict):
     """Set up one job in this process: (zero-argument callable, per-run metadata)."""
     import kernels
-    from harness import peers, slowdown
+    from harness import slowdown
+    from harness.modes import DEFAULT_MODE
+    from harness.timed import timed_callable
 
     threads = int(job["threads"])
     set_thread_counts(threads)
     spec = kernels.ConvSpec.parse(job["spec"], transposed=bool(job.get("transposed")))
     conv_type, algorithm = job["conv_type"], job["algorithm"]
+    mode = job.get("mode") or DEFAULT_MODE
     x, weights = kernels.make_inputs(conv_type, spec, seed=0)
-    if algorithm in peers.PEERS:
-        peers.set_torch_threads(threads)
-        fn = peers.peer_function(algorithm, conv_type, spec, x, weights)
-    else:
-        def fn():
-            return kernels.run(conv_type, algorithm, spec, x, weights)
+    fn = timed_callable(conv_type, algorithm, spec, x, weights, mode, threads)
     fn = slowdown.wrap(conv_type, algorithm, fn)  # test-only: CONVBENCH_SLOWDOWN
     compiles = _numba_compilations()
     t0 = time.perf_counter()

@@ -18,22 +18,10 @@ from .types import CATALOGUE, CONV_TYPES, make_inputs
 # The algorithm packages, in the order ALGORITHMS lists them: each declares its
 # algorithm(s) (kernels.registry.declare_algorithm) and registers its cells on import.
 # Adding an algorithm is adding its package here.
-ALGORITHM_PACKAGES = ("direct", "im2col", "winograd", "separable")
-
-
-def _declare_winograd() -> None:  # moved to kernels/winograd at merge
-    from .accuracy import Bound
-    from .registry import declare_algorithm
-
-    declare_algorithm("winograd_f2", summary="Winograd F(2x2,3x3): 16 products per 4 outputs",
-                      accuracy=Bound(scale=8, floor=4e-6))
-    declare_algorithm("winograd_f4", summary="Winograd F(4x4,3x3): 36 products per 16 outputs",
-                      accuracy=Bound(scale=64, floor=5e-5))
+ALGORITHM_PACKAGES = ("direct", "im2col", "winograd", "separable", "fft")
 
 
 for _package in ALGORITHM_PACKAGES:
-    if _package == "winograd":  # moved to kernels/winograd at merge
-        _declare_winograd()
     importlib.import_module(f"{__name__}.{_package}")
 
 from .registry import ALGORITHMS  # noqa: E402  (complete only now)

@@ -235,6 +235,38 @@ def _winograd(m: int):
     return estimate
 
 
+def _fft(conv_type: str, spec: ConvSpec) -> dict:
+    """The tiled pipeline on fft's stride-1 problem (kernels.fft.plan): packed sub-grids,
+    V of alpha_h alpha_w points per tile and channel, the transformed filter when it is
+    computed once per call (at most its size), the polyphase copies of a strided conv."""
+    from .fft.cells import _stage
+    from .fft.matrices import alpha
+    from .fft.plan import plan
+
+    p = plan(_stage(conv_type, spec))
+    out = F32 * _out(spec)
+    T = p.tile_count()
+    m = p.m
+    tiles = [_cdiv(_cdiv(o, d), mm) for o, d, mm in zip(p.out_size, p.dilation, m)]
+    span = _prod(tt * mm + t - mm for tt, mm, t in zip(tiles, m, p.tiles))
+    F = alpha(p.tiles[0]) * alpha(p.tiles[1])
+    xp = F32 * p.n * _prod(p.dilation) * p.c * span
+    V = F32 * F * T * p.c
+    pairs = p.c * (p.c if conv_type in ("depthwise", "depthwise_separable")
+                   else p.k // p.groups)
+    weights = F32 * F * pairs  # the transformed filter, computed once (at most)
+    ws = xp + V + 2 * _threads() * PER_THREAD_BYTES
+    if p.phases != (1, 1):  # the padded input and its phase copy, the phase sub-kernels
+        ws += 2 * F32 * p.n * p.c * _prod(o + r - 1 for o, r in zip(p.out_size, p.kernel))
+        weights += F32 * p.k * (p.c // p.groups) * _prod(p.kernel)
+    if _factored(conv_type):
+        weights += F32 * _kernel_elems(spec)
+    if conv_type == "depthwise_separable":
+        ws += 2 * F32 * _out(spec, spec.c)
+        weights += F32 * 2 * spec.k * spec.c
+    return dict(output=out, workspace=ws, weights=weights)
+
+
 def _separable(conv_type: str, spec: ConvSpec) -> dict:
     t = _threads()
     out = F32 * _out(spec)
@@ -298,6 +330,7 @@ ESTIMATORS = {
     "winograd_f2": _winograd(2),
     "winograd_f4": _winograd(4),
     "separable": _separable,
+    "fft": _fft,
     "reference": _reference,
 }
 

@@ -18,7 +18,7 @@ import pytest
 
 import harness.shapes
 import kernels
-from harness import calibrate, cli, plan, results, sweep
+from harness import calibrate, cli, peers, plan, results, sweep
 from kernels import registry
 
 try:
@@ -108,7 +108,7 @@ def test_plan_threads_types_and_errors():
     with pytest.raises(ValueError, match="--types"):
         plan.plan("tiny", types=["conv9d"])
     with pytest.raises(ValueError, match="--algos"):
-        plan.plan("tiny", algos=["fft"])
+        plan.plan("tiny", algos=["no_such_algorithm"])
     with pytest.raises(ValueError, match="unknown set"):
         plan.plan("nope")
     with pytest.raises(ValueError, match="--shard"):
@@ -342,11 +342,20 @@ def test_bench_runs_and_builds_the_report(tmp_path, monkeypatch, capsys):
     (result_file, html), = built
     assert Path(result_file).parent.name == "results" and Path(html).exists()
     assert f"report:  {html}" in out and f"results: {result_file}" in out
-    assert names_in(result_file) == ["depthwise/direct/tiny:dw"] + (
-        ["depthwise/torch/tiny:dw"] if HAS_TORCH else [])     # the torch peer when installed
+    # both timing modes; every installed peer in the modes it has
+    installed = {p for p in peers.PEERS if peers.peer_missing(p) is None}
+    expected = ["depthwise/direct/tiny:dw", "depthwise/direct/tiny:dw@prepared"]
+    if "torch" in installed:
+        expected += ["depthwise/torch/tiny:dw", "depthwise/torch/tiny:dw@prepared"]
+    expected += [f"depthwise/{p}/tiny:dw@prepared" for p in ("onnxruntime", "openvino")
+                 if p in installed]
+    assert names_in(result_file) == expected
     reasons = {e["name"]: e["reason"] for e in json.loads(
         results.sidecar_path(result_file).read_text())}
     assert "depthwise/scipy/tiny:dw" in reasons        # the scipy peer is tried, and skipped
+    assert "no prepared form" in reasons["depthwise/scipy/tiny:dw@prepared"]
+    for p in ("onnxruntime", "openvino"):  # engines: no call mode, or not installed
+        assert f"depthwise/{p}/tiny:dw" in reasons
 
 
 def test_output_exists_needs_resume(tmp_path, capsys):

@@ -24,8 +24,23 @@ def test_bench_name_round_trips_through_parse_name():
     for threads in (None, 4):
         name = results.bench_name("conv2d", "direct", LAYER, threads)
         assert results.parse_name(name) == dict(conv_type="conv2d", algorithm="direct",
-                                                network="net", layer="c1", threads=threads)
+                                                network="net", layer="c1", threads=threads,
+                                                mode="call")
     assert name == "conv2d/direct/net:c1@t4"
+
+
+def test_prepared_names_carry_the_mode_and_round_trip():
+    assert results.bench_name("conv2d", "direct", LAYER, None, "call") == \
+        "conv2d/direct/net:c1"  # call mode: the name it had before modes
+    for threads in (None, 2):
+        name = results.bench_name("conv2d", "onnxruntime", LAYER, threads, "prepared")
+        assert name.endswith("@prepared")
+        assert results.parse_name(name) == dict(conv_type="conv2d", algorithm="onnxruntime",
+                                                network="net", layer="c1", threads=threads,
+                                                mode="prepared")
+    assert name == "conv2d/onnxruntime/net:c1@t2@prepared"
+    with pytest.raises(ValueError, match="mode: 'eager'"):
+        results.bench_name("conv2d", "direct", LAYER, None, "eager")
 
 
 def test_sidecar_round_trip(tmp_path):

@@ -138,7 +138,7 @@ for conv_type, algorithm, spec in CASES[:int(sys.argv[1])]:
     assert_conforms(conv_type, algorithm, spec, seed=1)
 out = {"target": TARGET.describe(), "asm": {}, "hits": 0, "misses": 0}
 for name in ("kernels.blocks", "kernels.direct.gemm", "kernels.direct.dense",
-             "kernels.direct.depthwise", "kernels.winograd.conv2d", "kernels.im2col.unfold",
+             "kernels.direct.depthwise", "kernels.tiled.pipeline", "kernels.im2col.unfold",
              "kernels.im2col.dense"):
     for attr, obj in vars(importlib.import_module(name)).items():
         if not (isinstance(obj, numba.core.registry.CPUDispatcher) and obj.signatures

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import kernels
-from kernels.winograd import TOLERANCE, transform_multiplications
+from kernels.accuracy import bound
+from kernels.winograd import transform_multiplications
 from kernels.winograd.matrices import cook_toom, correlate_exact, winograd_exact
 from tests.conftest import assert_close, specs
 
@@ -40,7 +41,7 @@ def test_matrices_are_exact(m):
 def _check(conv_type, algorithm, spec):
     x, w = kernels.make_inputs(conv_type, spec, seed=1)
     y = kernels.run(conv_type, algorithm, spec, x, w)
-    assert_close(y, kernels.reference(conv_type, spec, x, w), TOLERANCE[algorithm])
+    assert_close(y, kernels.reference(conv_type, spec, x, w), bound(algorithm, conv_type, spec))
 
 
 @pytest.mark.parametrize("algorithm", ALGOS)

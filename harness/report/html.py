@@ -4,6 +4,7 @@ left out, so partial results give a shorter page, never an empty section."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import html
@@ -13,7 +14,7 @@ import pandas as pd
 
 from . import fmt, plots, seed_ideas, tables
 from .compare import Comparison, per_type_geomeans
-from .load import Results, main_threads, type_order
+from .load import Results, in_mode, main_threads, mode_order, primary_mode, type_order
 
 CSS = """
 :root { --fg:#1d2329; --muted:#5f6b76; --line:#d8dde2; --accent:#1f5fa8; }
@@ -129,11 +130,13 @@ def header_table(res: Results, command: str | None, files: list[str]) -> str:
     add("platform", _join(get("platform")))
     if not res.frame.empty:
         add("threads", _join(sorted({int(t) for t in res.frame["threads"]})))
+        add("timing modes", _join(mode_order(res.frame["mode"])))
     add("threading layer", _join(get("threading_layer")))
     libs = [f"{name} {_join(get(key))}" for name, key in (
         ("Python", "python_version"), ("numba", "numba_version"),
         ("llvmlite", "llvmlite_version"), ("NumPy", "numpy_version"),
-        ("PyTorch", "torch_version"), ("pyperf", "perf_version")) if get(key)]
+        ("PyTorch", "torch_version"), ("ONNX Runtime", "onnxruntime_version"),
+        ("OpenVINO", "openvino_version"), ("pyperf", "perf_version")) if get(key)]
     add("libraries", "; ".join(libs))
     calib = []
     if get("calib_sgemm_gflops_1t"):
@@ -178,11 +181,35 @@ _RAW = {"sweep command", "report command", "skipped cells", "calibration check"}
 
 
 # --------------------------------------------------------------------------- sections
+def _primary(res: Results) -> Results:
+    """`res` with only the benchmarks of its primary timing mode (`call` when present),
+    for the sections that show one mode (plots, seed ideas)."""
+    if res.frame.empty:
+        return res
+    return dataclasses.replace(res, frame=in_mode(res.frame, primary_mode(res.frame)))
+
+
+def _mode_note(res: Results) -> str:
+    modes = mode_order(res.frame["mode"]) if not res.frame.empty else []
+    return (f" {primary_mode(res.frame).capitalize()} mode only (the per-type tables show "
+            "every mode)." if len(modes) > 1 else "")
+
+
+def modes_text(res: Results) -> str:
+    modes = mode_order(res.frame["mode"]) if not res.frame.empty else []
+    return ("Timing modes: " + ", ".join(modes) + ". In call mode the timed call gets raw "
+            "weights (packing, Winograd filter transforms and SVDs are timed, as in "
+            "torch.nn.functional); in prepared mode the weight work is done once before "
+            "timing (kernels.plan; the engines' loaded models and torch's frozen, "
+            "inference-optimised module) and only the data path is timed.")
+
+
 def summary_section(res: Results) -> Section | None:
     s = tables.summary(res.frame)
     if s.empty:
         return None
-    text = ("One row per conv type, at the largest thread count it ran with. The best "
+    text = modes_text(res) + (
+        " One row per conv type and mode, at the largest thread count it ran with. The best "
             "algorithm is the one of ours that is fastest on most layers; its median time "
             "is the median over those layers, GFLOP/s is 2 × direct multiplications over "
             "time summed across them, % of peak is against the calibrated sgemm rate, and "
@@ -194,6 +221,13 @@ def summary_section(res: Results) -> Section | None:
     else:
         text += " PyTorch did not run in these results, so there is no ratio to it."
     body = _p(text, "sub")
+    peers = tables.peer_summary(res.frame)
+    if not peers.empty:
+        body += _p("Fastest of ours against the fastest peer, per type and mode: on each "
+                   "layer both ran, the fastest of our algorithms and the fastest peer "
+                   "library; each column names the one fastest on most layers, and the ratio "
+                   "is the geometric mean over layers of peer time / our time (▲: ours is "
+                   "faster).", "sub") + tables.peer_summary_html(peers)
     return Section("summary", "Summary", body + tables.summary_html(s))
 
 
@@ -204,13 +238,17 @@ def type_sections(res: Results) -> Section | None:
     children = []
     for t in type_order(df["conv_type"]):
         grid, note = tables.type_grid(df, res.skips, t)
-        sub = df[df["conv_type"] == t]
-        fig = plots.speedups(sub)
-        has_torch = (sub["algorithm"] == "torch").any()
-        caption = ("Per layer: speedup over the direct kernel (left)"
-                   + (" and torch time / our time (right; > 1 beats PyTorch)" if has_torch
-                      else "") + ", log scale; the dashed line is parity.")
-        body = grid + note + _figure(fig, caption, f"{t}: speedups per layer")
+        body = grid + note
+        modes = mode_order(df.loc[df["conv_type"] == t, "mode"])
+        for mode in modes:
+            sub = df[(df["conv_type"] == t) & (df["mode"] == mode)]
+            fig = plots.speedups(sub)
+            has_torch = (sub["algorithm"] == "torch").any()
+            caption = ((f"{mode.capitalize()} mode. " if len(modes) > 1 else "")
+                       + "Per layer: speedup over the direct kernel (left)"
+                       + (" and torch time / our time (right; > 1 beats PyTorch)"
+                          if has_torch else "") + ", log scale; the dashed line is parity.")
+            body += _figure(fig, caption, f"{t}: speedups per layer ({mode} mode)")
         children.append(Section(f"type-{t}", t, body))
     intro = _p("Each cell: median time ± half the interquartile range (relative; hover for "
                "the MAD); GFLOP/s (2 × direct multiplications / time) and % of the calibrated "
@@ -222,6 +260,7 @@ def type_sections(res: Results) -> Section | None:
 
 
 def time_vs_mults_section(res: Results) -> Section | None:
+    note, res = _mode_note(res), _primary(res)
     fig = plots.time_vs_multiplications(res.frame)
     if fig is None:
         return None
@@ -232,10 +271,11 @@ def time_vs_mults_section(res: Results) -> Section | None:
         "multiplication through the direct kernel's median: points on it run as fast per "
         "multiplication as direct does; below it an algorithm gains more than its count "
         "predicts, above it the saved multiplications are eaten by transforms, memory "
-        "traffic or overhead.", "time vs multiplications per conv type"))
+        "traffic or overhead." + note, "time vs multiplications per conv type"))
 
 
 def roofline_section(res: Results) -> Section | None:
+    note, res = _mode_note(res), _primary(res)
     fig = plots.roofline(res.frame)
     if fig is None:
         return None
@@ -248,7 +288,7 @@ def roofline_section(res: Results) -> Section | None:
         f"weights and output (the least traffic possible). Roofs from the calibration: "
         f"sgemm {fmt.num(peak)} GFLOP/s, bandwidth {fmt.num(bw)} GB/s; points far below the "
         f"roof leave performance on the table, points left of the ridge are "
-        f"bandwidth-bound.", "roofline"))
+        f"bandwidth-bound." + note, "roofline"))
 
 
 def accuracy_section(acc: pd.DataFrame | None) -> Section | None:
@@ -309,13 +349,14 @@ def compile_section(res: Results) -> Section | None:
 
 
 def threads_section(res: Results) -> Section | None:
-    fig = plots.thread_scaling(res.frame)
+    fig = plots.thread_scaling(_primary(res).frame)
     if fig is None:
         return None
     t = tables.thread_table(res.frame)
     return Section("threads", "Thread scaling", _figure(
         fig, "Speedup over each benchmark's fewest-thread run, geometric mean over the "
-        "layers that ran at several thread counts; dotted: linear scaling.", "thread scaling")
+        "layers that ran at several thread counts; dotted: linear scaling." + _mode_note(res),
+        "thread scaling")
         + (tables.styled(t, caption="geomean speedup over the fewest threads")
            if not t.empty else ""))
 
@@ -383,6 +424,7 @@ def _seed_static() -> tuple[str, str, str]:
 
 
 def seed_section(res: Results) -> Section:
+    res = _primary(res)
     checker, dilation, ratios = _seed_static()
     measured = seed_ideas.measured_ratios(res.frame)
     if measured.empty:

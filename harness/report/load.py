@@ -1,10 +1,11 @@
 """Result files -> tidy pandas tables.
 
 A result file is a pyperf suite JSON whose benchmarks are named
-`type/algorithm/network:layer[@tN]` and carry convbench metadata (conv_type,
+`type/algorithm/network:layer[@tN][@prepared]` and carry convbench metadata (conv_type,
 algorithm, spec, network, layer, multiplications, direct_multiplications,
-threads, calibration, library versions). Beside it a `<stem>.skips.json`
-sidecar may list the cells that did not apply or failed verification.
+threads, mode, calibration, library versions). Benchmarks of files from before timing
+modes, which have neither the metadata nor the marker, are `call` mode. Beside it a
+`<stem>.skips.json` sidecar may list the cells that did not apply or failed verification.
 
 `load_results` gives one row per benchmark with the median, the spread
 (IQR and MAD), GFLOP/s (2 flops per *direct* multiplication, so every
@@ -26,18 +27,20 @@ import pandas as pd
 
 import kernels
 from harness.messages import clip
+from harness.modes import DEFAULT_MODE, MODES
 from harness.peers import is_peer
 from harness.results import load_suite as load_pyperf_suite
 
 NAME_RE = re.compile(
     r"^(?P<conv_type>[^/]+)/(?P<algorithm>[^/]+)/(?P<network>[^:]*):(?P<layer>.*?)"
-    r"(?:@t(?P<threads>\d+))?$")
+    r"(?:@t(?P<threads>\d+))?(?:@(?P<mode>" + "|".join(MODES) + r"))?$")
 
 # run-level keys gathered for the header (benchmark metadata, then pyperf's own)
 RUN_KEYS = (
     "hostname", "cpu_model", "cpu_model_name", "cpu_count", "cpu_config", "cpu_freq",
     "platform", "python_version", "python_implementation", "numba_version",
-    "llvmlite_version", "numpy_version", "torch_version", "perf_version", "threading_layer",
+    "llvmlite_version", "numpy_version", "torch_version", "onnxruntime_version",
+    "openvino_version", "perf_version", "threading_layer",
     "threads", "calib_sgemm_gflops_1t", "calib_sgemm_gflops", "calib_bandwidth_gbs",
     "command", "set", "aslr", "blas", "isa", "isa_overridden", "vector_bits", "blocks",
     "machine_class",
@@ -148,6 +151,7 @@ def _bench_row(bench, source: str) -> dict:
         "network": str(md.get("network", parsed.get("network", ""))),
         "layer": str(md.get("layer", parsed.get("layer", name))),
         "spec": str(md.get("spec", "")),
+        "mode": str(md.get("mode") or parsed.get("mode") or DEFAULT_MODE),
         "threading_layer": str(md.get("threading_layer", "")),
         "values": tuple(values.tolist()),
         "n_values": int(values.size),
@@ -204,7 +208,7 @@ def load_suite(path) -> tuple[pd.DataFrame, dict, tuple]:
 
 def load_skips(path) -> pd.DataFrame:
     """The `<stem>.skips.json` sidecar (empty frame when there is none)."""
-    cols = ["conv_type", "algorithm", "network", "layer", "spec", "reason"]
+    cols = ["conv_type", "algorithm", "network", "layer", "spec", "reason", "mode"]
     sidecar = skips_path(path)
     if not sidecar.exists():
         return pd.DataFrame(columns=[*cols, "source"])
@@ -222,6 +226,8 @@ def load_skips(path) -> pd.DataFrame:
         if col not in frame:
             frame[col] = ""
     frame = frame.fillna("")
+    # entries without a mode (call-mode entries, and sidecars from before modes) are `call`
+    frame["mode"] = frame["mode"].replace("", DEFAULT_MODE)
     frame["source"] = result_stem(path)
     if "threads" in frame:
         frame["threads"] = pd.to_numeric(frame["threads"], errors="coerce")
@@ -253,7 +259,7 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     df["intensity"] = df["flops"] / df["bytes"]
     df["problem"] = [canonical_spec(s) for s in df["spec"]]
     df["label"] = df["network"] + ":" + df["layer"]
-    key = ["source", "conv_type", "label", "problem", "threads"]
+    key = ["source", "conv_type", "label", "problem", "threads", "mode"]
     direct = df[df["algorithm"] == "direct"].groupby(key)["median"].min().rename(
         "direct_median")
     torch = df[df["algorithm"] == "torch"].groupby(key)["median"].min().rename("torch_median")
@@ -285,6 +291,22 @@ def load_results(paths) -> Results:
     dates = (min(starts), max(ends)) if starts else (None, None)
     return Results(paths=paths, frame=derive(frame), skips=skip_frame, run_info=run_info,
                    dates=dates)
+
+
+def mode_order(names) -> list[str]:
+    """The timing modes present, `call` first (harness.modes order)."""
+    names = set(names)
+    return [m for m in MODES if m in names] + sorted(names - set(MODES))
+
+
+def primary_mode(df: pd.DataFrame) -> str:
+    """The mode the single-mode sections (plots, seed ideas) show: `call` when present."""
+    modes = mode_order(df["mode"]) if "mode" in df and not df.empty else []
+    return modes[0] if modes else DEFAULT_MODE
+
+
+def in_mode(df: pd.DataFrame, mode: str) -> pd.DataFrame:
+    return df[df["mode"] == mode] if "mode" in df else df
 
 
 def main_threads(df: pd.DataFrame) -> pd.DataFrame:

@@ -23,7 +23,9 @@ import numpy as np
 import pyperf
 
 import kernels
-from harness.peers import PEERS, peer_function, peer_reason, set_torch_threads
+from harness.modes import DEFAULT_MODE
+from harness.peers import PEERS, peer_reason, set_torch_threads
+from harness.timed import timed_callable
 from harness.verify import cell_bound
 from kernels.accuracy import error
 from kernels.blocks import set_threads
@@ -120,8 +122,9 @@ def _time_values(fn, values: int, min_seconds: float) -> tuple[list[float], int]
 def make_sample_suite(path, layers=SAMPLE_LAYERS, algorithms=None, peers=PEERS,
                       threads=(1, 2), scaling_types=("conv2d", "depthwise"), runs: int = 3,
                       values: int = 4, min_seconds: float = 0.002,
-                      command: str | None = None) -> Path:
-    """Time `layers` with every supported algorithm (and peer) and write a result file.
+                      command: str | None = None, modes=(DEFAULT_MODE,)) -> Path:
+    """Time `layers` with every supported algorithm (and peer), in each timing mode of
+    `modes`, and write a result file.
 
     All layers run at max(threads); the `scaling_types` also run at every other
     thread count, so the report has a thread-scaling section. Returns the path
@@ -144,31 +147,27 @@ def make_sample_suite(path, layers=SAMPLE_LAYERS, algorithms=None, peers=PEERS,
         ref = kernels.reference(conv_type, spec, x, w)
         direct_m = kernels.multiplications(conv_type, "direct", spec)
         entries = []
-        for alg in algorithms:
-            why = kernels.supports(conv_type, alg, spec)
-            if why:
-                skips.append(dict(conv_type=conv_type, algorithm=alg, network=network,
-                                  layer=layer, spec=text, reason=why))
-                continue
-            entries.append((alg, lambda a=alg, t=conv_type, s=spec, x=x, w=w:
-                            kernels.run(t, a, s, x, w),
-                            kernels.multiplications(conv_type, alg, spec)))
-        for peer in peers:
-            why = peer_reason(peer, conv_type, spec)
-            if why:
-                skips.append(dict(conv_type=conv_type, algorithm=peer, network=network,
-                                  layer=layer, spec=text, reason=why))
-                continue
-            entries.append((peer, peer_function(peer, conv_type, spec, x, w), direct_m))
+        for mode in modes:
+            for alg in (*algorithms, *peers):
+                why = (peer_reason(alg, conv_type, spec, mode) if alg in PEERS
+                       else kernels.supports(conv_type, alg, spec))
+                if why:
+                    skips.append(dict(conv_type=conv_type, algorithm=alg, network=network,
+                                      layer=layer, spec=text, reason=why, mode=mode))
+                    continue
+                mults = direct_m if alg in PEERS else kernels.multiplications(
+                    conv_type, alg, spec)
+                entries.append((alg, mode, timed_callable(conv_type, alg, spec, x, w, mode),
+                                mults))
         counts = sorted(set(threads)) if conv_type in scaling_types else [max(threads)]
-        for alg, fn, mults in entries:
+        for alg, mode, fn, mults in entries:
             t0 = time.perf_counter()
             y = fn()  # first call: compilation for our kernels
             compile_s = time.perf_counter() - t0
             err = error(y, ref)
             if not err <= cell_bound(conv_type, alg, spec):
                 skips.append(dict(conv_type=conv_type, algorithm=alg, network=network,
-                                  layer=layer, spec=text,
+                                  layer=layer, spec=text, mode=mode,
                                   reason=f"failed verification: relative error {err:.2g}"))
                 continue
             t0 = time.perf_counter()
@@ -180,7 +179,10 @@ def make_sample_suite(path, layers=SAMPLE_LAYERS, algorithms=None, peers=PEERS,
                 name = f"{conv_type}/{alg}/{network}:{layer}"
                 if len(counts) > 1 or nt != max(threads):
                     name += f"@t{nt}"
+                if mode != DEFAULT_MODE:
+                    name += f"@{mode}"
                 md = dict(system, name=name, conv_type=conv_type, algorithm=alg, spec=text,
+                          mode=mode,
                           network=network, layer=layer, multiplications=int(mults),
                           direct_multiplications=int(direct_m), threads=int(nt),
                           compile_seconds=round(compile_s if alg in kernels.ALGORITHMS

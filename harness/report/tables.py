@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import fmt
-from .load import algorithm_order, geomean, main_threads, type_order
+from .load import algorithm_order, geomean, main_threads, mode_order, type_order
 
 WIN, LOSE = 1.05, 1 / 1.05  # torch time / our time beyond which a type wins or loses
 
@@ -33,16 +33,19 @@ def styled(df: pd.DataFrame, caption: str | None = None, css: pd.DataFrame | Non
 
 # --------------------------------------------------------------------------- summary
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per conv type at its largest thread count: the best of our algorithms
-    (most layer wins, ties by geomean speedup over direct) and how it does."""
+    """One row per conv type and timing mode at its largest thread count: the best of
+    our algorithms (most layer wins, ties by geomean speedup over direct) and how it
+    does."""
     df = main_threads(df)
     rows = []
-    for t in type_order(df["conv_type"]):
-        sub = df[df["conv_type"] == t]
+    pairs = [(t, m) for t in type_order(df["conv_type"])
+             for m in mode_order(df.loc[df["conv_type"] == t, "mode"])]
+    for t, mode in pairs:
+        sub = df[(df["conv_type"] == t) & (df["mode"] == mode)]
         ours = sub[~sub["peer"]]
         if ours.empty:
             peers = sub.groupby("algorithm")["median"].median()
-            rows.append(dict(conv_type=t, layers=sub["label"].nunique(), best="",
+            rows.append(dict(conv_type=t, mode=mode, layers=sub["label"].nunique(), best="",
                              wins="", median=math.nan, gflops=math.nan, pct_peak=math.nan,
                              speedup=math.nan, vs_torch=math.nan, best_of_suite=math.nan,
                              algorithms=", ".join(algorithm_order(peers.index)),
@@ -58,7 +61,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         layers = ours.groupby(key).ngroups
         fastest = ours.loc[ours.groupby(key)["median"].idxmin()]
         rows.append(dict(
-            conv_type=t, layers=sub["label"].nunique(), best=best,
+            conv_type=t, mode=mode, layers=sub["label"].nunique(), best=best,
             wins=f"{int(wins[best])}/{layers}",
             median=float(b["median"].median()),
             gflops=float(b["flops"].sum() / b["median"].sum() / 1e9),
@@ -78,6 +81,7 @@ def summary_html(s: pd.DataFrame) -> str:
     has_torch = s["vs_torch"].notna().any()
     show = pd.DataFrame({
         "conv type": s["conv_type"],
+        "mode": s["mode"],
         "layers": s["layers"],
         "threads": s["threads"],
         "best algorithm (layer wins)": [f"★ {b} ({w})" if b else "–"
@@ -98,6 +102,52 @@ def summary_html(s: pd.DataFrame) -> str:
             css[col] = [_torch_css(v) for v in s[src]]
     css["best algorithm (layer wins)"] = "font-weight:600"
     return styled(show, css=css)
+
+
+def peer_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per conv type and timing mode, at the largest thread count: the fastest of our
+    algorithms against the fastest peer, on the layers both ran.
+
+    Per layer, the fastest of ours and the fastest peer; `ours` and `peer` name the one
+    fastest on most of those layers, and `ratio` is the geometric mean over the layers
+    of fastest peer time / fastest time of ours (> 1: ours is faster)."""
+    df = main_threads(df)
+    rows = []
+    key = ["source", "label", "problem", "threads"]
+    for t in type_order(df["conv_type"]):
+        for mode in mode_order(df.loc[df["conv_type"] == t, "mode"]):
+            sub = df[(df["conv_type"] == t) & (df["mode"] == mode)]
+            ours, peers = sub[~sub["peer"]], sub[sub["peer"]]
+            if ours.empty or peers.empty:
+                continue
+            best_ours = ours.loc[ours.groupby(key)["median"].idxmin()].set_index(key)
+            best_peer = peers.loc[peers.groupby(key)["median"].idxmin()].set_index(key)
+            both = best_ours.index.intersection(best_peer.index)
+            if both.empty:
+                continue
+            o, p = best_ours.loc[both], best_peer.loc[both]
+            rows.append(dict(
+                conv_type=t, mode=mode, layers=len(both),
+                ours=o["algorithm"].value_counts().index[0],
+                ours_median=float(o["median"].median()),
+                peer=p["algorithm"].value_counts().index[0],
+                peer_median=float(p["median"].median()),
+                ratio=geomean(p["median"].to_numpy() / o["median"].to_numpy())))
+    return pd.DataFrame(rows)
+
+
+def peer_summary_html(s: pd.DataFrame) -> str:
+    if s.empty:
+        return ""
+    show = pd.DataFrame({
+        "conv type": s["conv_type"], "mode": s["mode"], "layers": s["layers"],
+        "fastest of ours": s["ours"], "its median": s["ours_median"].map(fmt.seconds),
+        "fastest peer": s["peer"], "peer median": s["peer_median"].map(fmt.seconds),
+        "peer time / our time": [_torch_mark(v) for v in s["ratio"]],
+    })
+    css = pd.DataFrame("", index=show.index, columns=show.columns)
+    css["peer time / our time"] = [_torch_css(v) for v in s["ratio"]]
+    return styled(show, css=css, caption="fastest of ours vs fastest peer, per timing mode")
 
 
 def _torch_mark(v: float) -> str:
@@ -142,7 +192,8 @@ def _skip_lookup(skips: pd.DataFrame, conv_type: str) -> dict:
         return out
     s = skips[skips["conv_type"] == conv_type]
     for _, r in s.iterrows():
-        out.setdefault((f"{r['network']}:{r['layer']}", r["algorithm"]), str(r["reason"]))
+        out.setdefault((f"{r['network']}:{r['layer']}", r["algorithm"], r["mode"]),
+                       str(r["reason"]))
     return out
 
 
@@ -153,12 +204,15 @@ def type_grid(df: pd.DataFrame, skips: pd.DataFrame, conv_type: str) -> tuple[st
         return "", ""
     algs = algorithm_order(sub["algorithm"])
     multi = sub["threads"].nunique() > 1
-    keys = sub[["label", "threads", "problem"]].drop_duplicates().sort_values(
-        ["label", "threads"])
+    modes = mode_order(sub["mode"])
+    rank = {m: i for i, m in enumerate(modes)}
+    keys = sub[["label", "threads", "mode", "problem"]].drop_duplicates()
+    keys = keys.assign(_m=keys["mode"].map(rank)).sort_values(["label", "threads", "_m"])
     reasons = _skip_lookup(skips, conv_type)
     body, css, names = [], [], []
-    for label, threads, problem in keys.itertuples(index=False):
-        rows = sub[(sub["label"] == label) & (sub["threads"] == threads)]
+    for label, threads, mode, problem, _ in keys.itertuples(index=False):
+        rows = sub[(sub["label"] == label) & (sub["threads"] == threads)
+                   & (sub["mode"] == mode)]
         by_alg = {r["algorithm"]: r for _, r in rows.iterrows()}
         med = {a: r["median"] for a, r in by_alg.items()}
         fastest = min(med, key=med.get) if med else None
@@ -172,13 +226,14 @@ def type_grid(df: pd.DataFrame, skips: pd.DataFrame, conv_type: str) -> tuple[st
                 style[a] = ("background-color:#d9f2d9" if a == fastest and len(med) > 1 else
                             "background-color:#f9e3e3" if a == slowest else "")
             else:
-                why = reasons.get((label, a))
+                why = reasons.get((label, a, mode))
                 line[a] = (f'<span class="na">n/a: {html.escape(why)}</span>' if why
                            else '<span class="na">not run</span>')
                 style[a] = "background-color:#f6f6f6"
         body.append(line)
         css.append(style)
-        names.append(f"{label} @{int(threads)}t" if multi else label)
+        names.append((f"{label} @{int(threads)}t" if multi else label)
+                     + (f" [{mode}]" if len(modes) > 1 else ""))
     index = pd.Index(names, name="layer")
     table = pd.DataFrame(body, index=index)
     styles = pd.DataFrame(css, index=index)
@@ -188,7 +243,8 @@ def type_grid(df: pd.DataFrame, skips: pd.DataFrame, conv_type: str) -> tuple[st
     if skips is not None and not skips.empty:
         s = skips[(skips["conv_type"] == conv_type) & ~skips["algorithm"].isin(algs)]
         for alg, g in s.groupby("algorithm", sort=False):
-            why = "; ".join(sorted(set(map(str, g["reason"]))))
+            why = "; ".join(sorted({f"{r} ({m} mode)" if len(modes) > 1 else str(r)
+                                    for r, m in zip(g["reason"], g["mode"])}))
             notes.append(f"<li><b>{html.escape(alg)}</b>: {html.escape(why)}</li>")
     note = ("<p class='note'>Not run on any layer of this type:</p><ul class='note'>"
             + "".join(notes) + "</ul>") if notes else ""
@@ -213,7 +269,7 @@ def thread_table(df: pd.DataFrame) -> pd.DataFrame:
     """Geomean speedup over the fewest-thread run per (type, algorithm, threads)."""
     if df["threads"].nunique() < 2:
         return pd.DataFrame()
-    key = ["source", "conv_type", "algorithm", "label"]
+    key = ["source", "conv_type", "algorithm", "mode", "label"]
     d = df.copy()
     d = d[d.groupby(key)["threads"].transform("nunique") > 1]
     if d.empty:
@@ -222,13 +278,14 @@ def thread_table(df: pd.DataFrame) -> pd.DataFrame:
         "median"]
     d["scaling"] = [base.get(tuple(k), math.nan) / m for k, m in zip(
         d[key].itertuples(index=False), d["median"])]
-    t = d.groupby(["conv_type", "algorithm", "threads"])["scaling"].agg(geomean).unstack(
-        "threads")
+    t = d.groupby(["conv_type", "algorithm", "mode", "threads"])["scaling"].agg(
+        geomean).unstack("threads")
     t.columns = [f"{int(c)} threads" for c in t.columns]
     t = t.reset_index()
     t["_t"] = t["conv_type"].map({v: i for i, v in enumerate(type_order(t["conv_type"]))})
     t["_a"] = t["algorithm"].map({v: i for i, v in enumerate(algorithm_order(t["algorithm"]))})
-    t = t.sort_values(["_t", "_a"]).drop(columns=["_t", "_a"])
-    for c in t.columns[2:]:
+    t["_m"] = t["mode"].map({v: i for i, v in enumerate(mode_order(t["mode"]))})
+    t = t.sort_values(["_t", "_a", "_m"]).drop(columns=["_t", "_a", "_m"])
+    for c in t.columns[3:]:
         t[c] = t[c].map(fmt.ratio)
     return t.rename(columns={"conv_type": "conv type"})

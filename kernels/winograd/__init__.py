@@ -2,18 +2,29 @@
 
 - matrices.py: Cook–Toom transform matrices, generated in exact rationals
 - the outer-product GEMM register block it uses is kernels/outer_block.py (shared)
-- conv2d.py: the 2-D pipeline for every grouped 3x3 stride-1 conv (dilation as sub-grids)
-- depthwise.py: per-channel products, no GEMM
+- conv2d.py: every grouped 3x3 stride-1 conv (dilation as sub-grids) and depthwise on the
+  shared tiled pipeline (kernels/tiled)
 - conv3d.py: F(m^3, 3^3) with NumPy
 - cells.py: the cells, their supports() reasons and the Lavin–Gray counts
 
 Cells register themselves on import.
 """
 
-from . import cells  # noqa: F401  (registers the cells)
-from .accuracy import TOLERANCE
-from .cells import elementwise_multiplications, tile_count, transform_multiplications
-from .matrices import cook_toom, float_matrices
+from ..registry import declare_algorithm
+from .accuracy import BOUNDS
 
-__all__ = ["TOLERANCE", "cook_toom", "elementwise_multiplications", "float_matrices",
+declare_algorithm("winograd_f2", summary="Winograd F(2x2,3x3) on the shared tiled pipeline",
+                  accuracy=BOUNDS["winograd_f2"])
+declare_algorithm("winograd_f4", summary="Winograd F(4x4,3x3) on the shared tiled pipeline",
+                  accuracy=BOUNDS["winograd_f4"])
+
+from . import cells  # noqa: E402,F401  (registers the cells)  isort: skip
+from .cells import (  # noqa: E402
+    elementwise_multiplications,
+    tile_count,
+    transform_multiplications,
+)
+from .matrices import cook_toom, float_matrices  # noqa: E402
+
+__all__ = ["BOUNDS", "cook_toom", "elementwise_multiplications", "float_matrices",
            "tile_count", "transform_multiplications"]

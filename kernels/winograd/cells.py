@@ -10,9 +10,8 @@ from ..direct.pointwise import run_pointwise
 from ..registry import cell, not_applicable
 from ..spec import ConvSpec
 from ..types import flip_spatial, full_kernel, separable_stages, shuffle_permutation
-from .conv2d import winograd2d
+from .conv2d import winograd2d, winograd_depthwise
 from .conv3d import winograd3d
-from .depthwise import winograd_depthwise
 from .matrices import float_matrices
 
 ALGOS = {"winograd_f2": 2, "winograd_f4": 4}
