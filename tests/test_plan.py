@@ -207,3 +207,14 @@ def test_separable_plan_follows_the_thread_count(conv_type, spec):
         np.testing.assert_array_equal(p(x), kernels.run(conv_type, "separable", spec, x, w))
     finally:
         numba.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("algorithm", ["winograd_f2", "winograd_f4", "fft"])
+def test_a_plan_keeps_the_transformed_filter_and_gives_the_same_result(algorithm):
+    """A tiled plan reads its filter transform back instead of computing it in the product
+    stage (or once per call): same products, so the same bits, with several tile chunks."""
+    spec = kernels.ConvSpec(n=2, c=48, k=40, size=(40, 44), kernel=3, padding=1)
+    x, w = kernels.make_inputs("conv2d", spec, seed=5)
+    p = kernels.plan("conv2d", algorithm, spec, w)
+    assert p._state.transformed
+    np.testing.assert_array_equal(p(x), kernels.run("conv2d", algorithm, spec, x, w))

@@ -72,6 +72,14 @@ def bilinear_depthwise(x: np.ndarray, w: np.ndarray, axes, out_size, lo,
                        dilation) -> np.ndarray:
     """Depthwise stride-1 convolution of x[n, c, H, W] with oriented w[c, 1, rh, rw] by the
     per-axis bilinear algorithm `axes` ((A^T, G, B^T) of height, then width)."""
+    (_, Gh, _), (_, Gw, _) = axes
+    return bilinear_depthwise_prepared(x, filter_transform_depthwise(w, Gh, Gw), axes,
+                                       out_size, lo, dilation)
+
+
+def bilinear_depthwise_prepared(x: np.ndarray, U: np.ndarray, axes, out_size, lo,
+                                dilation) -> np.ndarray:
+    """`bilinear_depthwise` with the filter transformed ahead (`filter_transform_depthwise`)."""
     n, c, H, W = x.shape
     OH, OW = out_size
     dh, dw = dilation
@@ -85,7 +93,6 @@ def bilinear_depthwise(x: np.ndarray, w: np.ndarray, axes, out_size, lo,
     pack_subgrids(x, xp, lo[0], lo[1], dh, dw)
     V = np.empty((1, BTh.shape[0] * BTw.shape[0] * T * c), np.float32)
     input_transform(xp, BTh, BTw, V, mh, mw, th, tw)
-    U = filter_transform_depthwise(w, Gh, Gw)
     y = new_output((n, c, OH, OW))
     depthwise_products(V, U, ATh, ATw, y, th, tw, np.array([OH, OW, dh, dw], np.int64))
     return y

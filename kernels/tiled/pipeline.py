@@ -38,6 +38,8 @@ loops for the row lengths 3, 4 and 6 and a generic one that skips zeros.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 from numba import njit, prange
 
@@ -48,6 +50,7 @@ from ..outer_block import LANES, PT, WIDE, outer_product
 L2_BYTES = 512 * 1024  # V slice of one tile chunk (half the L2 of one core)
 MIN_CHUNK_TILES = 24  # below this the per-chunk filter transform stops being negligible
 PRE_FILTER_BYTES = 64 << 20  # largest transformed filter computed once per call
+PLANNED_FILTER_BYTES = 256 << 20  # largest transformed filter a plan keeps
 SLAB_BYTES = 192 * 1024  # U of one frequency slab (many-frequency algorithms; stays in L2)
 FILTER_CHUNK = 32  # input channels per filter-transform step (taps + tmp stay in L1)
 FILTER_L2 = 320 * 1024  # transformed filter of one channel chunk (stays in L2 with V)
@@ -556,24 +559,89 @@ def products_and_output(V, wf, Gh, Gw, ATh, ATw, ftile, y, kmap, th, tw, chunk, 
                              geo)
 
 
-def prepare(x, w, axes, groups, out_size, lo, dilation, kmap=None, ftile=0):
-    """Everything `bilinear2d` computes before the fused stage, as a dict of its arguments
-    (the stage benchmarks time each part alone). `axes` = ((A_h^T, G_h, B_h^T),
-    (A_w^T, G_w, B_w^T)), float32 C-contiguous; `ftile` = m for Winograd F(m, 3)'s
-    generated filter tile (0: the generic filter transform)."""
-    n, c, H, W = x.shape
-    k = w.shape[0]
-    OH, OW = out_size
-    dh, dw = dilation
-    (ATh, Gh, BTh), (ATw, Gw, BTw) = axes
+@dataclass(frozen=True)
+class TiledFilter:
+    """The weight-only part of a tiled call: the filter and the layout of its transform.
+
+    `U` holds the transformed filter of every (group, output channel block,
+    input channel chunk), as `filter_transform_all` writes it, when it was
+    computed ahead (a plan: `transformed=True`); empty otherwise, and each call
+    transforms the filter itself (fused chunk by chunk into the product stage,
+    or once per call: see `call_buffers`). The products are the same either way.
+    """
+    wf: np.ndarray     # w[k, c/g, rh, rw] oriented, as [groups, k/g * c/g * rh * rw]
+    kmap: np.ndarray   # output channel of each grouped channel (int64)
+    axes: tuple        # ((A_h^T, G_h, B_h^T), (A_w^T, G_w, B_w^T))
+    ftile: int         # m of Winograd F(m, 3)'s generated filter tile, 0: generic
+    kv: int            # register panels per output channel block
+    cc: int            # input channels per filter transform chunk
+    fslab: int         # frequencies per product slab
+    U: np.ndarray      # [blocks, F * ps] precomputed, or [0, F * ps]
+
+    @property
+    def transformed(self) -> bool:
+        return self.U.shape[0] > 0
+
+
+def _check_axes(axes, w_shape) -> None:
     for name, (AT, G, BT) in zip(("height", "width"), axes):
         if not (AT.shape[1] == G.shape[0] == BT.shape[0]
                 and BT.shape[1] == AT.shape[0] + G.shape[1] - 1):
             raise ValueError(f"axes: {name} matrices must be A^T m x alpha, G alpha x r, "
                              f"B^T alpha x (m+r-1) (got {AT.shape}, {G.shape}, {BT.shape})")
-    if w.shape[2:] != (Gh.shape[1], Gw.shape[1]):
-        raise ValueError(f"w: kernel {w.shape[2:]} does not match the axes' r "
+    (_, Gh, _), (_, Gw, _) = axes
+    if w_shape[2:] != (Gh.shape[1], Gw.shape[1]):
+        raise ValueError(f"w: kernel {w_shape[2:]} does not match the axes' r "
                          f"({Gh.shape[1]}, {Gw.shape[1]})")
+
+
+def filter_blocks(filt: TiledFilter, kg: int, cg: int) -> tuple[int, int]:
+    """(chunks of the transformed filter, floats per chunk) in `filter_transform_all`'s layout."""
+    (_, Gh, _), (_, Gw, _) = filt.axes
+    groups = filt.wf.shape[0]
+    nkb = -(-kg // (LANES * filt.kv))
+    ps = filt.cc * LANES * filt.kv + PLANE_PAD
+    return groups * nkb * -(-cg // filt.cc), Gh.shape[0] * Gw.shape[0] * ps
+
+
+def prepare_filter(w, axes, groups, kmap=None, ftile=0, transform=False) -> TiledFilter:
+    """The weight-only part of `bilinear2d` for an oriented w[k, c/g, rh, rw]; with
+    `transform`, the transformed filter too (what a plan keeps: reading it back measured
+    as fast as or faster than recomputing it on ResNet-50's 3x3 layers, res5 35%)."""
+    _check_axes(axes, w.shape)
+    k, cg = w.shape[:2]
+    kg = k // groups
+    (_, Gh, _), (_, Gw, _) = axes
+    F = Gh.shape[0] * Gw.shape[0]
+    kv = 2 if WIDE and kg > LANES else 1  # two panels only where they fit the registers
+    cc = FILTER_L2 // (F * LANES * kv * 4) // FILTER_CHUNK * FILTER_CHUNK
+    cc = min(cg, max(FILTER_CHUNK, cc))
+    # frequencies per product slab: all of them when U of a channel chunk fits L2 anyway
+    # (Winograd), else a slab whose U stays in L2 while every tile block passes over it
+    u_bytes = cc * LANES * kv * 4
+    fslab = F if F * u_bytes <= FILTER_L2 else max(1, SLAB_BYTES // u_bytes)
+    filt = TiledFilter(np.ascontiguousarray(w, dtype=np.float32).reshape(groups, -1),
+                       (np.arange(k) if kmap is None else kmap).astype(np.int64), axes, ftile,
+                       kv, cc, fslab, np.empty((0, 1), np.float32))
+    nblocks, size = filter_blocks(filt, kg, cg)
+    if not transform or nblocks * size * 4 > PLANNED_FILTER_BYTES:
+        return filt
+    U = np.empty((nblocks, size), np.float32)
+    filter_transform_all(filt.wf, Gh, Gw, ftile, U, kg, cc, kv)
+    return replace(filt, U=U)
+
+
+def call_buffers(x, filt: TiledFilter, out_size, lo, dilation) -> dict:
+    """Everything one call of `bilinear2d` needs besides `filt`: the buffers, the tiling,
+    and the per-call transformed filter where the filter is not transformed ahead and
+    several tile chunks would each redo it (the generic transform only). As one dict of
+    the stages' arguments (the stage benchmarks time each part alone)."""
+    n, c, H, W = x.shape
+    groups = filt.wf.shape[0]
+    (ATh, Gh, BTh), (ATw, Gw, BTw) = filt.axes
+    k = filt.kmap.shape[0]
+    OH, OW = out_size
+    dh, dw = dilation
     mh, mw = ATh.shape[0], ATw.shape[0]
     F = Gh.shape[0] * Gw.shape[0]
     cg, kg = c // groups, k // groups
@@ -582,30 +650,31 @@ def prepare(x, w, axes, groups, out_size, lo, dilation, kmap=None, ftile=0):
     chunk = max(MIN_CHUNK_TILES, L2_BYTES // (F * cg * 4))
     chunk = min(-(-chunk // PT) * PT, -(-T // PT) * PT)
     ntc = -(-T // chunk)
-    kv = 2 if WIDE and kg > LANES else 1  # two panels only where they fit the registers
-    nkb = -(-kg // (LANES * kv))
+    nkb = -(-kg // (LANES * filt.kv))
     kchunks = kchunks_for(groups * ntc, nkb)
-    cc = FILTER_L2 // (F * LANES * kv * 4) // FILTER_CHUNK * FILTER_CHUNK
-    cc = min(cg, max(FILTER_CHUNK, cc))
-    # frequencies per product slab: all of them when U of a channel chunk fits L2 anyway
-    # (Winograd), else a slab whose U stays in L2 while every tile block passes over it
-    u_bytes = cc * LANES * kv * 4
-    fslab = F if F * u_bytes <= FILTER_L2 else max(1, SLAB_BYTES // u_bytes)
     # the generic filter transform (every algorithm but Winograd's generated tiles) runs
     # once per call when several tile chunks would each redo it and the result is small
-    ps = cc * LANES * kv + PLANE_PAD
-    nblocks = groups * nkb * -(-cg // cc)
-    pre = ftile == 0 and ntc > 1 and nblocks * F * ps * 4 <= PRE_FILTER_BYTES
-    Upre = np.empty((nblocks if pre else 0, F * ps), np.float32)
+    nblocks, size = filter_blocks(filt, kg, cg)
+    fill = (not filt.transformed and filt.ftile == 0 and ntc > 1
+            and nblocks * size * 4 <= PRE_FILTER_BYTES)
+    Upre = filt.U if filt.transformed else np.empty((nblocks if fill else 0, size), np.float32)
     return dict(
         xp=np.empty((n * dh * dw, groups, th * mh + BTh.shape[1] - mh,
                      tw * mw + BTw.shape[1] - mw, cg), np.float32),
         V=np.empty((groups, F * T * cg), np.float32),
-        wf=np.ascontiguousarray(w, dtype=np.float32).reshape(groups, -1),
-        y=new_output((n, k, OH, OW)), kmap=(np.arange(k) if kmap is None else kmap).astype(
-            np.int64), ATh=ATh, Gh=Gh, BTh=BTh, ATw=ATw, Gw=Gw, BTw=BTw, ftile=ftile, mh=mh,
-        mw=mw, th=th, tw=tw, lo=lo, dh=dh, dw=dw, chunk=chunk, kchunks=kchunks, kv=kv, cc=cc,
-        fslab=fslab, geo=np.array([OH, OW, dh, dw], np.int64), Upre=Upre)
+        wf=filt.wf, y=new_output((n, k, OH, OW)), kmap=filt.kmap, ATh=ATh, Gh=Gh, BTh=BTh,
+        ATw=ATw, Gw=Gw, BTw=BTw, ftile=filt.ftile, mh=mh, mw=mw, th=th, tw=tw, lo=lo, dh=dh,
+        dw=dw, chunk=chunk, kchunks=kchunks, kv=filt.kv, cc=filt.cc, fslab=filt.fslab,
+        geo=np.array([OH, OW, dh, dw], np.int64), Upre=Upre, fill_upre=fill)
+
+
+def prepare(x, w, axes, groups, out_size, lo, dilation, kmap=None, ftile=0):
+    """Everything `bilinear2d` computes before the fused stage, as a dict of its arguments
+    (the stage benchmarks time each part alone). `axes` = ((A_h^T, G_h, B_h^T),
+    (A_w^T, G_w, B_w^T)), float32 C-contiguous; `ftile` = m for Winograd F(m, 3)'s
+    generated filter tile (0: the generic filter transform)."""
+    return call_buffers(x, prepare_filter(w, axes, groups, kmap, ftile), out_size, lo,
+                        dilation)
 
 
 def run_prepared(x, p: dict, stages: int = 15) -> np.ndarray:
@@ -614,7 +683,7 @@ def run_prepared(x, p: dict, stages: int = 15) -> np.ndarray:
     if stages & 32:
         input_transform(p["xp"], p["BTh"], p["BTw"], p["V"], p["mh"], p["mw"], p["th"],
                         p["tw"], p["ftile"] == 0)
-    if stages & 1 and p["Upre"].shape[0]:
+    if stages & 1 and p["fill_upre"]:
         filter_transform_all(p["wf"], p["Gh"], p["Gw"], p["ftile"], p["Upre"],
                              p["y"].shape[1] // p["wf"].shape[0], p["cc"], p["kv"])
     if stages & 15:
@@ -622,6 +691,12 @@ def run_prepared(x, p: dict, stages: int = 15) -> np.ndarray:
                             p["y"], p["kmap"], p["th"], p["tw"], p["chunk"], p["kchunks"],
                             p["kv"], p["cc"], p["fslab"], p["geo"], p["Upre"], stages & 15)
     return p["y"]
+
+
+def bilinear2d_prepared(x: np.ndarray, filt: TiledFilter, out_size, lo,
+                        dilation) -> np.ndarray:
+    """`bilinear2d` with its filter prepared by `prepare_filter`."""
+    return run_prepared(x, call_buffers(x, filt, out_size, lo, dilation), 63)
 
 
 def bilinear2d(x: np.ndarray, w: np.ndarray, axes, groups: int, out_size, lo, dilation,
@@ -633,7 +708,8 @@ def bilinear2d(x: np.ndarray, w: np.ndarray, axes, groups: int, out_size, lo, di
     convolution); `lo` the zero padding before each spatial axis (may be
     negative: a crop); the padding after is implied by `out_size`.
     """
-    return run_prepared(x, prepare(x, w, axes, groups, out_size, lo, dilation, kmap, ftile), 63)
+    return bilinear2d_prepared(x, prepare_filter(w, axes, groups, kmap, ftile), out_size, lo,
+                               dilation)
 
 
 # Imported last: kernels.winograd imports this module, and Numba resolves these globals only

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
-from ..direct.pointwise import run_pointwise
+from ..direct.pointwise import execute_pointwise, prepare_pointwise
 from ..registry import cell, not_applicable
 from ..spec import ConvSpec
 from ..types import flip_spatial, full_kernel, separable_stages, shuffle_permutation
-from .conv2d import winograd2d, winograd_depthwise
-from .conv3d import winograd3d
+from .conv2d import (
+    depthwise_filter,
+    winograd2d_prepared,
+    winograd_depthwise_prepared,
+    winograd_filter,
+)
+from .conv3d import filter_transform3d, winograd3d_prepared
 from .matrices import float_matrices
 
 ALGOS = {"winograd_f2": 2, "winograd_f4": 4}
@@ -102,34 +108,40 @@ def _register(algorithm: str, m: int) -> None:
                                  + spec.n * math.prod(spec.out_size) * spec.k * spec.c)
         return lambda spec: elementwise_multiplications(conv_type, algorithm, spec)
 
+    # Every cell prepares its oriented (and for transposed2d channel-swapped) filter; a plan
+    # also keeps the transformed filter, which one call fuses into its product stage
     for conv_type in DENSE_2D:
-        def run(spec, x, weights, conv_type=conv_type):
+        def dense_filter(spec, weights, transform=False, conv_type=conv_type):
             w = _oriented(full_kernel(conv_type, spec, weights), spec)
             kmap = (shuffle_permutation(spec.k, spec.groups)
                     if conv_type == "shuffled_grouped" else None)
-            return winograd2d(x, w, m, spec.groups, spec.out_size, _lo(spec), spec.dilation,
-                              kmap=kmap)
+            return winograd_filter(w, m, spec.groups, kmap, transform)
 
-        cell(conv_type, algorithm, supports=supports_for(conv_type),
-             multiplications=count_for(conv_type))(run)
+        cell(conv_type, algorithm, prepare=dense_filter,
+             prepare_for_plan=partial(dense_filter, transform=True),
+             supports=supports_for(conv_type), multiplications=count_for(conv_type))(
+            lambda spec, x, filt: winograd2d_prepared(x, filt, spec.out_size, _lo(spec),
+                                                      spec.dilation))
 
     @cell("depthwise", algorithm, supports=supports_for("depthwise"),
+          prepare=lambda spec, weights: depthwise_filter(_oriented(weights[0], spec), m),
           multiplications=count_for("depthwise"))
-    def _depthwise(spec, x, weights):
-        return winograd_depthwise(x, _oriented(weights[0], spec), m, spec.out_size, _lo(spec),
-                                  spec.dilation)
+    def _depthwise(spec, x, U):
+        return winograd_depthwise_prepared(x, U, m, spec.out_size, _lo(spec), spec.dilation)
+
+    def separable_filters(spec, weights):
+        dw, pw = weights
+        return (depthwise_filter(_oriented(dw, spec), m),
+                prepare_pointwise(separable_stages(spec)[1], pw))
 
     @cell("depthwise_separable", algorithm, supports=supports_for("depthwise_separable"),
-          multiplications=count_for("depthwise_separable"))
-    def _depthwise_separable(spec, x, weights):
-        dw, pw = weights
-        mid = winograd_depthwise(x, _oriented(dw, spec), m, spec.out_size, _lo(spec),
-                                 spec.dilation)
-        return run_pointwise(separable_stages(spec)[1], mid, pw)
+          prepare=separable_filters, multiplications=count_for("depthwise_separable"))
+    def _depthwise_separable(spec, x, filters):
+        U, pw = filters
+        mid = winograd_depthwise_prepared(x, U, m, spec.out_size, _lo(spec), spec.dilation)
+        return execute_pointwise(separable_stages(spec)[1], mid, pw)
 
-    @cell("transposed2d", algorithm, supports=supports_for("transposed2d"),
-          multiplications=count_for("transposed2d"))
-    def _transposed(spec, x, weights):
+    def transposed_filter(spec, weights, transform=False):
         # a stride-1 transposed conv is the conv with the kernel flipped and its in/out
         # channels swapped (per group), padded by d(k-1) - p before (output_padding after)
         w = weights[0]
@@ -139,14 +151,21 @@ def _register(algorithm: str, m: int) -> None:
         wc = w.reshape(g, cg, kg, 3, 3).transpose(0, 2, 1, 3, 4).reshape(g * kg, cg, 3, 3)
         if not spec.flip:
             wc = flip_spatial(wc, 2)
+        return winograd_filter(np.ascontiguousarray(wc), m, g, None, transform)
+
+    @cell("transposed2d", algorithm, supports=supports_for("transposed2d"),
+          prepare=transposed_filter, prepare_for_plan=partial(transposed_filter, transform=True),
+          multiplications=count_for("transposed2d"))
+    def _transposed(spec, x, filt):
         lo = tuple(2 * d - p for d, p in zip(spec.dilation, spec.padding))
-        return winograd2d(x, np.ascontiguousarray(wc), m, g, spec.out_size, lo, spec.dilation)
+        return winograd2d_prepared(x, filt, spec.out_size, lo, spec.dilation)
 
     @cell("conv3d", algorithm, supports=supports_for("conv3d"),
+          prepare=lambda spec, weights: filter_transform3d(_oriented(weights[0], spec), m,
+                                                           spec.groups),
           multiplications=count_for("conv3d"))
-    def _conv3d(spec, x, weights):
-        return winograd3d(x, _oriented(weights[0], spec), m, spec.groups, spec.out_size,
-                          _lo(spec), spec.dilation)
+    def _conv3d(spec, x, U):
+        return winograd3d_prepared(x, U, m, spec.out_size, _lo(spec), spec.dilation)
 
     for conv_type in ("pointwise", "pointwise_grouped"):
         not_applicable(conv_type, algorithm, "1x1 has no 3x3 kernel")

@@ -7,17 +7,23 @@ from __future__ import annotations
 import numpy as np
 
 from ..tiled import pipeline
-from ..tiled.depthwise import bilinear_depthwise
+from ..tiled.depthwise import bilinear_depthwise_prepared, filter_transform_depthwise
 from ..tiled.pipeline import run_prepared  # noqa: F401  (the stage benchmarks call it)
 from .matrices import float_matrices
+
+
+def winograd_filter(w, m, groups, kmap=None, transform=False) -> pipeline.TiledFilter:
+    """The weight-only part of `winograd2d` (`pipeline.prepare_filter`): with `transform`,
+    the transformed filter U = G w G^T too, which a single call fuses into its products."""
+    axis = float_matrices(m)
+    return pipeline.prepare_filter(w, (axis, axis), groups, kmap, ftile=m if m in (2, 4) else 0,
+                                   transform=transform)
 
 
 def prepare2d(x, w, m, groups, out_size, lo, dilation, kmap=None):
     """Everything `winograd2d` computes before the fused stage, as a dict of its arguments
     (the stage benchmark times each part alone)."""
-    axis = float_matrices(m)
-    return pipeline.prepare(x, w, (axis, axis), groups, out_size, lo, dilation, kmap,
-                            ftile=m if m in (2, 4) else 0)
+    return pipeline.call_buffers(x, winograd_filter(w, m, groups, kmap), out_size, lo, dilation)
 
 
 def winograd2d(x: np.ndarray, w: np.ndarray, m: int, groups: int, out_size, lo, dilation,
@@ -31,9 +37,27 @@ def winograd2d(x: np.ndarray, w: np.ndarray, m: int, groups: int, out_size, lo, 
     return run_prepared(x, prepare2d(x, w, m, groups, out_size, lo, dilation, kmap), 63)
 
 
+def winograd2d_prepared(x: np.ndarray, filt: pipeline.TiledFilter, out_size, lo,
+                        dilation) -> np.ndarray:
+    """`winograd2d` with the filter from `winograd_filter`."""
+    return pipeline.bilinear2d_prepared(x, filt, out_size, lo, dilation)
+
+
 def winograd_depthwise(x: np.ndarray, w: np.ndarray, m: int, out_size, lo,
                        dilation) -> np.ndarray:
     """Depthwise 3x3 stride-1 convolution of x[n, c, H, W] with oriented w[c, 1, 3, 3]
     (kernels.tiled.depthwise)."""
+    return winograd_depthwise_prepared(x, depthwise_filter(w, m), m, out_size, lo, dilation)
+
+
+def depthwise_filter(w: np.ndarray, m: int) -> np.ndarray:
+    """The transformed depthwise filter U[f, c] of an oriented w[c, 1, 3, 3]."""
+    G = float_matrices(m)[1]
+    return filter_transform_depthwise(w, G, G)
+
+
+def winograd_depthwise_prepared(x: np.ndarray, U: np.ndarray, m: int, out_size, lo,
+                                dilation) -> np.ndarray:
+    """`winograd_depthwise` with the filter from `depthwise_filter`."""
     axis = float_matrices(m)
-    return bilinear_depthwise(x, w, (axis, axis), out_size, lo, dilation)
+    return bilinear_depthwise_prepared(x, U, (axis, axis), out_size, lo, dilation)

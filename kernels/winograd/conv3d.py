@@ -15,18 +15,29 @@ from ..blocks import new_output
 from .matrices import float_matrices
 
 
+def filter_transform3d(w: np.ndarray, m: int, groups: int) -> np.ndarray:
+    """U[g, f, k/g, c/g] = (G (x) G (x) G) w[k, c/g] at each of the (m+2)^3 points f."""
+    k, cg = w.shape[:2]
+    G = float_matrices(m)[1]
+    U = np.einsum("ai,bj,ck,xyijk->abcxy", G, G, G, w, optimize=True)
+    return U.reshape((m + 2) ** 3, groups, k // groups, cg).transpose(1, 0, 2, 3)
+
+
 def winograd3d(x: np.ndarray, w: np.ndarray, m: int, groups: int, out_size, lo,
                dilation) -> np.ndarray:
     """y[n, k, o] = sum w[k, c, a] * x[n, c, o + d*a - lo] over 3x3x3 taps a (w oriented)."""
+    return winograd3d_prepared(x, filter_transform3d(w, m, groups), m, out_size, lo, dilation)
+
+
+def winograd3d_prepared(x: np.ndarray, U: np.ndarray, m: int, out_size, lo,
+                        dilation) -> np.ndarray:
+    """`winograd3d` with the filter transformed ahead (`filter_transform3d`)."""
     n, c, *size = x.shape
-    k = w.shape[0]
-    cg, kg = c // groups, k // groups
-    AT, G, BT = float_matrices(m)
+    groups, _, kg, cg = U.shape
+    k = groups * kg
+    AT, _, BT = float_matrices(m)
     A = m + 2
     y = new_output((n, k, *out_size))
-    # filter transform: U[g, f, kg, cg]
-    U = np.einsum("ai,bj,ck,xyijk->abcxy", G, G, G, w, optimize=True)
-    U = U.reshape(A ** 3, groups, kg, cg).transpose(1, 0, 2, 3)
     for phase in np.ndindex(*dilation):
         sub_out = [-(-(o - r) // d) for o, r, d in zip(out_size, phase, dilation)]
         if min(sub_out) <= 0:
