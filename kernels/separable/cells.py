@@ -22,7 +22,7 @@ from ..spec import ConvSpec
 from ..types import conv_type as type_of
 from ..types import flip_spatial, select, separable_stages, shuffle_permutation
 from . import counts
-from .engine import SLACK, blocks_for, pad_planes, pad_volumes, separable2d, separable3d
+from .engine import SLACK, blocks_for, pad_volumes, separable2d, separable3d
 from .factor import rank1_terms
 
 BAND_FLOATS = 2048  # floats of the intermediate band z: stays in L1 with its input rows
@@ -121,12 +121,12 @@ def execute_terms2d(x: np.ndarray, ordered: Ordered2D) -> np.ndarray:
     (sh, sw), (dh, dw) = geo.stride, geo.dilation
     ph, pw = geo.padding if terms.padding is None else terms.padding
     Hp, Wp = _spans(terms)
-    xf = pad_planes(x, Hp, Wp, ph, pw).reshape(geo.n, x.shape[1], Hp * Wp)
+    xf = pad_volumes(x[:, :, None], 1, Hp, Wp, 0, ph, pw, SLACK)
     y = new_output((geo.n, terms.k_out, OH, OW))
     items = geo.n * -(-OH // ordered.band) * (len(ordered.bounds) - 1)
     separable2d(xf, y, ordered.tc, ordered.tk, ordered.U, ordered.V, ordered.bounds,
-                ordered.starts, np.array([sh, sw, dh, dw, Wp], np.int64), ordered.band,
-                ordered.kc, blocks_for(items))
+                ordered.starts, np.array([sh, sw, dh, dw, Wp, x.shape[1], Hp], np.int64),
+                ordered.band, ordered.kc, blocks_for(items))
     return y
 
 
