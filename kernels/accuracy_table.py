@@ -88,12 +88,89 @@ def render(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------- the report's sweeps
+# Error against the reduction length and the tile size, for the report's figure:
+# conv2d 3x3 over channels (F(6x6,3x3) is not a suite algorithm; it runs through the
+# same pipeline as a point beyond F4, held to the 3e-4 it was measured against), and
+# fft over kernel sizes.
+CHANNELS = (16, 32, 64, 128, 256, 512)
+F6 = "winograd_f6"
+F6_BOUND = 3e-4
+KERNEL_SIZES = (3, 5, 7, 9, 11)
+
+
+def _run_f6(spec: ConvSpec, x, w) -> np.ndarray:
+    from .winograd.conv2d import winograd2d
+
+    return winograd2d(x, w[0], 6, 1, spec.out_size, spec.padding, spec.dilation)
+
+
+def channel_sweep(size: int = 12, seeds: int = 2, channels=CHANNELS) -> list[dict]:
+    """Worst error over the seeds per (channels, algorithm), conv2d 3x3 stride 1 padding 1,
+    long form (algorithm, channels, max_rel_error, bound): the report's accuracy table."""
+    rows = []
+    for c in channels:
+        spec = ConvSpec(n=1, c=c, k=c, size=size, kernel=3, padding=1)
+        names = [a for a in ALGORITHMS if not supports("conv2d", a, spec)]
+        worst = dict.fromkeys(names + [F6], 0.0)
+        for seed in range(seeds):
+            x, w = make_inputs("conv2d", spec, seed=seed)
+            ref = reference("conv2d", spec, x, w)
+            for a in names:
+                worst[a] = max(worst[a], accuracy.error(run("conv2d", a, spec, x, w), ref))
+            worst[F6] = max(worst[F6], accuracy.error(_run_f6(spec, x, w), ref))
+        rows += [dict(algorithm=a, channels=c, max_rel_error=e,
+                      bound=F6_BOUND if a == F6 else accuracy.bound(a, "conv2d", spec))
+                 for a, e in worst.items()]
+    return rows
+
+
+def kernel_sweep(algorithm: str = "fft", size: int = 16, k: int = 64,
+                 kernel_sizes=KERNEL_SIZES, channels=CHANNELS) -> list[dict]:
+    """`algorithm`'s error per (kernel size, channels), with its bound and the Bound scale
+    the error alone would need (error / (EPS32 sqrt(L)))."""
+    rows = []
+    for r in kernel_sizes:
+        for c in channels:
+            spec = ConvSpec(n=1, c=c, k=k, size=size, kernel=r, padding=r // 2)
+            m = measure(algorithm, "conv2d", spec, seeds=(0,))
+            if m:
+                rows.append(dict(kernel=r, channels=c, max_rel_error=m["worst"],
+                                 bound=m["bound"], scale_needed=m["worst"] / (
+                                     accuracy.EPS32 * np.sqrt(m["L"]))))
+    return rows
+
+
+def write_csv(rows: list[dict], path) -> None:
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
 def main(argv=None) -> int:
+    import pandas as pd
+
     ap = argparse.ArgumentParser(prog="python -m kernels.accuracy_table",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="only the small problems")
+    ap.add_argument("--sweeps", action="store_true",
+                    help="also the report's sweeps: conv2d 3x3 over channels, fft over kernels")
+    ap.add_argument("--csv", metavar="PATH",
+                    help="write the channel sweep (algorithm, channels, max_rel_error, bound) "
+                         "for `convbench report --accuracy`")
     args = ap.parse_args(argv)
     print(render(table(QUICK if args.quick else CALIBRATION)))
+    if args.sweeps or args.csv:
+        rows = channel_sweep()
+        if args.csv:
+            write_csv(rows, args.csv)
+        fmt = {"max_rel_error": "{:.3g}".format, "bound": "{:.3g}".format}
+        print("\nconv2d 3x3 s1 p1, 12x12, worst of 2 seeds")
+        print(pd.DataFrame(rows).to_string(index=False, formatters=fmt))
+    if args.sweeps:
+        df = pd.DataFrame(kernel_sweep())
+        print("\nfft, conv2d stride 1, 16x16, k=64: error, bound, Bound scale needed")
+        print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return 0
 
 

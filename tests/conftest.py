@@ -58,3 +58,15 @@ def torch_conv(conv_type: str, spec, x, weights) -> np.ndarray:
     from harness.peers import torch_function
 
     return torch_function(conv_type, spec, x, weights, dtype="float64")()
+
+
+def temporary_algorithm(monkeypatch, name: str, summary: str):
+    """Declare algorithm `name` (with direct's bound) for one test and return the
+    decorator registering its conv2d cell; the registry is restored afterwards."""
+    from kernels import registry
+
+    monkeypatch.setattr(registry, "ALGORITHMS", registry.ALGORITHMS)
+    monkeypatch.setattr(registry, "_ALGORITHMS", dict(registry._ALGORITHMS))
+    monkeypatch.setattr(registry, "_CELLS", dict(registry._CELLS))
+    registry.declare_algorithm(name, summary=summary, accuracy=registry.algorithm_bound("direct"))
+    return registry.cell("conv2d", name)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import kernels
 from kernels import registry
 
-from .conftest import assert_conforms
+from .conftest import assert_conforms, temporary_algorithm
 from .strategies import cell_specs
 
 EXAMPLES = 12  # per cell; specs are small, so compile time (once per kernel) dominates
@@ -51,13 +51,7 @@ def test_every_registered_cell_is_collected():
 def test_a_wrong_tap_fails_conformance(monkeypatch):
     """The check the cells pass is one a kernel with one weight off by its own magnitude
     fails, at a realistic reduction length (L = 576)."""
-    monkeypatch.setattr(registry, "ALGORITHMS", registry.ALGORITHMS)
-    monkeypatch.setattr(registry, "_ALGORITHMS", dict(registry._ALGORITHMS))
-    monkeypatch.setattr(registry, "_CELLS", dict(registry._CELLS))
-    registry.declare_algorithm("one_tap_off", summary="direct with one weight doubled",
-                               accuracy=registry.algorithm_bound("direct"))
-
-    @registry.cell("conv2d", "one_tap_off")
+    @temporary_algorithm(monkeypatch, "one_tap_off", "direct with one weight doubled")
     def wrong(spec, x, weights):
         w = weights[0].copy()
         w[0, 0, 1, 1] *= 2

@@ -21,6 +21,8 @@ import kernels
 from harness import calibrate, cli, peers, plan, results, sweep
 from kernels import registry
 
+from .conftest import temporary_algorithm
+
 try:
     from harness.shapes import Layer
 except ImportError:  # the shape sets not there yet: the same fields
@@ -171,13 +173,7 @@ def test_shapes_totals_of_a_real_network(monkeypatch, capsys):
 @pytest.fixture
 def broken_cell(monkeypatch):
     """A deliberately wrong conv2d kernel registered as algorithm "broken"."""
-    monkeypatch.setattr(registry, "ALGORITHMS", registry.ALGORITHMS)
-    monkeypatch.setattr(registry, "_ALGORITHMS", dict(registry._ALGORITHMS))
-    monkeypatch.setattr(registry, "_CELLS", dict(registry._CELLS))
-    registry.declare_algorithm("broken", summary="direct with one output off by 0.5",
-                               accuracy=registry.algorithm_bound("direct"))
-
-    @registry.cell("conv2d", "broken")
+    @temporary_algorithm(monkeypatch, "broken", "direct with one output off by 0.5")
     def wrong(spec, x, weights):
         y = kernels.run("conv2d", "direct", spec, x, weights).copy()
         y[0, 0, 0, 0] += 0.5

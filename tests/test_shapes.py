@@ -182,11 +182,17 @@ def test_quick_layers_are_network_layers():
     assert df.iloc[:-1]["multiply_adds"].max() < 0.7e9
 
 
+def _in_full(name: str) -> bool:
+    """Read from the file itself: not a copy set and not marked '# full: no'."""
+    return (name not in shapes.NOT_IN_FULL
+            and "\n# full: no" not in shapes.set_path(name).read_text())
+
+
 def test_full_is_the_union_of_the_network_files():
     full = shapes.load_set("full")
     expected = []
     for name in FILE_SETS:
-        if name in shapes.NOT_IN_FULL or name == "quick":
+        if not _in_full(name):
             continue
         expected += shapes.load_set(name)
     assert full == expected
@@ -288,6 +294,5 @@ def test_views_are_listed_but_not_counted():
 
 
 def test_full_total_is_the_sum_of_the_network_totals():
-    parts = sum(_total(name) for name in FILE_SETS
-                if name not in shapes.NOT_IN_FULL and name != "quick")
+    parts = sum(_total(name) for name in FILE_SETS if _in_full(name))
     assert _total("full") == parts

@@ -43,7 +43,7 @@ def load_accuracy(accuracy) -> pd.DataFrame | None:
         path = Path(accuracy)
         df = pd.read_json(path) if path.suffix == ".json" else pd.read_csv(path)
     if "max_rel_error" not in df.columns and "channels" in df.columns:
-        # wide form, as winograd_accuracy prints it: channels, direct, winograd_f2, ...
+        # wide form (channels, then one column per algorithm): channels, direct, winograd_f2, ...
         df = df[pd.to_numeric(df["channels"], errors="coerce").notna()]
         df = df.melt(id_vars=["channels"], var_name="algorithm", value_name="max_rel_error")
     missing = {"algorithm", "channels", "max_rel_error"} - set(df.columns)
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", help="result JSON file(s)")
     p.add_argument("-o", "--output", help="HTML file to write (default reports/<stem>.html)")
     p.add_argument("--accuracy", help="Winograd accuracy table (CSV with algorithm, channels, "
-                                      "max_rel_error) from harness.checks.winograd_accuracy")
+                                      "max_rel_error) from python -m kernels.accuracy_table --csv")
     p.add_argument("--merge", action="store_true",
                    help="treat several files as one run (shards) instead of comparing them")
     p.add_argument("--title", help="page title")

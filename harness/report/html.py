@@ -304,7 +304,7 @@ def accuracy_section(acc: pd.DataFrame | None) -> Section | None:
     pivot = pivot.map(lambda v: f"{v:.2e}" if v == v else "–")
     return Section("accuracy", "Winograd error vs tile size", _figure(
         fig, "Maximum relative error against the float64 reference (from "
-        "<code>python -m harness.checks.winograd_accuracy</code>): larger Winograd tiles "
+        "<code>python -m kernels.accuracy_table --sweeps</code>): larger Winograd tiles "
         "save multiplications and lose digits.", "winograd accuracy")
         + tables.styled(pivot.reset_index(), caption="max relative error by channels"))
 
