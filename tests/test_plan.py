@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import kernels
 from kernels import registry
 
+from .conftest import temporary_algorithm
 from .strategies import cell_specs
 
 EXAMPLES = 4  # per cell: the conformance test covers accuracy, this only the plan/run split
@@ -119,12 +120,8 @@ def test_plan_checks_the_memory_limit():
 
 @pytest.fixture
 def scratch_registry(monkeypatch):
-    """A registry a test may add an algorithm and cells to, restored afterwards."""
-    monkeypatch.setattr(registry, "ALGORITHMS", registry.ALGORITHMS)
-    monkeypatch.setattr(registry, "_ALGORITHMS", dict(registry._ALGORITHMS))
-    monkeypatch.setattr(registry, "_CELLS", dict(registry._CELLS))
-    registry.declare_algorithm("scratch", summary="a test cell",
-                               accuracy=registry.algorithm_bound("direct"))
+    """An algorithm "scratch" the test registers conv2d cells of (prepare steps and all)."""
+    temporary_algorithm(monkeypatch, "scratch", "a test cell")
 
 
 def test_prepare_runs_once_per_plan_and_once_per_run(scratch_registry):
