@@ -1,7 +1,8 @@
 """convbench kernels: every convolution type of deep learning as Numba CPU kernels.
 
 Public API (see DESIGN.md): ConvSpec, CONV_TYPES, ALGORITHMS, make_inputs,
-reference, supports, run, multiplications; memory_estimate, memory_limit,
+reference, supports, run, multiplications; plan (the weight-only work done once,
+then `plan(x)`: see kernels.registry); memory_estimate, memory_limit,
 set_memory_limit (the memory guard, see kernels.memory).
 """
 
