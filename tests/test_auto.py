@@ -184,3 +184,14 @@ def test_tune_from_a_sweep(tmp_path, monkeypatch, capsys):
     direct = res[res["algorithm"] == "direct"].set_index("layer")["median"]
     got = totals.set_index("algorithm").loc["direct", "total_s"]
     assert got == pytest.approx(2 * direct["conv"] + direct["pw"])
+
+
+def test_report_section_shows_the_totals():
+    from harness.report import html
+    from harness.report.load import Results
+
+    df = frame([("a", 3, "direct", 2e-3), ("b", 1, "direct", 5e-3), ("a", 3, "auto", 1e-3)])
+    section = html.networks_section(Results(paths=[], frame=df, skips=pd.DataFrame()))
+    assert section.title == "Whole networks"
+    assert fmt.seconds(11e-3) in section.body and "(1/2 layers)" in section.body
+    assert "<img" in section.body
