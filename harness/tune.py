@@ -70,16 +70,20 @@ def measured_table(layers, threads: int, repeats: int = 5, err=sys.stderr) -> Ta
 
     from harness.machine import machine_class
 
+    before = numba.get_num_threads()
     numba.set_num_threads(threads)
     rows = []
-    for layer in layers:
-        for algorithm in auto.CANDIDATES:
-            if kernels.supports(layer.conv_type, algorithm, layer.spec):
-                continue
-            seconds = time_layer(layer.conv_type, algorithm, layer.spec, repeats)
-            print(f"  {layer.conv_type} {layer.label} {algorithm}: {seconds * 1e3:.3f} ms",
-                  file=err)
-            rows.append((layer.conv_type, layer.spec, threads, algorithm, seconds))
+    try:
+        for layer in layers:
+            for algorithm in auto.CANDIDATES:
+                if kernels.supports(layer.conv_type, algorithm, layer.spec):
+                    continue
+                seconds = time_layer(layer.conv_type, algorithm, layer.spec, repeats)
+                print(f"  {layer.conv_type} {layer.label} {algorithm}: "
+                      f"{seconds * 1e3:.3f} ms", file=err)
+                rows.append((layer.conv_type, layer.spec, threads, algorithm, seconds))
+    finally:
+        numba.set_num_threads(before)
     return auto.build(rows, machine_class=machine_class(),
                       source=f"convbench tune, in-process min of {repeats}, {threads} threads")
 

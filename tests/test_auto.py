@@ -62,6 +62,9 @@ def test_auto_picks_from_the_table():
                                   kernels.run("conv2d", "separable", CONV, x, w))
     assert kernels.multiplications("conv2d", "auto", CONV) == \
         kernels.multiplications("conv2d", "separable", CONV)
+    # the memory guard judges auto by what it runs
+    assert kernels.memory_estimate("conv2d", "auto", CONV.replace(n=2)) == \
+        kernels.memory_estimate("conv2d", "separable", CONV.replace(n=2))
 
 
 def test_table_file_round_trip_and_environment(tmp_path, monkeypatch):
@@ -195,3 +198,19 @@ def test_report_section_shows_the_totals():
     assert section.title == "Whole networks"
     assert fmt.seconds(11e-3) in section.body and "(1/2 layers)" in section.body
     assert "<img" in section.body
+
+
+def test_tune_times_a_set_in_process():
+    from harness import tune
+    from harness.shapes import Layer
+
+    layers = [Layer("tiny", "conv", "conv2d", CONV), Layer("tiny", "pw", "pointwise",
+              kernels.ConvSpec(n=1, c=8, k=8, size=(6, 6), kernel=1))]
+    table = tune.measured_table(layers, threads=1, repeats=1, err=None)
+    assert set(table.entries) == {("conv2d", tuning.problem_of(CONV)),
+                                  ("pointwise", tuning.problem_of(layers[1].spec))}
+    entry = table.exact("conv2d", CONV)
+    ran = {a for a, _ in entry.seconds}
+    assert ran == {a for a in auto.CANDIDATES if kernels.supports("conv2d", a, CONV) is None}
+    assert entry.algorithm == min(entry.seconds, key=lambda kv: kv[1])[0]
+    assert "conv2d" in tune.format_table(table)

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import registry
+from .. import memory, registry
 from ..accuracy import Bound
 from ..spec import ConvSpec
 from ..types import CONV_TYPES
@@ -153,6 +153,15 @@ def _register(conv_type: str) -> None:
     def run(spec, x, weights):
         return registry.run(conv_type, choose(conv_type, spec), spec, x, weights)
 
+
+def _memory_estimate(conv_type: str, spec: ConvSpec) -> dict:
+    """What the chosen algorithm holds (kernels.memory), so that `supports` and the memory
+    guard judge auto by what it runs; direct's when nothing runs the spec."""
+    chosen = explain(conv_type, spec).algorithm or "direct"
+    return memory.ESTIMATORS.get(chosen, memory.ESTIMATORS["direct"])(conv_type, spec)
+
+
+memory.ESTIMATORS[NAME] = _memory_estimate
 
 for _t in CONV_TYPES:
     if any(registry.cell_reason(_t, a) is None for a in CANDIDATES):
