@@ -145,6 +145,10 @@ def test_network_totals_add_layer_times_times_repeats():
     # a layer outside the network's total (a view) is left out
     only_a = networks.network_totals(df, counted=lambda n: {("conv2d", "a")})
     assert only_a.set_index("algorithm").loc["direct", "total_s"] == 6.0
+    # a layer of the network that the results lack makes every total partial
+    more = networks.network_totals(df, counted=lambda n: {("conv2d", "a"), ("conv2d", "b"),
+                                                          ("conv2d", "c")})
+    assert not more["complete"].any() and set(more["of_layers"]) == {3}
     assert networks.totals_figure(networks.network_totals(df, counted=lambda n: None))
 
 

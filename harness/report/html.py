@@ -238,7 +238,8 @@ def networks_section(res: Results) -> Section | None:
     text = ("The time of all of a network's conv layers, each layer's repeat count applied "
             "(harness.report.networks): with auto, with the fastest of our algorithms on each "
             "layer (best of ours), with each algorithm alone and with each peer. A total "
-            "marked “n/N layers” covers only the layers that algorithm ran (hatched in the "
+            "marked “n/N layers” covers only n of the network's N layers (the algorithm "
+            "did not run the others, or the sweep timed a few of them; hatched in the "
             "chart): it is not comparable to a complete one.")
     fig = networks.totals_figure(totals)
     return Section("networks", "Whole networks", _p(text, "sub")
