@@ -5,6 +5,7 @@
     convbench verify --set NAME            every cell once against the reference
     convbench run --set NAME [...]         a pyperf sweep into results/
     convbench calibrate [--force]          sgemm GFLOP/s and memory bandwidth of this machine
+    convbench tune --from RESULTS.json     the tuning table `auto` chooses from (harness.tune)
     convbench merge A.json B.json -o OUT   join shard files
     convbench bench [--set quick]          calibrate, run with peers, build the report
     convbench ab --set ci [...]            the working tree vs the reference commit, A/B here
@@ -116,6 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="measure again")
     p.add_argument("--quick", action="store_true", help="small sizes (a rough figure)")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("tune", help="the tuning table the auto algorithm chooses from "
+                                    "(harness.tune)")
+    p.add_argument("--from", dest="from_files", nargs="+", metavar="RESULTS",
+                   help="build it from these sweep results (no timing)")
+    p.add_argument("--mode", default="call", help="with --from: the timing mode to read "
+                                                  "(default %(default)s)")
+    p.add_argument("--set", dest="set_name", help="shape set to time in this process")
+    p.add_argument("--types", nargs="+", metavar="TYPE", help="only these conv types")
+    p.add_argument("--threads", nargs="+", metavar="N",
+                   help="thread count to time with (default: all cores; the largest given)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timed calls per cell, the fastest kept (default %(default)s)")
+    p.add_argument("-o", "--output",
+                   help="table file (default results/tuning/<machine class>.json)")
 
     p = sub.add_parser("merge", help="join shard result files")
     p.add_argument("inputs", nargs="+")
@@ -449,6 +465,12 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from harness import tune
+
+    return tune.run(args)
+
+
 def cmd_merge(args) -> int:
     from harness import results
 
@@ -560,7 +582,8 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 
 COMMANDS = {"list": cmd_list, "shapes": cmd_shapes, "verify": cmd_verify, "run": cmd_run,
-            "calibrate": cmd_calibrate, "merge": cmd_merge, "bench": cmd_bench, "ab": cmd_ab}
+            "calibrate": cmd_calibrate, "tune": cmd_tune, "merge": cmd_merge, "bench": cmd_bench,
+            "ab": cmd_ab}
 
 
 def _reexec_for_isa(argv: list[str]) -> None:

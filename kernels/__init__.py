@@ -18,8 +18,9 @@ from .types import CATALOGUE, CONV_TYPES, make_inputs
 
 # The algorithm packages, in the order ALGORITHMS lists them: each declares its
 # algorithm(s) (kernels.registry.declare_algorithm) and registers its cells on import.
-# Adding an algorithm is adding its package here.
-ALGORITHM_PACKAGES = ("direct", "im2col", "winograd", "separable", "fft")
+# Adding an algorithm is adding its package here (before auto, which chooses among
+# the algorithms declared before it).
+ALGORITHM_PACKAGES = ("direct", "im2col", "winograd", "separable", "fft", "auto")
 
 
 for _package in ALGORITHM_PACKAGES:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from . import fmt, plots, seed_ideas, tables
+from . import fmt, networks, plots, seed_ideas, tables
 from .compare import Comparison, per_type_geomeans
 from .load import Results, in_mode, main_threads, mode_order, primary_mode, type_order
 
@@ -229,6 +229,24 @@ def summary_section(res: Results) -> Section | None:
                    "is the geometric mean over layers of peer time / our time (▲: ours is "
                    "faster).", "sub") + tables.peer_summary_html(peers)
     return Section("summary", "Summary", body + tables.summary_html(s))
+
+
+def networks_section(res: Results) -> Section | None:
+    totals = networks.network_totals(res.frame)
+    if totals.empty:
+        return None
+    text = ("The time of all of a network's conv layers, each layer's repeat count applied "
+            "(harness.report.networks): with auto, with the fastest of our algorithms on each "
+            "layer (best of ours), with each algorithm alone and with each peer. A total "
+            "marked “n/N layers” covers only n of the network's N layers (the algorithm "
+            "did not run the others, or the sweep timed a few of them; hatched in the "
+            "chart): it is not comparable to a complete one.")
+    fig = networks.totals_figure(totals)
+    return Section("networks", "Whole networks", _p(text, "sub")
+                   + tables.styled(networks.totals_table(totals))
+                   + _figure(fig, "Total conv time per network at its largest thread count "
+                                  "(orange: auto; light blue: best of ours per layer).",
+                             "whole-network conv time per algorithm"))
 
 
 def type_sections(res: Results) -> Section | None:
@@ -531,8 +549,8 @@ def render(res: Results, *, accuracy: pd.DataFrame | None = None,
 
     sections: list[Section | None] = []
     if not res.frame.empty:
-        sections += [summary_section(res), type_sections(res), time_vs_mults_section(res),
-                     roofline_section(res), accuracy_section(accuracy),
+        sections += [summary_section(res), networks_section(res), type_sections(res),
+                     time_vs_mults_section(res), roofline_section(res), accuracy_section(accuracy),
                      numerics_section(numerics), compile_section(res), threads_section(res)]
     else:
         sections += [accuracy_section(accuracy), numerics_section(numerics)]

@@ -46,7 +46,8 @@ RUN_KEYS = (
     "machine_class",
 )
 NUMERIC = ("multiplications", "direct_multiplications", "threads", "compile_seconds",
-           "calib_sgemm_gflops_1t", "calib_sgemm_gflops", "calib_bandwidth_gbs")
+           "calib_sgemm_gflops_1t", "calib_sgemm_gflops", "calib_bandwidth_gbs",
+           "layer_repeat")
 
 
 def algorithm_order(names) -> list[str]:
