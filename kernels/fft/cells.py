@@ -20,9 +20,10 @@ import numpy as np
 from ..direct.pointwise import run_pointwise
 from ..registry import cell, not_applicable
 from ..spec import ConvSpec
-from ..tiled import bilinear2d
 from ..tiled.depthwise import bilinear_depthwise
+from ..tiled.pipeline import bilinear2d  # the module, not the package: it imports .codelets
 from ..types import flip_spatial, full_kernel, separable_stages, shuffle_permutation
+from .codelets import FTILE
 from .matrices import alpha
 from .plan import plan, reason, transform_counts
 
@@ -66,7 +67,7 @@ def fft2d(spec: ConvSpec, x: np.ndarray, w: np.ndarray, kmap=None) -> np.ndarray
     if p.phases != (1, 1):
         x, w = phase_split(x, w, spec)
         lo = (0, 0)
-    return bilinear2d(x, w, p.axes(), spec.groups, spec.out_size, lo, spec.dilation, kmap)
+    return bilinear2d(x, w, p.axes(), spec.groups, spec.out_size, lo, spec.dilation, kmap, FTILE)
 
 
 def _stage(conv_type: str, spec: ConvSpec) -> ConvSpec:
@@ -126,7 +127,8 @@ def _depthwise_stage(spec: ConvSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray
     lo = spec.padding
     if p.phases != (1, 1):  # a channel's phases are its own group of sh*sw channels
         x, w = phase_split(x, w, spec)
-        return bilinear2d(x, w, p.axes(), spec.groups, spec.out_size, (0, 0), spec.dilation)
+        return bilinear2d(x, w, p.axes(), spec.groups, spec.out_size, (0, 0), spec.dilation,
+                          ftile=FTILE)
     return bilinear_depthwise(x, w, p.axes(), spec.out_size, lo, spec.dilation)
 
 
@@ -158,7 +160,7 @@ def _transposed(spec, x, weights):
         wc = flip_spatial(wc, 2)
     lo = tuple(d * (r - 1) - p for d, r, p in zip(spec.dilation, spec.kernel, spec.padding))
     return bilinear2d(x, np.ascontiguousarray(wc), plan(spec).axes(), g, spec.out_size, lo,
-                      spec.dilation)
+                      spec.dilation, ftile=FTILE)
 
 
 not_applicable("conv3d", ALGORITHM, "fft runs 2-D tiles only (3-D layers are not speed "

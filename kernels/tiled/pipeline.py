@@ -263,9 +263,12 @@ def _comb_any(dst, do, src, so, st, M, r, n):
 
 
 @njit(**JIT)
-def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg):
+def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg, code_h=0,
+                code_w=0):
     """V of one row of tiles: the vertical pass B_h^T d over whole padded rows into t1,
     then the horizontal pass per tile into Vg[(f*T + t)*cg + c], f = a*alpha_w + b.
+    A nonzero code_h / code_w applies that axis's B^T by its fft codelet
+    (`kernels.fft.codelets`) instead of row by row.
 
     With t2 (non-empty), the rows are first regrouped as t2[a, j, tx, c] = t1[a, tx*mw + j, c]
     so that each horizontal combination runs once over the whole row of tiles (tw*cg
@@ -275,8 +278,11 @@ def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg):
     Ah = U64(BTh.shape[0])
     Aw = U64(BTw.shape[0])
     r0 = U64(ty) * U64(mh) * rowlen
-    for a in range(Ah):
-        _comb(t1, a * rowlen, xf, r0, rowlen, BTh, a, rowlen)
+    if code_h:
+        apply_codelet(code_h, t1, 0, rowlen, xf, r0, rowlen, rowlen, Ah)
+    else:
+        for a in range(Ah):
+            _comb(t1, a * rowlen, xf, r0, rowlen, BTh, a, rowlen)
     if t2.size > 0:
         tW = U64(BTw.shape[1])
         run = U64(tw) * cg
@@ -288,6 +294,10 @@ def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg):
                     for c in range(cg):  # an index loop: no view objects per copy
                         t2[do + c] = t1[so + c]
         for a in range(Ah):
+            if code_w:
+                apply_codelet(code_w, Vg, (a * Aw * U64(T) + U64(tbase)) * cg, U64(T) * cg, t2,
+                              a * tW * run, run, run, Aw)
+                continue
             for b in range(Aw):
                 _comb(Vg, ((a * Aw + b) * U64(T) + U64(tbase)) * cg, t2, a * tW * run, run,
                       BTw, b, run)
@@ -301,11 +311,15 @@ def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg):
 
 
 @njit(**PAR)
-def input_transform(xp, BTh, BTw, V, mh, mw, th, tw, regroup=False):
-    """V[g, (f*T + t)*cg + c] for every tile t = (vb*th + ty)*tw + tx."""
+def input_transform(xp, BTh, BTw, V, mh, mw, th, tw, regroup=False, ftile=0):
+    """V[g, (f*T + t)*cg + c] for every tile t = (vb*th + ty)*tw + tx (`ftile` as `prepare`'s;
+    fft's B^T by codelets, which need the regrouped rows)."""
     VB, groups, Hs, Ws, cg = xp.shape
     Ah = BTh.shape[0]
     T = VB * th * tw
+    fft = ftile == FFT_FTILE
+    code_h = codelet_for(BTh, False) if fft else 0
+    code_w = codelet_for(BTw, False) if fft else 0
     for item in prange(groups * VB * th):
         ty = item % th
         vb = (item // th) % VB
@@ -314,7 +328,7 @@ def input_transform(xp, BTh, BTw, V, mh, mw, th, tw, regroup=False):
         t1 = np.empty(Ah * Ws * cg, np.float32)
         t2 = np.empty(Ah * BTw.shape[1] * tw * cg if regroup else 0, np.float32)
         _input_rows(xf, BTh, BTw, V[g], t1, t2, ty, tw, (vb * th + ty) * tw, T, mh, mw,
-                    U64(Ws * cg), U64(cg))
+                    U64(Ws * cg), U64(cg), code_h, code_w)
 
 
 @njit(**JIT)
@@ -390,6 +404,22 @@ def _output_at(mbuf, mo, ATh, ATw, o1, out, NB, long_rows=False):
     for i in range(mh):
         for j in range(mw):
             _comb(out, (i * mw + j) * nb, o1, i * Aw * nb, nb, ATw, j, nb)
+
+
+@njit(**JIT)
+def _output_codelets(mbuf, mo, ATh, ATw, o1, out, NB, code_h, code_w):
+    """`_output_at` with long rows, each axis's A^T by its fft codelet where its code is
+    nonzero (`kernels.fft.codelets`; rows clipped to the m outputs)."""
+    if code_h == 0 or code_w == 0:
+        _output_at(mbuf, mo, ATh, ATw, o1, out, NB, True)
+        return
+    mh = U64(ATh.shape[0])
+    mw = U64(ATw.shape[0])
+    Aw = U64(ATw.shape[1])
+    nb = U64(NB)
+    apply_codelet(code_h, o1, 0, Aw * nb, mbuf, U64(mo), Aw * nb, Aw * nb, mh)
+    for i in range(mh):
+        apply_codelet(code_w, out, i * mw * nb, nb, o1, i * Aw * nb, nb, nb, mw)
 
 
 @njit(**JIT)
@@ -506,6 +536,8 @@ def products_and_output(V, wf, Gh, Gw, ATh, ATw, ftile, y, kmap, th, tw, chunk, 
     KBL = LANES * kv
     NB = KBL * PT
     nkb = (kg + KBL - 1) // KBL
+    code_h = codelet_for(ATh, True) if ftile == FFT_FTILE else 0
+    code_w = codelet_for(ATw, True) if ftile == FFT_FTILE else 0
     per_chunk = (nkb + kchunks - 1) // kchunks
     ntc = (T + chunk - 1) // chunk
     for item in prange(groups * kchunks * ntc):
@@ -549,7 +581,9 @@ def products_and_output(V, wf, Gh, Gw, ATh, ATw, ftile, y, kmap, th, tw, chunk, 
                             _product_block(Vg, ubuf, ps, macc, bi * F * NB, ts + bi * PT, T, cg,
                                            c0, cb, f0, f1, kv, c0 > 0)
             for bi in range(nblk):
-                if stages & 4:
+                if stages & 4 and ftile == FFT_FTILE:
+                    _output_codelets(macc, bi * F * NB, ATh, ATw, o1, out, NB, code_h, code_w)
+                elif stages & 4:
                     _output_at(macc, bi * F * NB, ATh, ATw, o1, out, NB, ftile == 0)
                 if stages & 8:
                     _scatter(out, y, km, kb * KBL, kg, KBL, ts + bi * PT, te, mh, mw, th, tw,
@@ -560,7 +594,8 @@ def prepare(x, w, axes, groups, out_size, lo, dilation, kmap=None, ftile=0):
     """Everything `bilinear2d` computes before the fused stage, as a dict of its arguments
     (the stage benchmarks time each part alone). `axes` = ((A_h^T, G_h, B_h^T),
     (A_w^T, G_w, B_w^T)), float32 C-contiguous; `ftile` = m for Winograd F(m, 3)'s
-    generated filter tile (0: the generic filter transform)."""
+    generated filter tile (0: the generic filter transform), `FFT_FTILE` for the fft's
+    matrices (their B^T and A^T by generated codelets, the filter transform generic)."""
     n, c, H, W = x.shape
     k = w.shape[0]
     OH, OW = out_size
@@ -595,7 +630,7 @@ def prepare(x, w, axes, groups, out_size, lo, dilation, kmap=None, ftile=0):
     # once per call when several tile chunks would each redo it and the result is small
     ps = cc * LANES * kv + PLANE_PAD
     nblocks = groups * nkb * -(-cg // cc)
-    pre = ftile == 0 and ntc > 1 and nblocks * F * ps * 4 <= PRE_FILTER_BYTES
+    pre = ftile <= 0 and ntc > 1 and nblocks * F * ps * 4 <= PRE_FILTER_BYTES
     Upre = np.empty((nblocks if pre else 0, F * ps), np.float32)
     return dict(
         xp=np.empty((n * dh * dw, groups, th * mh + BTh.shape[1] - mh,
@@ -613,7 +648,7 @@ def run_prepared(x, p: dict, stages: int = 15) -> np.ndarray:
         pack_subgrids(x, p["xp"], p["lo"][0], p["lo"][1], p["dh"], p["dw"])
     if stages & 32:
         input_transform(p["xp"], p["BTh"], p["BTw"], p["V"], p["mh"], p["mw"], p["th"],
-                        p["tw"], p["ftile"] == 0)
+                        p["tw"], p["ftile"] <= 0, p["ftile"])
     if stages & 1 and p["Upre"].shape[0]:
         filter_transform_all(p["wf"], p["Gh"], p["Gw"], p["ftile"], p["Upre"],
                              p["y"].shape[1] // p["wf"].shape[0], p["cc"], p["kv"])
@@ -638,6 +673,8 @@ def bilinear2d(x: np.ndarray, w: np.ndarray, axes, groups: int, out_size, lo, di
 
 # Imported last: kernels.winograd imports this module, and Numba resolves these globals only
 # when it compiles, so the cycle closes on a module that is already complete.
+from ..fft.codelets import FTILE as FFT_FTILE  # noqa: E402
+from ..fft.codelets import apply_codelet, codelet_for  # noqa: E402
 from ..winograd.filter_tile import make_filter_tile  # noqa: E402
 from ..winograd.matrices import float_matrices  # noqa: E402
 from ..winograd.transpose import N as TN  # noqa: E402

@@ -1,0 +1,342 @@
+"""Generated straight-line codelets for the fft transforms B^T (input) and A^T (output).
+
+Why: applied as dense matrix rows (`kernels.tiled.pipeline._comb`), B^T of a 16-point tile
+costs ~16 multiply-adds per each of its 23 points and A^T ~23 per output, with the
+intermediate rows going through memory in passes of up to eight terms. A real FFT needs
+O(log t) operations per point. Here Python runs the radix-2 FFT symbolically (values are
+nodes of a program; products by 0 and +-1 vanish, equal subexpressions are shared, unused
+ones dropped) and the program becomes LLVM IR on vectors of `LANES` columns: the t (or
+alpha) inputs of a column are loaded once, every intermediate stays in registers, the
+outputs are stored once, like FFTW's and NNPACK's generated codelets.
+
+`apply_codelet(code, dst, do, dst_st, src, so, src_st, n, rows)`:
+    dst[do + i*dst_st + x] = sum_j M[i, j] src[so + j*src_st + x]   for x < n, i < rows,
+with M the matrix of `code` (`codelet_code(kind, t)`: B^T or A^T of a t-point tile,
+`matrix_of(code)` in float64; A^T's rows are its first `rows` outputs, i.e. m = t - r + 1).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from ..blocks import JIT
+from ..outer_block import vector_fma
+from ..target import TARGET
+from .matrices import _cos_sin, alpha, rfft_bilinear
+
+LANES = TARGET.transform_lanes
+FTILE = -1  # the pipeline's `ftile` for fft matrices: B^T and A^T by these codelets
+TILES = (8, 16)  # tile sizes with codelets
+KINDS = ("input", "output")  # B^T, A^T
+
+
+class Program:
+    """A straight-line linear program over `n_in` inputs: nodes are ints, None is zero.
+
+    ops[k] is ('in', j) | ('add', a, b) | ('sub', a, b) | ('neg', a) | ('mul', c, a) |
+    ('fma', c, a, b) = c*a + b; equal ops are one node (common subexpressions)."""
+
+    def __init__(self, n_in: int):
+        self.ops: list[tuple] = []
+        self._index: dict[tuple, int] = {}
+        self.inputs = [self._node(("in", j)) for j in range(n_in)]
+        self.outputs: list[int | None] = []
+
+    def _node(self, op: tuple) -> int:
+        if op not in self._index:
+            self._index[op] = len(self.ops)
+            self.ops.append(op)
+        return self._index[op]
+
+    def _neg_of(self, a):
+        return self.ops[a][1] if self.ops[a][0] == "neg" else None
+
+    def neg(self, a):
+        if a is None:
+            return None
+        inner = self._neg_of(a)
+        return inner if inner is not None else self._node(("neg", a))
+
+    def mul(self, c: float, a):
+        if a is None or c == 0:
+            return None
+        if c == 1:
+            return a
+        if c == -1:
+            return self.neg(a)
+        return self._node(("mul", float(c), a))
+
+    def add(self, a, b):
+        if a is None:
+            return b
+        if b is None:
+            return a
+        if self._neg_of(b) is not None:
+            return self.sub(a, self._neg_of(b))
+        if self._neg_of(a) is not None:
+            return self.sub(b, self._neg_of(a))
+        for x, y in ((a, b), (b, a)):  # c*x + y as one fused multiply-add
+            if self.ops[y][0] == "mul":
+                return self._node(("fma", self.ops[y][1], self.ops[y][2], x))
+        return self._node(("add",) + tuple(sorted((a, b))))
+
+    def sub(self, a, b):
+        if b is None:
+            return a
+        if a is None:
+            return self.neg(b)
+        if a == b:
+            return None
+        if self._neg_of(b) is not None:
+            return self.add(a, self._neg_of(b))
+        if self.ops[b][0] == "mul":
+            return self._node(("fma", -self.ops[b][1], self.ops[b][2], a))
+        return self._node(("sub", a, b))
+
+    def live(self) -> list[int]:
+        """The nodes the outputs need, in program order."""
+        need = set()
+        stack = [o for o in self.outputs if o is not None]
+        while stack:
+            k = stack.pop()
+            if k in need:
+                continue
+            need.add(k)
+            stack += _args(self.ops[k])
+        return sorted(need)
+
+    def arithmetic(self) -> int:
+        """Vector operations the program runs (an fma counts once)."""
+        return sum(self.ops[k][0] != "in" for k in self.live())
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        """The outputs for inputs x[j, ...] in float64 (zeros for None outputs)."""
+        x = np.asarray(x, np.float64)
+        val: dict[int, np.ndarray] = {}
+        for k in self.live():
+            op = self.ops[k]
+            kind = op[0]
+            if kind == "in":
+                val[k] = x[op[1]]
+            elif kind == "add":
+                val[k] = val[op[1]] + val[op[2]]
+            elif kind == "sub":
+                val[k] = val[op[1]] - val[op[2]]
+            elif kind == "neg":
+                val[k] = -val[op[1]]
+            elif kind == "mul":
+                val[k] = op[1] * val[op[2]]
+            else:
+                val[k] = op[1] * val[op[2]] + val[op[3]]
+        zero = np.zeros(x.shape[1:])
+        return np.array([zero if o is None else val[o] for o in self.outputs])
+
+
+def _args(op: tuple) -> list[int]:
+    """The nodes an op reads."""
+    kind = op[0]
+    if kind == "in":
+        return []
+    return list(op[2:]) if kind in ("mul", "fma") else list(op[1:])
+
+
+def _twiddle(n: int, f: int, sign: int) -> tuple[float, float]:
+    """cos and sign*sin of 2 pi f / n (exact at quarter turns, |cos| = |sin| at eighths)."""
+    c, s = (float(v[0]) for v in _cos_sin(n, f, np.array([1])))
+    if c != 0 and abs(abs(c) - abs(s)) < 1e-12:
+        s = float(np.copysign(abs(c), s))
+    return c, sign * s
+
+
+def _cmul(p: Program, z, w):
+    (ar, ai), (c, s) = z, w
+    if c != 0 and abs(c) == abs(s):  # an eighth turn: two products
+        if c == s:
+            return p.mul(c, p.sub(ar, ai)), p.mul(c, p.add(ar, ai))
+        return p.mul(c, p.add(ar, ai)), p.mul(s, p.sub(ar, ai))
+    return (p.sub(p.mul(c, ar), p.mul(s, ai)), p.add(p.mul(s, ar), p.mul(c, ai)))
+
+
+def _fft(p: Program, z: list, sign: int) -> list:
+    """X_f = sum_j z_j e^{sign 2 pi i f j / n}, radix-2 decimation in time, on (re, im) nodes."""
+    n = len(z)
+    if n == 1:
+        return list(z)
+    even, odd = _fft(p, z[0::2], sign), _fft(p, z[1::2], sign)
+    out = [None] * n
+    for f in range(n // 2):
+        o = _cmul(p, odd[f], _twiddle(n, f, sign))
+        e = even[f]
+        out[f] = (p.add(e[0], o[0]), p.add(e[1], o[1]))
+        out[f + n // 2] = (p.sub(e[0], o[0]), p.sub(e[1], o[1]))
+    return out
+
+
+def input_program(t: int) -> Program:
+    """B^T of a t-point tile: per frequency f of the real DFT X = rfft(d), X_0; (a + b, a, b)
+    with a + ib = X_f; X_{t/2} (`kernels.fft.matrices` orders the points so)."""
+    p = Program(t)
+    X = _fft(p, [(x, None) for x in p.inputs], -1)
+    for f in range(t // 2 + 1):
+        a, b = X[f]
+        p.outputs += [a] if f == 0 or 2 * f == t else [p.add(a, b), a, b]
+    return p
+
+
+def output_program(t: int) -> Program:
+    """A^T of a t-point tile, all t outputs: C_f from the three products (Re = k1 - k3,
+    Im = k1 + k2), the Hermitian rest C_{t-f} = conj C_f, y = Re(inverse DFT of C) / t."""
+    p = Program(alpha(t))
+    pts = p.inputs
+    C = [(pts[0], None)]
+    for f in range(1, (t + 1) // 2):
+        k1, k2, k3 = pts[1 + 3 * (f - 1):4 + 3 * (f - 1)]
+        C.append((p.sub(k1, k3), p.add(k1, k2)))
+    if t % 2 == 0:
+        C.append((pts[-1], None))
+    for f in range(len(C), t):
+        re, im = C[t - f]
+        C.append((re, p.neg(im)))
+    Y = _fft(p, C, +1)
+    p.outputs = [p.mul(1.0 / t, y[0]) for y in Y]
+    return p
+
+
+@cache
+def program(kind: str, t: int) -> Program:
+    if kind not in KINDS or t not in TILES:
+        raise ValueError(f"kind, t: codelets exist for kinds {KINDS} and tiles {TILES} "
+                         f"(got {kind!r}, {t})")
+    return input_program(t) if kind == "input" else output_program(t)
+
+
+def matrix(kind: str, t: int) -> np.ndarray:
+    """The float64 matrix `program(kind, t)` implements: B^T (alpha x t) or A^T of m = t
+    (t x alpha; A^T of r taps is its first t - r + 1 rows)."""
+    AT, _, BT = rfft_bilinear(t, 1)
+    return BT if kind == "input" else AT
+
+
+def _make(prog: Program, lanes: int, clip_rows: bool):
+    """The intrinsic codelet(dst, do, dst_st, src, so, src_st, rows) for one vector of
+    `lanes` columns (rows: the outputs stored, only with clip_rows)."""
+    live = prog.live()
+    outputs = prog.outputs
+
+    @intrinsic
+    def codelet(typingctx, dst, do, dst_st, src, so, src_st, rows):
+        sig = types.void(dst, do, dst_st, src, so, src_st, rows)
+
+        def codegen(context, builder, signature, args):
+            i64 = ir.IntType(64)
+            vec = ir.VectorType(ir.FloatType(), lanes)
+            fma = vector_fma(builder, lanes)
+            darr = context.make_array(signature.args[0])(context, builder, args[0])
+            sarr = context.make_array(signature.args[3])(context, builder, args[3])
+            dbase = builder.gep(darr.data, [args[1]])
+            sbase = builder.gep(sarr.data, [args[4]])
+
+            def splat(c):
+                return ir.Constant(vec, [float(np.float32(c))] * lanes)
+
+            val = {}
+            for k in live:
+                op = prog.ops[k]
+                kind = op[0]
+                if kind == "in":
+                    ptr = builder.gep(sbase, [builder.mul(args[5], ir.Constant(i64, op[1]))])
+                    val[k] = builder.load(builder.bitcast(ptr, vec.as_pointer()), align=4)
+                elif kind == "add":
+                    val[k] = builder.fadd(val[op[1]], val[op[2]])
+                elif kind == "sub":
+                    val[k] = builder.fsub(val[op[1]], val[op[2]])
+                elif kind == "neg":
+                    val[k] = builder.fsub(splat(0.0), val[op[1]])
+                elif kind == "mul":
+                    val[k] = builder.fmul(splat(op[1]), val[op[2]])
+                else:
+                    val[k] = builder.call(fma, [splat(op[1]), val[op[2]], val[op[3]]])
+            for i, o in enumerate(outputs):
+                v = splat(0.0) if o is None else val[o]
+                ptr = builder.gep(dbase, [builder.mul(args[2], ir.Constant(i64, i))])
+                ptr = builder.bitcast(ptr, vec.as_pointer())
+                if clip_rows:
+                    with builder.if_then(builder.icmp_signed(">", args[6], ir.Constant(i64, i))):
+                        builder.store(v, ptr, align=4)
+                else:
+                    builder.store(v, ptr, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return codelet
+
+
+def _looped(kind: str, t: int):
+    """codelet over n columns: whole vectors, then one column at a time."""
+    prog = program(kind, t)
+    clip = kind == "output"
+    wide, one = _make(prog, LANES, clip), _make(prog, 1, clip)
+
+    @njit(**JIT)
+    def run(dst, do, dst_st, src, so, src_st, n, rows):
+        # one integer type throughout (uint64 with int64 would make floats)
+        do, dst_st, so, src_st = np.int64(do), np.int64(dst_st), np.int64(so), np.int64(src_st)
+        n, rows = np.int64(n), np.int64(rows)
+        x = np.int64(0)
+        while x + LANES <= n:
+            wide(dst, do + x, dst_st, src, so + x, src_st, rows)
+            x += LANES
+        while x < n:
+            one(dst, do + x, dst_st, src, so + x, src_st, rows)
+            x += 1
+
+    return run
+
+
+# codes: 1 + 2 * tile index + kind index (0: no codelet)
+_input8, _output8 = _looped("input", 8), _looped("output", 8)
+_input16, _output16 = _looped("input", 16), _looped("output", 16)
+
+
+def codelet_code(kind: str, t: int) -> int:
+    """The code of the codelet for B^T ("input") or A^T ("output") of a t-point tile, 0 if
+    there is none (the pipeline then applies the matrix row by row)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: one of {KINDS} (got {kind!r})")
+    return 1 + 2 * TILES.index(t) + KINDS.index(kind) if t in TILES else 0
+
+
+def matrix_of(code: int) -> np.ndarray:
+    kind, t = KINDS[(code - 1) % 2], TILES[(code - 1) // 2]
+    return matrix(kind, t)
+
+
+@njit(**JIT)
+def codelet_for(M, output):
+    """The code for a matrix the fft pipeline applies (B^T: alpha x t; A^T: m x alpha, `output`
+    true), by its shape: the fft's t-point tiles are the only ones with alpha(t) points."""
+    A = M.shape[1] if output else M.shape[0]
+    if A == 11:
+        return 2 if output else 1
+    if A == 23:
+        return 4 if output else 3
+    return 0
+
+
+@njit(**JIT)
+def apply_codelet(code, dst, do, dst_st, src, so, src_st, n, rows):
+    """See the module doc; code 1..4 from `codelet_code`."""
+    if code == 1:
+        _input8(dst, do, dst_st, src, so, src_st, n, rows)
+    elif code == 2:
+        _output8(dst, do, dst_st, src, so, src_st, n, rows)
+    elif code == 3:
+        _input16(dst, do, dst_st, src, so, src_st, n, rows)
+    elif code == 4:
+        _output16(dst, do, dst_st, src, so, src_st, n, rows)
