@@ -1,4 +1,4 @@
-"""Generated straight-line codelets for the fft transforms B^T (input) and A^T (output).
+"""Generated straight-line codelets for the fft transforms B^T (input), A^T (output), G (filter).
 
 Why: applied as dense matrix rows (`kernels.tiled.pipeline._comb`), B^T of a 16-point tile
 costs ~16 multiply-adds per each of its 23 points and A^T ~23 per output, with the
@@ -9,10 +9,12 @@ ones dropped) and the program becomes LLVM IR on vectors of `LANES` columns: the
 alpha) inputs of a column are loaded once, every intermediate stays in registers, the
 outputs are stored once, like FFTW's and NNPACK's generated codelets.
 
-`apply_codelet(code, dst, do, dst_st, src, so, src_st, n, rows)`:
-    dst[do + i*dst_st + x] = sum_j M[i, j] src[so + j*src_st + x]   for x < n, i < rows,
-with M the matrix of `code` (`codelet_code(kind, t)`: B^T or A^T of a t-point tile,
-`matrix_of(code)` in float64; A^T's rows are its first `rows` outputs, i.e. m = t - r + 1).
+`apply_codelet(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep, src_rep)`:
+    dst[do + k*dst_rep + i*dst_st + x] = sum_j M[i, j] src[so + k*src_rep + j*src_st + x]
+    for x < n, i < rows, k < reps (repeats: one call, one dispatch, for many small blocks),
+with M the matrix of `code` (`codelet_code(kind, t, r)`: B^T or A^T of a t-point tile, G of
+r taps; `matrix_of(code)` in float64; A^T's rows are its first `rows` outputs, i.e. m =
+t - r + 1). `codelet_for(M, kind)` finds the code of a float32 fft matrix in compiled code.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .matrices import _cos_sin, alpha, rfft_bilinear
 LANES = TARGET.transform_lanes
 FTILE = -1  # the pipeline's `ftile` for fft matrices: B^T and A^T by these codelets
 TILES = (8, 16)  # tile sizes with codelets
-KINDS = ("input", "output")  # B^T, A^T
+KINDS = ("input", "output", "filter")  # B^T, A^T, G
 
 
 class Program:
@@ -207,19 +209,41 @@ def output_program(t: int) -> Program:
     return p
 
 
-@cache
-def program(kind: str, t: int) -> Program:
+def filter_program(t: int, r: int) -> Program:
+    """G of r taps in a t-point tile: per frequency c + id = sum_k g_k e^{+2 pi i f k / t}
+    (the conjugate spectrum: correlation), c at f = 0 and t/2, else (c, d - c, c + d)."""
+    p = Program(r)
+    X = _fft(p, [(g, None) for g in p.inputs] + [(None, None)] * (t - r), +1)
+    for f in range(t // 2 + 1):
+        c, d = X[f]
+        p.outputs += [c] if f == 0 or 2 * f == t else [c, p.sub(d, c), p.add(c, d)]
+    return p
+
+
+def _check(kind: str, t: int, r: int) -> None:
     if kind not in KINDS or t not in TILES:
         raise ValueError(f"kind, t: codelets exist for kinds {KINDS} and tiles {TILES} "
                          f"(got {kind!r}, {t})")
+    if kind == "filter" and not 2 <= r <= t:
+        raise ValueError(f"r: a filter codelet takes 2 <= r <= t taps (got r={r}, t={t})")
+
+
+@cache
+def program(kind: str, t: int, r: int = 0) -> Program:
+    """The program of B^T ("input") or A^T ("output") of a t-point tile, or G ("filter") of r
+    taps."""
+    _check(kind, t, r)
+    if kind == "filter":
+        return filter_program(t, r)
     return input_program(t) if kind == "input" else output_program(t)
 
 
-def matrix(kind: str, t: int) -> np.ndarray:
-    """The float64 matrix `program(kind, t)` implements: B^T (alpha x t) or A^T of m = t
-    (t x alpha; A^T of r taps is its first t - r + 1 rows)."""
-    AT, _, BT = rfft_bilinear(t, 1)
-    return BT if kind == "input" else AT
+def matrix(kind: str, t: int, r: int = 0) -> np.ndarray:
+    """The float64 matrix `program(kind, t, r)` implements: B^T (alpha x t), A^T of m = t
+    (t x alpha; A^T of r taps is its first t - r + 1 rows) or G (alpha x r)."""
+    _check(kind, t, r)
+    AT, G, BT = rfft_bilinear(t, r if kind == "filter" else 1)
+    return {"input": BT, "output": AT, "filter": G}[kind]
 
 
 def _make(prog: Program, lanes: int, clip_rows: bool):
@@ -277,66 +301,96 @@ def _make(prog: Program, lanes: int, clip_rows: bool):
     return codelet
 
 
-def _looped(kind: str, t: int):
+def _looped(kind: str, t: int, r: int):
     """codelet over n columns: whole vectors, then one column at a time."""
-    prog = program(kind, t)
+    prog = program(kind, t, r)
     clip = kind == "output"
     wide, one = _make(prog, LANES, clip), _make(prog, 1, clip)
 
     @njit(**JIT)
-    def run(dst, do, dst_st, src, so, src_st, n, rows):
+    def run(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep, src_rep):
         # one integer type throughout (uint64 with int64 would make floats)
         do, dst_st, so, src_st = np.int64(do), np.int64(dst_st), np.int64(so), np.int64(src_st)
-        n, rows = np.int64(n), np.int64(rows)
-        x = np.int64(0)
-        while x + LANES <= n:
-            wide(dst, do + x, dst_st, src, so + x, src_st, rows)
-            x += LANES
-        while x < n:
-            one(dst, do + x, dst_st, src, so + x, src_st, rows)
-            x += 1
+        n, rows, dst_rep, src_rep = np.int64(n), np.int64(rows), np.int64(dst_rep), np.int64(
+            src_rep)
+        for k in range(np.int64(reps)):
+            d, s = do + k * dst_rep, so + k * src_rep
+            x = np.int64(0)
+            while x + LANES <= n:
+                wide(dst, d + x, dst_st, src, s + x, src_st, rows)
+                x += LANES
+            while x < n:
+                one(dst, d + x, dst_st, src, s + x, src_st, rows)
+                x += 1
 
     return run
 
 
-# codes: 1 + 2 * tile index + kind index (0: no codelet)
-_input8, _output8 = _looped("input", 8), _looped("output", 8)
-_input16, _output16 = _looped("input", 16), _looped("output", 16)
+def _dispatch(runs: list, first: int):
+    """One compiled function that runs runs[code - first] (a binary tree of branches:
+    Numba cannot index a list of functions at run time)."""
+    if len(runs) == 1:
+        return runs[0]
+    mid = len(runs) // 2
+    lo, hi, split = _dispatch(runs[:mid], first), _dispatch(runs[mid:], first + mid), first + mid
+
+    @njit(**JIT)
+    def pick(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep, src_rep):
+        if code < split:
+            lo(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep, src_rep)
+        else:
+            hi(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep, src_rep)
+
+    return pick
 
 
-def codelet_code(kind: str, t: int) -> int:
-    """The code of the codelet for B^T ("input") or A^T ("output") of a t-point tile, 0 if
-    there is none (the pipeline then applies the matrix row by row)."""
+# every codelet, code = index + 1; the transforms of the data and of the filter dispatch
+# apart so that the input and output stages do not carry the 22 filter codelets
+CODELETS = ([(kind, t, 0) for t in TILES for kind in ("input", "output")]
+            + [("filter", t, r) for t in TILES for r in range(2, t + 1)])
+_DATA = sum(kind != "filter" for kind, _, _ in CODELETS)
+# _CODES[kind, tile index, r]: the code, 0 where there is none
+_CODES = np.zeros((len(KINDS), len(TILES), max(TILES) + 1), np.int64)
+for _code, (_kind, _t, _r) in enumerate(CODELETS, 1):
+    _CODES[KINDS.index(_kind), TILES.index(_t), _r] = _code
+_ALPHAS = np.array([alpha(t) for t in TILES], np.int64)
+apply_data_codelet = _dispatch([_looped(*c) for c in CODELETS[:_DATA]], 1)
+apply_filter_codelet = _dispatch([_looped(*c) for c in CODELETS[_DATA:]], _DATA + 1)
+
+
+def codelet_code(kind: str, t: int, r: int = 0) -> int:
+    """The code of the codelet for B^T ("input") or A^T ("output") of a t-point tile or G
+    ("filter") of r taps, 0 if there is none (the pipeline then applies the matrix row by
+    row)."""
     if kind not in KINDS:
         raise ValueError(f"kind: one of {KINDS} (got {kind!r})")
-    return 1 + 2 * TILES.index(t) + KINDS.index(kind) if t in TILES else 0
+    if t not in TILES or (kind == "filter" and not 2 <= r <= t):
+        return 0
+    return int(_CODES[KINDS.index(kind), TILES.index(t), r if kind == "filter" else 0])
 
 
 def matrix_of(code: int) -> np.ndarray:
-    kind, t = KINDS[(code - 1) % 2], TILES[(code - 1) // 2]
-    return matrix(kind, t)
+    return matrix(*CODELETS[code - 1])
 
 
 @njit(**JIT)
-def codelet_for(M, output):
-    """The code for a matrix the fft pipeline applies (B^T: alpha x t; A^T: m x alpha, `output`
-    true), by its shape: the fft's t-point tiles are the only ones with alpha(t) points."""
-    A = M.shape[1] if output else M.shape[0]
-    if A == 11:
-        return 2 if output else 1
-    if A == 23:
-        return 4 if output else 3
+def codelet_for(M, kind):
+    """The code for an fft matrix M of `kind` 0 (B^T: alpha x t), 1 (A^T: m x alpha) or 2
+    (G: alpha x r), from its shape (alpha names the tile), 0 if there is none."""
+    A = M.shape[1] if kind == 1 else M.shape[0]
+    for i in range(_ALPHAS.size):
+        if _ALPHAS[i] == A:
+            return _CODES[kind, i, M.shape[1] if kind == 2 else 0]
     return 0
 
 
 @njit(**JIT)
-def apply_codelet(code, dst, do, dst_st, src, so, src_st, n, rows):
-    """See the module doc; code 1..4 from `codelet_code`."""
-    if code == 1:
-        _input8(dst, do, dst_st, src, so, src_st, n, rows)
-    elif code == 2:
-        _output8(dst, do, dst_st, src, so, src_st, n, rows)
-    elif code == 3:
-        _input16(dst, do, dst_st, src, so, src_st, n, rows)
-    elif code == 4:
-        _output16(dst, do, dst_st, src, so, src_st, n, rows)
+def apply_codelet(code, dst, do, dst_st, src, so, src_st, n, rows, reps=1, dst_rep=0, src_rep=0):
+    """See the module doc; code from `codelet_code` / `codelet_for` (the pipeline calls
+    `apply_data_codelet` and `apply_filter_codelet`, which take their own codes only)."""
+    if code > _DATA:
+        apply_filter_codelet(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep,
+                             src_rep)
+    else:
+        apply_data_codelet(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep,
+                           src_rep)

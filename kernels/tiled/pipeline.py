@@ -279,7 +279,7 @@ def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg, 
     Aw = U64(BTw.shape[0])
     r0 = U64(ty) * U64(mh) * rowlen
     if code_h:
-        apply_codelet(code_h, t1, 0, rowlen, xf, r0, rowlen, rowlen, Ah)
+        apply_data_codelet(code_h, t1, 0, rowlen, xf, r0, rowlen, rowlen, Ah, 1, 0, 0)
     else:
         for a in range(Ah):
             _comb(t1, a * rowlen, xf, r0, rowlen, BTh, a, rowlen)
@@ -293,11 +293,11 @@ def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg, 
                     do = (a * tW + j) * run + tx * cg
                     for c in range(cg):  # an index loop: no view objects per copy
                         t2[do + c] = t1[so + c]
+        if code_w:  # every a in one call
+            apply_data_codelet(code_w, Vg, U64(tbase) * cg, U64(T) * cg, t2, 0, run, run, Aw, Ah,
+                               Aw * U64(T) * cg, tW * run)
+            return
         for a in range(Ah):
-            if code_w:
-                apply_codelet(code_w, Vg, (a * Aw * U64(T) + U64(tbase)) * cg, U64(T) * cg, t2,
-                              a * tW * run, run, run, Aw)
-                continue
             for b in range(Aw):
                 _comb(Vg, ((a * Aw + b) * U64(T) + U64(tbase)) * cg, t2, a * tW * run, run,
                       BTw, b, run)
@@ -318,8 +318,8 @@ def input_transform(xp, BTh, BTw, V, mh, mw, th, tw, regroup=False, ftile=0):
     Ah = BTh.shape[0]
     T = VB * th * tw
     fft = ftile == FFT_FTILE
-    code_h = codelet_for(BTh, False) if fft else 0
-    code_w = codelet_for(BTw, False) if fft else 0
+    code_h = codelet_for(BTh, 0) if fft else 0
+    code_w = codelet_for(BTw, 0) if fft else 0
     for item in prange(groups * VB * th):
         ty = item % th
         vb = (item // th) % VB
@@ -345,6 +345,9 @@ def _filter_chunk(wg, Gh, Gw, ftile, k0, kg, cg, c0, cb, KBL, ubuf, ps, taps, tm
     rw = U64(Gw.shape[1])
     R = rh * rw
     ub = U64(KBL)
+    fft = ftile == FFT_FTILE  # G by the fft's codelets where both axes have one
+    code_h = codelet_for(Gh, 2) if fft else 0
+    code_w = codelet_for(Gw, 2) if fft else 0
     for s0 in range(0, cb, FILTER_CHUNK):
         sb = min(FILTER_CHUNK, cb - s0)
         L = U64(sb) * ub
@@ -376,11 +379,32 @@ def _filter_chunk(wg, Gh, Gw, ftile, k0, kg, cg, c0, cb, KBL, ubuf, ps, taps, tm
                         _filter_tile_f2(taps, c * KBL + q0, sb * KBL, ubuf,
                                         (s0 + c) * KBL + q0, ps)
             continue
+        if code_h and code_w:
+            _filter_codelets(taps, ubuf, tmp, ps, s0, sb, KBL, Ah, Aw, rw, code_h, code_w)
+            continue
         for a in range(Ah):
             # tmp[j*L + e] = sum_i G_h[a, i] taps[(i*rw + j)*L + e]: one pass over all j
             _comb(tmp, U64(0), taps, U64(0), rw * L, Gh, a, rw * L)
             for b in range(Aw):
                 _comb(ubuf, (a * Aw + b) * U64(ps) + U64(s0) * ub, tmp, U64(0), L, Gw, b, L)
+
+
+@njit(**JIT)
+def _filter_codelets(taps, ubuf, tmp, ps, s0, sb, KBL, Ah, Aw, rw, code_h, code_w):
+    """`_filter_chunk`'s G_h w G_w^T by fft codelets, one input channel (KBL lanes) at a time
+    so that tmp (Ah*rw*KBL values) stays in L1: for c < sb,
+    tmp[(a*rw + j)*KBL + q] = sum_i G_h[a, i] taps[((i*rw + j)*sb + c)*KBL + q],
+    ubuf[(a*Aw + b)*ps + (s0 + c)*KBL + q] = sum_j G_w[b, j] tmp[(a*rw + j)*KBL + q]."""
+    # one integer type (uint64 with int64 makes floats); tmp holds rw*FILTER_CHUNK*KBL >=
+    # Ah*rw*KBL values (alpha <= 23)
+    Ah, Aw, rw, ps, s0, sb, KBL = (np.int64(Ah), np.int64(Aw), np.int64(rw), np.int64(ps),
+                                   np.int64(s0), np.int64(sb), np.int64(KBL))
+    L = sb * KBL
+    for c in range(sb):  # each pass in one call: every column j, then every row a
+        apply_filter_codelet(code_h, tmp, 0, rw * KBL, taps, c * KBL, rw * L, KBL, Ah, rw, KBL,
+                             L)
+        apply_filter_codelet(code_w, ubuf, (s0 + c) * KBL, ps, tmp, 0, KBL, KBL, Aw, Ah,
+                             Aw * ps, rw * KBL)
 
 
 @njit(**JIT)
@@ -417,9 +441,8 @@ def _output_codelets(mbuf, mo, ATh, ATw, o1, out, NB, code_h, code_w):
     mw = U64(ATw.shape[0])
     Aw = U64(ATw.shape[1])
     nb = U64(NB)
-    apply_codelet(code_h, o1, 0, Aw * nb, mbuf, U64(mo), Aw * nb, Aw * nb, mh)
-    for i in range(mh):
-        apply_codelet(code_w, out, i * mw * nb, nb, o1, i * Aw * nb, nb, nb, mw)
+    apply_data_codelet(code_h, o1, 0, Aw * nb, mbuf, U64(mo), Aw * nb, Aw * nb, mh, 1, 0, 0)
+    apply_data_codelet(code_w, out, 0, nb, o1, 0, nb, nb, mw, mh, mw * nb, Aw * nb)
 
 
 @njit(**JIT)
@@ -536,8 +559,8 @@ def products_and_output(V, wf, Gh, Gw, ATh, ATw, ftile, y, kmap, th, tw, chunk, 
     KBL = LANES * kv
     NB = KBL * PT
     nkb = (kg + KBL - 1) // KBL
-    code_h = codelet_for(ATh, True) if ftile == FFT_FTILE else 0
-    code_w = codelet_for(ATw, True) if ftile == FFT_FTILE else 0
+    code_h = codelet_for(ATh, 1) if ftile == FFT_FTILE else 0
+    code_w = codelet_for(ATw, 1) if ftile == FFT_FTILE else 0
     per_chunk = (nkb + kchunks - 1) // kchunks
     ntc = (T + chunk - 1) // chunk
     for item in prange(groups * kchunks * ntc):
@@ -674,7 +697,7 @@ def bilinear2d(x: np.ndarray, w: np.ndarray, axes, groups: int, out_size, lo, di
 # Imported last: kernels.winograd imports this module, and Numba resolves these globals only
 # when it compiles, so the cycle closes on a module that is already complete.
 from ..fft.codelets import FTILE as FFT_FTILE  # noqa: E402
-from ..fft.codelets import apply_codelet, codelet_for  # noqa: E402
+from ..fft.codelets import apply_data_codelet, apply_filter_codelet, codelet_for  # noqa: E402,E501
 from ..winograd.filter_tile import make_filter_tile  # noqa: E402
 from ..winograd.matrices import float_matrices  # noqa: E402
 from ..winograd.transpose import N as TN  # noqa: E402
