@@ -34,6 +34,9 @@ is sized so its V slice stays in L2 while all output channel blocks pass over it
 Winograd F(2x2,3x3) and F(4x4,3x3) keep their generated filter tiles
 (`kernels.winograd.filter_tile`, `ftile` = 2 or 4); `_comb` has specialised
 loops for the row lengths 3, 4 and 6 and a generic one that skips zeros.
+The fft's matrices (`ftile` = FFT_FTILE) run their B^T, A^T and G as generated
+real-FFT codelets (`kernels.fft.codelets`: O(log t) operations per point, every
+intermediate in registers) where an axis has one, the rows above otherwise.
 """
 
 from __future__ import annotations
