@@ -246,54 +246,71 @@ def matrix(kind: str, t: int, r: int = 0) -> np.ndarray:
     return {"input": BT, "output": AT, "filter": G}[kind]
 
 
-def _make(prog: Program, lanes: int, clip_rows: bool):
-    """The intrinsic codelet(dst, do, dst_st, src, so, src_st, rows) for one vector of
-    `lanes` columns (rows: the outputs stored, only with clip_rows)."""
-    live = prog.live()
-    outputs = prog.outputs
+def _emit(builder, prog: Program, lanes: int, clip_rows: bool, dbase, dst_st, sbase, src_st,
+          rows) -> None:
+    """The IR of one program on <lanes x float> vectors at dbase / sbase."""
+    i64 = ir.IntType(64)
+    vec = ir.VectorType(ir.FloatType(), lanes)
+    fma = vector_fma(builder, lanes)
+
+    def splat(c):
+        return ir.Constant(vec, [float(np.float32(c))] * lanes)
+
+    val = {}
+    for k in prog.live():
+        op = prog.ops[k]
+        kind = op[0]
+        if kind == "in":
+            ptr = builder.gep(sbase, [builder.mul(src_st, ir.Constant(i64, op[1]))])
+            val[k] = builder.load(builder.bitcast(ptr, vec.as_pointer()), align=4)
+        elif kind == "add":
+            val[k] = builder.fadd(val[op[1]], val[op[2]])
+        elif kind == "sub":
+            val[k] = builder.fsub(val[op[1]], val[op[2]])
+        elif kind == "neg":
+            val[k] = builder.fsub(splat(0.0), val[op[1]])
+        elif kind == "mul":
+            val[k] = builder.fmul(splat(op[1]), val[op[2]])
+        else:
+            val[k] = builder.call(fma, [splat(op[1]), val[op[2]], val[op[3]]])
+    for i, o in enumerate(prog.outputs):
+        v = splat(0.0) if o is None else val[o]
+        ptr = builder.gep(dbase, [builder.mul(dst_st, ir.Constant(i64, i))])
+        ptr = builder.bitcast(ptr, vec.as_pointer())
+        if clip_rows:
+            with builder.if_then(builder.icmp_signed(">", rows, ir.Constant(i64, i))):
+                builder.store(v, ptr, align=4)
+        else:
+            builder.store(v, ptr, align=4)
+
+
+def _make(codes: list, lanes: int):
+    """The intrinsic codelet(code, dst, do, dst_st, src, so, src_st, rows): one vector of
+    `lanes` columns by the program of `code` (a switch over `codes`, [(code, kind, t, r)];
+    one compiled function for all of them: a Numba function per codelet took minutes to
+    compile). `rows` clips the outputs stored (A^T only)."""
 
     @intrinsic
-    def codelet(typingctx, dst, do, dst_st, src, so, src_st, rows):
-        sig = types.void(dst, do, dst_st, src, so, src_st, rows)
+    def codelet(typingctx, code, dst, do, dst_st, src, so, src_st, rows):
+        sig = types.void(code, dst, do, dst_st, src, so, src_st, rows)
 
         def codegen(context, builder, signature, args):
-            i64 = ir.IntType(64)
-            vec = ir.VectorType(ir.FloatType(), lanes)
-            fma = vector_fma(builder, lanes)
-            darr = context.make_array(signature.args[0])(context, builder, args[0])
-            sarr = context.make_array(signature.args[3])(context, builder, args[3])
-            dbase = builder.gep(darr.data, [args[1]])
-            sbase = builder.gep(sarr.data, [args[4]])
-
-            def splat(c):
-                return ir.Constant(vec, [float(np.float32(c))] * lanes)
-
-            val = {}
-            for k in live:
-                op = prog.ops[k]
-                kind = op[0]
-                if kind == "in":
-                    ptr = builder.gep(sbase, [builder.mul(args[5], ir.Constant(i64, op[1]))])
-                    val[k] = builder.load(builder.bitcast(ptr, vec.as_pointer()), align=4)
-                elif kind == "add":
-                    val[k] = builder.fadd(val[op[1]], val[op[2]])
-                elif kind == "sub":
-                    val[k] = builder.fsub(val[op[1]], val[op[2]])
-                elif kind == "neg":
-                    val[k] = builder.fsub(splat(0.0), val[op[1]])
-                elif kind == "mul":
-                    val[k] = builder.fmul(splat(op[1]), val[op[2]])
-                else:
-                    val[k] = builder.call(fma, [splat(op[1]), val[op[2]], val[op[3]]])
-            for i, o in enumerate(outputs):
-                v = splat(0.0) if o is None else val[o]
-                ptr = builder.gep(dbase, [builder.mul(args[2], ir.Constant(i64, i))])
-                ptr = builder.bitcast(ptr, vec.as_pointer())
-                if clip_rows:
-                    with builder.if_then(builder.icmp_signed(">", args[6], ir.Constant(i64, i))):
-                        builder.store(v, ptr, align=4)
-                else:
-                    builder.store(v, ptr, align=4)
+            code, dst, do, dst_st, src, so, src_st, rows = args
+            darr = context.make_array(signature.args[1])(context, builder, dst)
+            sarr = context.make_array(signature.args[4])(context, builder, src)
+            dbase = builder.gep(darr.data, [do])
+            sbase = builder.gep(sarr.data, [so])
+            fn = builder.function
+            end = fn.append_basic_block("codelet_end")
+            switch = builder.switch(code, end)
+            for c, kind, t, r in codes:
+                block = fn.append_basic_block(f"codelet_{c}")
+                switch.add_case(ir.Constant(code.type, c), block)
+                builder.position_at_end(block)
+                _emit(builder, program(kind, t, r), lanes, kind == "output", dbase, dst_st,
+                      sbase, src_st, rows)
+                builder.branch(end)
+            builder.position_at_end(end)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -301,47 +318,29 @@ def _make(prog: Program, lanes: int, clip_rows: bool):
     return codelet
 
 
-def _looped(kind: str, t: int, r: int):
-    """codelet over n columns: whole vectors, then one column at a time."""
-    prog = program(kind, t, r)
-    clip = kind == "output"
-    wide, one = _make(prog, LANES, clip), _make(prog, 1, clip)
+def _looped(codes: list):
+    """apply(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep, src_rep) of the
+    codelets `codes`: whole vectors of columns, then one column at a time, reps times."""
+    wide, one = _make(codes, LANES), _make(codes, 1)
 
     @njit(**JIT)
-    def run(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep, src_rep):
+    def apply(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep, src_rep):
         # one integer type throughout (uint64 with int64 would make floats)
-        do, dst_st, so, src_st = np.int64(do), np.int64(dst_st), np.int64(so), np.int64(src_st)
+        code, do, dst_st, so, src_st = (np.int64(code), np.int64(do), np.int64(dst_st),
+                                        np.int64(so), np.int64(src_st))
         n, rows, dst_rep, src_rep = np.int64(n), np.int64(rows), np.int64(dst_rep), np.int64(
             src_rep)
         for k in range(np.int64(reps)):
             d, s = do + k * dst_rep, so + k * src_rep
             x = np.int64(0)
             while x + LANES <= n:
-                wide(dst, d + x, dst_st, src, s + x, src_st, rows)
+                wide(code, dst, d + x, dst_st, src, s + x, src_st, rows)
                 x += LANES
             while x < n:
-                one(dst, d + x, dst_st, src, s + x, src_st, rows)
+                one(code, dst, d + x, dst_st, src, s + x, src_st, rows)
                 x += 1
 
-    return run
-
-
-def _dispatch(runs: list, first: int):
-    """One compiled function that runs runs[code - first] (a binary tree of branches:
-    Numba cannot index a list of functions at run time)."""
-    if len(runs) == 1:
-        return runs[0]
-    mid = len(runs) // 2
-    lo, hi, split = _dispatch(runs[:mid], first), _dispatch(runs[mid:], first + mid), first + mid
-
-    @njit(**JIT)
-    def pick(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep, src_rep):
-        if code < split:
-            lo(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep, src_rep)
-        else:
-            hi(code, dst, do, dst_st, src, so, src_st, n, rows, reps, dst_rep, src_rep)
-
-    return pick
+    return apply
 
 
 # every codelet, code = index + 1; the transforms of the data and of the filter dispatch
@@ -354,8 +353,9 @@ _CODES = np.zeros((len(KINDS), len(TILES), max(TILES) + 1), np.int64)
 for _code, (_kind, _t, _r) in enumerate(CODELETS, 1):
     _CODES[KINDS.index(_kind), TILES.index(_t), _r] = _code
 _ALPHAS = np.array([alpha(t) for t in TILES], np.int64)
-apply_data_codelet = _dispatch([_looped(*c) for c in CODELETS[:_DATA]], 1)
-apply_filter_codelet = _dispatch([_looped(*c) for c in CODELETS[_DATA:]], _DATA + 1)
+_NUMBERED = [(code, *c) for code, c in enumerate(CODELETS, 1)]
+apply_data_codelet = _looped(_NUMBERED[:_DATA])
+apply_filter_codelet = _looped(_NUMBERED[_DATA:])
 
 
 def codelet_code(kind: str, t: int, r: int = 0) -> int:
