@@ -32,7 +32,7 @@ from ..target import TARGET
 from .matrices import _cos_sin, alpha, rfft_bilinear
 
 LANES = TARGET.transform_lanes
-FTILE = -1  # the pipeline's `ftile` for fft matrices: B^T and A^T by these codelets
+FTILE = -1  # the pipeline's `ftile` for fft matrices: B^T, A^T and G by these codelets
 TILES = (8, 16)  # tile sizes with codelets
 KINDS = ("input", "output", "filter")  # B^T, A^T, G
 
