@@ -3,6 +3,8 @@
 - matrices.py: the real-DFT (A^T, G, B^T) of a tile of t inputs and r taps, generated
   from roots of unity, with Gauss's 3-multiplication complex product
 - plan.py: the tile size per axis (8 or 16) and the polyphase split of strides
+- codelets.py: B^T, A^T and G as generated straight-line real-FFT codelets (LLVM vector IR)
+  that the shared pipeline runs for fft's matrices (`ftile` = codelets.FTILE)
 - cells.py: the cells on the shared tiled pipeline (kernels/tiled), supports() and counts
 
 Cells register themselves on import.

@@ -24,6 +24,7 @@ from ..spec import ConvSpec
 from ..tiled.depthwise import bilinear_depthwise_prepared, filter_transform_depthwise
 from ..tiled.pipeline import TiledFilter, bilinear2d_prepared, prepare_filter
 from ..types import flip_spatial, full_kernel, separable_stages, shuffle_permutation
+from .codelets import FTILE
 from .matrices import alpha
 from .plan import plan, reason, transform_counts
 
@@ -74,7 +75,7 @@ def fft_filter(spec: ConvSpec, w: np.ndarray, kmap=None, transform=False) -> Til
     p = plan(spec)
     if p.phases != (1, 1):
         w = phase_weights(w, spec)
-    return prepare_filter(w, p.axes(), spec.groups, kmap, transform=transform)
+    return prepare_filter(w, p.axes(), spec.groups, kmap, ftile=FTILE, transform=transform)
 
 
 def fft2d(spec: ConvSpec, x: np.ndarray, filt: TiledFilter) -> np.ndarray:
@@ -191,7 +192,8 @@ def _transposed_filter(spec, weights, transform=False):
     wc = w.reshape(g, cg, kg, rh, rw).transpose(0, 2, 1, 3, 4).reshape(g * kg, cg, rh, rw)
     if not spec.flip:
         wc = flip_spatial(wc, 2)
-    return prepare_filter(np.ascontiguousarray(wc), plan(spec).axes(), g, transform=transform)
+    return prepare_filter(np.ascontiguousarray(wc), plan(spec).axes(), g, ftile=FTILE,
+                          transform=transform)
 
 
 @cell("transposed2d", ALGORITHM, supports=_supports("transposed2d"), prepare=_transposed_filter,

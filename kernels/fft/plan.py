@@ -16,6 +16,10 @@ them, and with few channels the transforms (about twice the work per output) out
 the products, and with few tiles the filter transform (alpha^2 r per channel pair) does
 too; 8x8 then wins. Small kernels on small planes get 8, large kernels 16.
 Kernels wider than 16 taps do not fit a tile (supports() says so).
+Since B^T, A^T and G run as generated FFT codelets (`kernels.fft.codelets`, about a third
+of the matrices' nonzero entries in operations) the weight overstates the transforms, but
+re-timing all four tile pairs on the 5x5 and 7x7 layers of `harness.checks.fft` (1 thread)
+found the rule's pick the fastest or within noise of it, so it stays.
 """
 
 from __future__ import annotations

@@ -41,6 +41,9 @@ is sized so its V slice stays in L2 while all output channel blocks pass over it
 Winograd F(2x2,3x3) and F(4x4,3x3) keep their generated filter tiles
 (`kernels.winograd.filter_tile`, `ftile` = 2 or 4); `_comb` has specialised
 loops for the row lengths 3, 4 and 6 and a generic one that skips zeros.
+The fft's matrices (`ftile` = FFT_FTILE) run their B^T, A^T and G as generated
+real-FFT codelets (`kernels.fft.codelets`: O(log t) operations per point, every
+intermediate in registers) where an axis has one, the rows above otherwise.
 """
 
 from __future__ import annotations
@@ -273,9 +276,12 @@ def _comb_any(dst, do, src, so, st, M, r, n):
 
 
 @njit(**JIT)
-def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg):
+def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg, code_h=0,
+                code_w=0):
     """V of one row of tiles: the vertical pass B_h^T d over whole padded rows into t1,
     then the horizontal pass per tile into Vg[(f*T + t)*cg + c], f = a*alpha_w + b.
+    A nonzero code_h / code_w applies that axis's B^T by its fft codelet
+    (`kernels.fft.codelets`) instead of row by row.
 
     With t2 (non-empty), the rows are first regrouped as t2[a, j, tx, c] = t1[a, tx*mw + j, c]
     so that each horizontal combination runs once over the whole row of tiles (tw*cg
@@ -285,8 +291,11 @@ def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg):
     Ah = U64(BTh.shape[0])
     Aw = U64(BTw.shape[0])
     r0 = U64(ty) * U64(mh) * rowlen
-    for a in range(Ah):
-        _comb(t1, a * rowlen, xf, r0, rowlen, BTh, a, rowlen)
+    if code_h:
+        apply_data_codelet(code_h, t1, 0, rowlen, xf, r0, rowlen, rowlen, Ah, 1, 0, 0)
+    else:
+        for a in range(Ah):
+            _comb(t1, a * rowlen, xf, r0, rowlen, BTh, a, rowlen)
     if t2.size > 0:
         tW = U64(BTw.shape[1])
         run = U64(tw) * cg
@@ -297,6 +306,10 @@ def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg):
                     do = (a * tW + j) * run + tx * cg
                     for c in range(cg):  # an index loop: no view objects per copy
                         t2[do + c] = t1[so + c]
+        if code_w:  # every a in one call
+            apply_data_codelet(code_w, Vg, U64(tbase) * cg, U64(T) * cg, t2, 0, run, run, Aw, Ah,
+                               Aw * U64(T) * cg, tW * run)
+            return
         for a in range(Ah):
             for b in range(Aw):
                 _comb(Vg, ((a * Aw + b) * U64(T) + U64(tbase)) * cg, t2, a * tW * run, run,
@@ -311,11 +324,15 @@ def _input_rows(xf, BTh, BTw, Vg, t1, t2, ty, tw, tbase, T, mh, mw, rowlen, cg):
 
 
 @njit(**PAR)
-def input_transform(xp, BTh, BTw, V, mh, mw, th, tw, regroup=False):
-    """V[g, (f*T + t)*cg + c] for every tile t = (vb*th + ty)*tw + tx."""
+def input_transform(xp, BTh, BTw, V, mh, mw, th, tw, regroup=False, ftile=0):
+    """V[g, (f*T + t)*cg + c] for every tile t = (vb*th + ty)*tw + tx (`ftile` as `prepare`'s;
+    fft's B^T by codelets, which need the regrouped rows)."""
     VB, groups, Hs, Ws, cg = xp.shape
     Ah = BTh.shape[0]
     T = VB * th * tw
+    fft = ftile == FFT_FTILE
+    code_h = codelet_for(BTh, 0) if fft else 0
+    code_w = codelet_for(BTw, 0) if fft else 0
     for item in prange(groups * VB * th):
         ty = item % th
         vb = (item // th) % VB
@@ -324,7 +341,7 @@ def input_transform(xp, BTh, BTw, V, mh, mw, th, tw, regroup=False):
         t1 = np.empty(Ah * Ws * cg, np.float32)
         t2 = np.empty(Ah * BTw.shape[1] * tw * cg if regroup else 0, np.float32)
         _input_rows(xf, BTh, BTw, V[g], t1, t2, ty, tw, (vb * th + ty) * tw, T, mh, mw,
-                    U64(Ws * cg), U64(cg))
+                    U64(Ws * cg), U64(cg), code_h, code_w)
 
 
 @njit(**JIT)
@@ -341,6 +358,9 @@ def _filter_chunk(wg, Gh, Gw, ftile, k0, kg, cg, c0, cb, KBL, ubuf, ps, taps, tm
     rw = U64(Gw.shape[1])
     R = rh * rw
     ub = U64(KBL)
+    fft = ftile == FFT_FTILE  # G by the fft's codelets where both axes have one
+    code_h = codelet_for(Gh, 2) if fft else 0
+    code_w = codelet_for(Gw, 2) if fft else 0
     for s0 in range(0, cb, FILTER_CHUNK):
         sb = min(FILTER_CHUNK, cb - s0)
         L = U64(sb) * ub
@@ -372,11 +392,32 @@ def _filter_chunk(wg, Gh, Gw, ftile, k0, kg, cg, c0, cb, KBL, ubuf, ps, taps, tm
                         _filter_tile_f2(taps, c * KBL + q0, sb * KBL, ubuf,
                                         (s0 + c) * KBL + q0, ps)
             continue
+        if code_h and code_w:
+            _filter_codelets(taps, ubuf, tmp, ps, s0, sb, KBL, Ah, Aw, rw, code_h, code_w)
+            continue
         for a in range(Ah):
             # tmp[j*L + e] = sum_i G_h[a, i] taps[(i*rw + j)*L + e]: one pass over all j
             _comb(tmp, U64(0), taps, U64(0), rw * L, Gh, a, rw * L)
             for b in range(Aw):
                 _comb(ubuf, (a * Aw + b) * U64(ps) + U64(s0) * ub, tmp, U64(0), L, Gw, b, L)
+
+
+@njit(**JIT)
+def _filter_codelets(taps, ubuf, tmp, ps, s0, sb, KBL, Ah, Aw, rw, code_h, code_w):
+    """`_filter_chunk`'s G_h w G_w^T by fft codelets, one input channel (KBL lanes) at a time
+    so that tmp (Ah*rw*KBL values) stays in L1: for c < sb,
+    tmp[(a*rw + j)*KBL + q] = sum_i G_h[a, i] taps[((i*rw + j)*sb + c)*KBL + q],
+    ubuf[(a*Aw + b)*ps + (s0 + c)*KBL + q] = sum_j G_w[b, j] tmp[(a*rw + j)*KBL + q]."""
+    # one integer type (uint64 with int64 makes floats); tmp holds rw*FILTER_CHUNK*KBL >=
+    # Ah*rw*KBL values (alpha <= 23)
+    Ah, Aw, rw, ps, s0, sb, KBL = (np.int64(Ah), np.int64(Aw), np.int64(rw), np.int64(ps),
+                                   np.int64(s0), np.int64(sb), np.int64(KBL))
+    L = sb * KBL
+    for c in range(sb):  # each pass in one call: every column j, then every row a
+        apply_filter_codelet(code_h, tmp, 0, rw * KBL, taps, c * KBL, rw * L, KBL, Ah, rw, KBL,
+                             L)
+        apply_filter_codelet(code_w, ubuf, (s0 + c) * KBL, ps, tmp, 0, KBL, KBL, Aw, Ah,
+                             Aw * ps, rw * KBL)
 
 
 @njit(**JIT)
@@ -400,6 +441,21 @@ def _output_at(mbuf, mo, ATh, ATw, o1, out, NB, long_rows=False):
     for i in range(mh):
         for j in range(mw):
             _comb(out, (i * mw + j) * nb, o1, i * Aw * nb, nb, ATw, j, nb)
+
+
+@njit(**JIT)
+def _output_codelets(mbuf, mo, ATh, ATw, o1, out, NB, code_h, code_w):
+    """`_output_at` with long rows, each axis's A^T by its fft codelet where its code is
+    nonzero (`kernels.fft.codelets`; rows clipped to the m outputs)."""
+    if code_h == 0 or code_w == 0:
+        _output_at(mbuf, mo, ATh, ATw, o1, out, NB, True)
+        return
+    mh = U64(ATh.shape[0])
+    mw = U64(ATw.shape[0])
+    Aw = U64(ATw.shape[1])
+    nb = U64(NB)
+    apply_data_codelet(code_h, o1, 0, Aw * nb, mbuf, U64(mo), Aw * nb, Aw * nb, mh, 1, 0, 0)
+    apply_data_codelet(code_w, out, 0, nb, o1, 0, nb, nb, mw, mh, mw * nb, Aw * nb)
 
 
 @njit(**JIT)
@@ -516,6 +572,8 @@ def products_and_output(V, wf, Gh, Gw, ATh, ATw, ftile, y, kmap, th, tw, chunk, 
     KBL = LANES * kv
     NB = KBL * PT
     nkb = (kg + KBL - 1) // KBL
+    code_h = codelet_for(ATh, 1) if ftile == FFT_FTILE else 0
+    code_w = codelet_for(ATw, 1) if ftile == FFT_FTILE else 0
     per_chunk = (nkb + kchunks - 1) // kchunks
     ntc = (T + chunk - 1) // chunk
     for item in prange(groups * kchunks * ntc):
@@ -559,7 +617,9 @@ def products_and_output(V, wf, Gh, Gw, ATh, ATw, ftile, y, kmap, th, tw, chunk, 
                             _product_block(Vg, ubuf, ps, macc, bi * F * NB, ts + bi * PT, T, cg,
                                            c0, cb, f0, f1, kv, c0 > 0)
             for bi in range(nblk):
-                if stages & 4:
+                if stages & 4 and ftile == FFT_FTILE:
+                    _output_codelets(macc, bi * F * NB, ATh, ATw, o1, out, NB, code_h, code_w)
+                elif stages & 4:
                     _output_at(macc, bi * F * NB, ATh, ATw, o1, out, NB, ftile == 0)
                 if stages & 8:
                     _scatter(out, y, km, kb * KBL, kg, KBL, ts + bi * PT, te, mh, mw, th, tw,
@@ -662,7 +722,7 @@ def call_buffers(x, filt: TiledFilter, out_size, lo, dilation) -> dict:
     # the generic filter transform (every algorithm but Winograd's generated tiles) runs
     # once per call when several tile chunks would each redo it and the result is small
     nblocks, size = filter_blocks(filt, kg, cg)
-    fill = (not filt.transformed and filt.ftile == 0 and ntc > 1
+    fill = (not filt.transformed and filt.ftile <= 0 and ntc > 1
             and nblocks * size * 4 <= PRE_FILTER_BYTES)
     Upre = filt.U if filt.transformed else np.empty((nblocks if fill else 0, size), np.float32)
     return dict(
@@ -679,7 +739,8 @@ def prepare(x, w, axes, groups, out_size, lo, dilation, kmap=None, ftile=0):
     """Everything `bilinear2d` computes before the fused stage, as a dict of its arguments
     (the stage benchmarks time each part alone). `axes` = ((A_h^T, G_h, B_h^T),
     (A_w^T, G_w, B_w^T)), float32 C-contiguous; `ftile` = m for Winograd F(m, 3)'s
-    generated filter tile (0: the generic filter transform)."""
+    generated filter tile (0: the generic filter transform), `FFT_FTILE` for the fft's
+    matrices (their B^T, A^T and G by generated codelets)."""
     return call_buffers(x, prepare_filter(w, axes, groups, kmap, ftile), out_size, lo,
                         dilation)
 
@@ -689,7 +750,7 @@ def run_prepared(x, p: dict, stages: int = 15) -> np.ndarray:
         pack_subgrids(x, p["xp"], p["lo"][0], p["lo"][1], p["dh"], p["dw"])
     if stages & 32:
         input_transform(p["xp"], p["BTh"], p["BTw"], p["V"], p["mh"], p["mw"], p["th"],
-                        p["tw"], p["ftile"] == 0)
+                        p["tw"], p["ftile"] <= 0, p["ftile"])
     if stages & 1 and p["fill_upre"]:
         filter_transform_all(p["wf"], p["Gh"], p["Gw"], p["ftile"], p["Upre"],
                              p["y"].shape[1] // p["wf"].shape[0], p["cc"], p["kv"])
@@ -721,6 +782,8 @@ def bilinear2d(x: np.ndarray, w: np.ndarray, axes, groups: int, out_size, lo, di
 
 # Imported last: kernels.winograd imports this module, and Numba resolves these globals only
 # when it compiles, so the cycle closes on a module that is already complete.
+from ..fft.codelets import FTILE as FFT_FTILE  # noqa: E402
+from ..fft.codelets import apply_data_codelet, apply_filter_codelet, codelet_for  # noqa: E402,E501
 from ..winograd.filter_tile import make_filter_tile  # noqa: E402
 from ..winograd.matrices import float_matrices  # noqa: E402
 from ..winograd.transpose import N as TN  # noqa: E402
