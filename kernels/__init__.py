@@ -9,6 +9,7 @@ set_memory_limit (the memory guard, see kernels.memory).
 import importlib
 
 from . import target  # noqa: F401  first: decides what Numba compiles for  isort: skip
+from . import registry
 from .memory import estimate as memory_estimate
 from .memory import memory_limit, set_memory_limit
 from .reference import reference
@@ -25,6 +26,7 @@ ALGORITHM_PACKAGES = ("direct", "im2col", "winograd", "separable", "fft", "auto"
 
 for _package in ALGORITHM_PACKAGES:
     importlib.import_module(f"{__name__}.{_package}")
+registry.order_algorithms(ALGORITHM_PACKAGES, __name__)
 
 from .registry import ALGORITHMS  # noqa: E402  (complete only now)
 

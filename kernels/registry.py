@@ -12,6 +12,7 @@ itself as not implemented, so `convbench list` shows the whole matrix.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ class Algorithm:
     name: str
     summary: str
     accuracy: Bound
+    package: str = ""  # the module that declared it (ALGORITHMS follows the package list)
 
 
 _ALGORITHMS: dict[str, Algorithm] = {}
@@ -47,12 +49,28 @@ def declare_algorithm(name: str, *, summary: str, accuracy: Bound) -> None:
         raise ValueError(f"name: an algorithm name is an identifier, got {name!r}")
     if not isinstance(accuracy, Bound):
         raise ValueError(f"accuracy: must be a kernels.accuracy.Bound, got {accuracy!r}")
-    new = Algorithm(name, summary, accuracy)
+    new = Algorithm(name, summary, accuracy, sys._getframe(1).f_globals.get("__name__", ""))
     old = _ALGORITHMS.get(name)
-    if old is not None and old != new:
-        raise ValueError(f"name: algorithm {name!r} is already declared as {old}")
+    if old is not None:
+        if (old.summary, old.accuracy) != (summary, accuracy):
+            raise ValueError(f"name: algorithm {name!r} is already declared as {old}")
+        return
     _ALGORITHMS[name] = new
     ALGORITHMS = tuple(_ALGORITHMS)
+
+
+def order_algorithms(packages, parent: str) -> None:
+    """Put ALGORITHMS in the order of `packages` (the algorithm package list), declaration
+    order within a package: a package that imports another (winograd's pipeline imports
+    the fft codelets) must not move that one's algorithms ahead of the list."""
+    global ALGORITHMS
+    rank = {f"{parent}.{p}": i for i, p in enumerate(packages)}
+
+    def position(a: Algorithm) -> int:
+        pkg = a.package if a.package in rank else a.package.rpartition(".")[0]
+        return rank.get(pkg, len(rank))
+
+    ALGORITHMS = tuple(a.name for a in sorted(_ALGORITHMS.values(), key=position))
 
 
 def algorithm(name: str) -> Algorithm:
