@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import kernels
@@ -72,3 +73,20 @@ def cell_specs(conv_type: str) -> st.SearchStrategy:
     three = specs(conv_type, max_size=8, max_channels=5, kernel_sizes=(3,), strides=(1,))
     return st.one_of(general, three).filter(
         lambda s: s.n * s.k * math.prod(s.out_size) >= MIN_OUTPUTS)
+
+
+def on_supported_specs(conv_type: str, algorithm: str, check, examples: int) -> list:
+    """Call `check(spec, seed)` on up to `examples` hypothesis specs of `conv_type` that
+    `algorithm` supports; return the specs it ran on (the caller asserts enough did)."""
+    ran = []
+
+    @settings(max_examples=examples, suppress_health_check=[HealthCheck.filter_too_much,
+                                                            HealthCheck.too_slow])
+    @given(spec=cell_specs(conv_type), seed=st.integers(0, 9))
+    def each(spec, seed):
+        assume(kernels.supports(conv_type, algorithm, spec) is None)
+        check(spec, seed)
+        ran.append(spec)
+
+    each()
+    return ran

@@ -10,14 +10,12 @@ workspace budgets, PyTorch) stays in each algorithm's own tests.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 
 import kernels
 from kernels import registry
 
 from .conftest import assert_conforms, temporary_algorithm
-from .strategies import cell_specs
+from .strategies import on_supported_specs
 
 EXAMPLES = 12  # per cell; specs are small, so compile time (once per kernel) dominates
 MIN_RUN = 5  # supported specs each cell must actually run on
@@ -25,17 +23,8 @@ MIN_RUN = 5  # supported specs each cell must actually run on
 
 @pytest.mark.parametrize("conv_type, algorithm", registry.cells())
 def test_cell_matches_reference(conv_type, algorithm):
-    ran = []
-
-    @settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.filter_too_much,
-                                                             HealthCheck.too_slow])
-    @given(spec=cell_specs(conv_type), seed=st.integers(0, 9))
-    def check(spec, seed):
-        assume(kernels.supports(conv_type, algorithm, spec) is None)
-        assert_conforms(conv_type, algorithm, spec, seed=seed)
-        ran.append(spec)
-
-    check()
+    ran = on_supported_specs(conv_type, algorithm, lambda spec, seed: assert_conforms(
+        conv_type, algorithm, spec, seed=seed), EXAMPLES)
     assert len(ran) >= MIN_RUN, f"only {len(ran)} supported specs ran"
 
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 
 import kernels
 from kernels import registry
 
 from .conftest import temporary_algorithm
-from .strategies import cell_specs
+from .strategies import on_supported_specs
 
 EXAMPLES = 4  # per cell: the conformance test covers accuracy, this only the plan/run split
 
@@ -36,17 +34,8 @@ def _three_calls(conv_type, algorithm, spec, seed):
 
 @pytest.mark.parametrize("conv_type, algorithm", registry.cells())
 def test_plan_equals_run(conv_type, algorithm):
-    ran = []
-
-    @settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.filter_too_much,
-                                                             HealthCheck.too_slow])
-    @given(spec=cell_specs(conv_type), seed=st.integers(0, 9))
-    def check(spec, seed):
-        assume(kernels.supports(conv_type, algorithm, spec) is None)
-        _three_calls(conv_type, algorithm, spec, seed)
-        ran.append(spec)
-
-    check()
+    ran = on_supported_specs(conv_type, algorithm, lambda spec, seed: _three_calls(
+        conv_type, algorithm, spec, seed), EXAMPLES)
     assert ran, "no supported spec ran"
 
 
