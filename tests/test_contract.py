@@ -127,3 +127,10 @@ def test_product_types_multiply_out_their_factors(conv_type):
     assert full.shape == (3, 2, 2, 3)
     if conv_type == "spatially_separable":
         np.testing.assert_allclose(full[1, 0], np.outer(w[0][1, 0], w[1][1, 0]), rtol=1e-6)
+
+
+def test_algorithms_follow_the_package_list():
+    """ALGORITHMS is in the order of kernels.ALGORITHM_PACKAGES (the public order), even
+    though the Winograd pipeline imports the fft package first."""
+    assert kernels.ALGORITHMS == ("direct", "im2col", "winograd_f2", "winograd_f4", "separable",
+                                  "fft", "auto")
