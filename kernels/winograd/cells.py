@@ -46,11 +46,15 @@ def _lo(spec: ConvSpec) -> tuple[int, ...]:
 # ----------------------------------------------------------------------------- counts
 def axis_tiles(conv_type: str, algorithm: str, spec: ConvSpec) -> tuple[int, ...]:
     """m of F(m, 3) on each spatial axis: the cell's m, but conv3d's depth axis runs
-    `conv3d.depth_m` (F(2,3) or F(4,3), whichever computes fewer depth points)."""
+    `conv3d.depth_m` (F(2,3) or F(4,3) nested, or F(1,3): the 3 depth taps directly)."""
     m = ALGOS[algorithm]
     if conv_type == "conv3d":
-        return (depth_m(m, spec.out_size[0], spec.dilation[0]), m, m)
+        return (_depth_m(m, spec), m, m)
     return (m,) * spec.ndim
+
+
+def _depth_m(m: int, spec: ConvSpec) -> int:
+    return depth_m(m, spec.n, spec.c // spec.groups, spec.out_size, spec.dilation)
 
 
 def tile_count(spec: ConvSpec, m) -> int:
@@ -63,6 +67,10 @@ def tile_count(spec: ConvSpec, m) -> int:
         if min(sub) > 0:
             total += math.prod(-(-s // mi) for s, mi in zip(sub, ms))
     return spec.n * total
+
+
+# F(1,3), the taps of an axis run directly: 3 points, identity transforms, A^T the sum
+_TAPS = (np.ones((1, 3), np.float32), np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32))
 
 
 def _nnz(a: np.ndarray) -> int:
@@ -87,7 +95,7 @@ def transform_multiplications(conv_type: str, algorithm: str, spec: ConvSpec) ->
     of its group); output: per tile and output channel.
     """
     ms = axis_tiles(conv_type, algorithm, spec)
-    mats = [float_matrices(mi) for mi in ms]
+    mats = [float_matrices(mi) if mi > 1 else _TAPS for mi in ms]
     tiles = tile_count(spec, ms)
 
     def separable(nnz, n_in, n_out) -> int:
@@ -176,7 +184,7 @@ def _register(algorithm: str, m: int) -> None:
     # Winograd along depth around the grouped 2-D pipeline (kernels.winograd.conv3d); the
     # weights' depth transform is prepared, the 2-D one as for the 2-D cells
     def filter_3d(spec, weights, transform=False):
-        md = depth_m(m, spec.out_size[0], spec.dilation[0])
+        md = _depth_m(m, spec)
         return filter3d(_oriented(weights[0], spec), m, spec.groups, md, transform)
 
     @cell("conv3d", algorithm, supports=supports_for("conv3d"), prepare=filter_3d,
