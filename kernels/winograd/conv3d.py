@@ -62,9 +62,8 @@ def depth_winograd(m: int, out_depth: int, dilation: int) -> int:
 
 def depth_m(m: int, n: int, cg: int, out_size, dilation) -> int:
     """m_d along depth for F(m x m, 3 x 3) on a batch of n, c/g input channels per group:
-    1 for the
-    depth-taps form (F(1,3): the 3 depth taps as channels of one 2-D convolution per
-    output slice, no depth transform), else `depth_winograd`'s nested F(m_d, 3).
+    1 for the depth-taps form (F(1,3): the 3 depth taps as channels of one 2-D convolution
+    per output slice, no depth transform), else `depth_winograd`'s nested F(m_d, 3).
 
     Nesting saves products (alpha_d / m_d = 1.5 or 2 per output against 3 taps) but
     transforms the weights along depth (a pass writing 4/3 or 2x the raw weights) and
