@@ -501,8 +501,13 @@ def tile_position(t, th, tw, geo):
 
 @njit(**JIT)
 def _scatter(out, y, km, k0, kg, KBL, t0, te, mh, mw, th, tw, geo):
-    """Write the mh x mw outputs of the block's tiles into y (clipping ragged tiles)."""
+    """Write the mh x mw outputs of the block's tiles into y (clipping ragged tiles).
+
+    A fifth entry of geo, nz, says that nz consecutive images are the slices of one
+    output image, channel-major: image b's channel k goes to y[b // nz, k*nz + b % nz]
+    (conv3d's depth slices straight into y[n, k * depth, OH, OW]; `kernels.winograd.conv3d`)."""
     dh, dw = geo[2], geo[3]
+    nz = geo[4] if geo.shape[0] > 4 else 1
     NB = KBL * PT
     for p in range(PT):
         t = t0 + p
@@ -513,7 +518,7 @@ def _scatter(out, y, km, k0, kg, KBL, t0, te, mh, mw, th, tw, geo):
             k = k0 + q
             if k >= kg:
                 break
-            yk = y[b, km[k]]
+            yk = y[b // nz, km[k] * nz + b % nz]
             for i in range(mh):
                 u = ty * mh + i
                 if u >= ohs:
@@ -565,7 +570,7 @@ def products_and_output(V, wf, Gh, Gw, ATh, ATw, ftile, y, kmap, th, tw, chunk, 
     mh = ATh.shape[0]
     mw = ATw.shape[0]
     F = Ah * Aw
-    K = y.shape[1]
+    K = kmap.shape[0]  # y.shape[1] but with slices (see _scatter)
     kg = K // groups
     cg = wf.shape[1] // (kg * rh * rw)
     T = V.shape[1] // (F * cg)
@@ -753,7 +758,7 @@ def run_prepared(x, p: dict, stages: int = 15) -> np.ndarray:
                         p["tw"], p["ftile"] <= 0, p["ftile"])
     if stages & 1 and p["fill_upre"]:
         filter_transform_all(p["wf"], p["Gh"], p["Gw"], p["ftile"], p["Upre"],
-                             p["y"].shape[1] // p["wf"].shape[0], p["cc"], p["kv"])
+                             p["kmap"].shape[0] // p["wf"].shape[0], p["cc"], p["kv"])
     if stages & 15:
         products_and_output(p["V"], p["wf"], p["Gh"], p["Gw"], p["ATh"], p["ATw"], p["ftile"],
                             p["y"], p["kmap"], p["th"], p["tw"], p["chunk"], p["kchunks"],

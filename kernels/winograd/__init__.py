@@ -4,7 +4,7 @@
 - the outer-product GEMM register block it uses is kernels/outer_block.py (shared)
 - conv2d.py: every grouped 3x3 stride-1 conv (dilation as sub-grids) and depthwise on the
   shared tiled pipeline (kernels/tiled)
-- conv3d.py: F(m^3, 3^3) with NumPy
+- conv3d.py: F(m_d,3) along depth nested around the grouped 2-D pipeline (Numba)
 - cells.py: the cells, their supports() reasons and the Lavin–Gray counts
 
 Cells register themselves on import.

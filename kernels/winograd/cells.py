@@ -17,7 +17,7 @@ from .conv2d import (
     winograd_depthwise_prepared,
     winograd_filter,
 )
-from .conv3d import filter_transform3d, winograd3d_prepared
+from .conv3d import depth_m, filter3d, winograd3d_prepared
 from .matrices import float_matrices
 
 ALGOS = {"winograd_f2": 2, "winograd_f4": 4}
@@ -44,14 +44,33 @@ def _lo(spec: ConvSpec) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------- counts
-def tile_count(spec: ConvSpec, m: int) -> int:
-    """Tiles of m^d outputs over the batch, counting each dilation sub-grid separately."""
+def axis_tiles(conv_type: str, algorithm: str, spec: ConvSpec) -> tuple[int, ...]:
+    """m of F(m, 3) on each spatial axis: the cell's m, but conv3d's depth axis runs
+    `conv3d.depth_m` (F(2,3) or F(4,3) nested, or F(1,3): the 3 depth taps directly)."""
+    m = ALGOS[algorithm]
+    if conv_type == "conv3d":
+        return (_depth_m(m, spec), m, m)
+    return (m,) * spec.ndim
+
+
+def _depth_m(m: int, spec: ConvSpec) -> int:
+    return depth_m(m, spec.n, spec.c // spec.groups, spec.out_size, spec.dilation)
+
+
+def tile_count(spec: ConvSpec, m) -> int:
+    """Tiles of m^d outputs (or m[0] x m[1] x ..., one m per axis) over the batch, counting
+    each dilation sub-grid separately."""
+    ms = (m,) * spec.ndim if isinstance(m, int) else tuple(m)
     total = 0
     for phase in np.ndindex(*spec.dilation):
         sub = [-(-(o - r) // d) for o, r, d in zip(spec.out_size, phase, spec.dilation)]
         if min(sub) > 0:
-            total += math.prod(-(-s // m) for s in sub)
+            total += math.prod(-(-s // mi) for s, mi in zip(sub, ms))
     return spec.n * total
+
+
+# F(1,3), the taps of an axis run directly: 3 points, identity transforms, A^T the sum
+_TAPS = (np.ones((1, 3), np.float32), np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32))
 
 
 def _nnz(a: np.ndarray) -> int:
@@ -59,10 +78,10 @@ def _nnz(a: np.ndarray) -> int:
 
 
 def elementwise_multiplications(conv_type: str, algorithm: str, spec: ConvSpec) -> int:
-    """Lavin–Gray: tiles x (m+r-1)^d x c x k / g (depthwise: x c)."""
-    m = ALGOS[algorithm]
-    alpha = (m + 2) ** spec.ndim
-    tiles = tile_count(spec, m)
+    """Lavin–Gray: tiles x prod(m_i + r - 1) x c x k / g (depthwise: x c)."""
+    ms = axis_tiles(conv_type, algorithm, spec)
+    alpha = math.prod(mi + 2 for mi in ms)
+    tiles = tile_count(spec, ms)
     if conv_type in ("depthwise", "depthwise_separable"):
         return tiles * alpha * spec.c
     return tiles * alpha * spec.c * spec.k // spec.groups
@@ -75,18 +94,20 @@ def transform_multiplications(conv_type: str, algorithm: str, spec: ConvSpec) ->
     Input: per tile and input channel; filter: per (output channel, input channel
     of its group); output: per tile and output channel.
     """
-    m = ALGOS[algorithm]
-    AT, G, BT = float_matrices(m)
-    A, nd = m + 2, spec.ndim
-    tiles = tile_count(spec, m)
+    ms = axis_tiles(conv_type, algorithm, spec)
+    mats = [float_matrices(mi) if mi > 1 else _TAPS for mi in ms]
+    tiles = tile_count(spec, ms)
 
-    def separable(nnz: int, n_in: int, n_out: int) -> int:
-        # axis by axis: before axis i, i axes are transformed (n_out) and the rest not (n_in)
-        return sum(nnz * n_out ** i * n_in ** (nd - 1 - i) for i in range(nd))
+    def separable(nnz, n_in, n_out) -> int:
+        # axis by axis: before axis i, the axes before it are transformed (n_out) and the
+        # rest not (n_in)
+        return sum(nnz[i] * math.prod(n_out[:i]) * math.prod(n_in[i + 1:])
+                   for i in range(len(nnz)))
 
-    per_in = separable(_nnz(BT), A, A)
-    per_filter = separable(_nnz(G), 3, A)
-    per_out = separable(_nnz(AT), A, m)
+    alphas = [mi + 2 for mi in ms]
+    per_in = separable([_nnz(BT) for _, _, BT in mats], alphas, alphas)
+    per_filter = separable([_nnz(G) for _, G, _ in mats], [3] * len(ms), alphas)
+    per_out = separable([_nnz(AT) for AT, _, _ in mats], alphas, list(ms))
     if conv_type in ("depthwise", "depthwise_separable"):
         pairs, outs = spec.c, spec.c
     elif conv_type == "transposed2d":
@@ -160,12 +181,17 @@ def _register(algorithm: str, m: int) -> None:
         lo = tuple(2 * d - p for d, p in zip(spec.dilation, spec.padding))
         return winograd2d_prepared(x, filt, spec.out_size, lo, spec.dilation)
 
-    @cell("conv3d", algorithm, supports=supports_for("conv3d"),
-          prepare=lambda spec, weights: filter_transform3d(_oriented(weights[0], spec), m,
-                                                           spec.groups),
+    # Winograd along depth around the grouped 2-D pipeline (kernels.winograd.conv3d); the
+    # weights' depth transform is prepared, the 2-D one as for the 2-D cells
+    def filter_3d(spec, weights, transform=False):
+        md = _depth_m(m, spec)
+        return filter3d(_oriented(weights[0], spec), m, spec.groups, md, transform)
+
+    @cell("conv3d", algorithm, supports=supports_for("conv3d"), prepare=filter_3d,
+          prepare_for_plan=partial(filter_3d, transform=True),
           multiplications=count_for("conv3d"))
-    def _conv3d(spec, x, U):
-        return winograd3d_prepared(x, U, m, spec.out_size, _lo(spec), spec.dilation)
+    def _conv3d(spec, x, filt3):
+        return winograd3d_prepared(x, filt3, spec.out_size, _lo(spec), spec.dilation)
 
     for conv_type in ("pointwise", "pointwise_grouped"):
         not_applicable(conv_type, algorithm, "1x1 has no 3x3 kernel")

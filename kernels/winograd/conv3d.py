@@ -1,71 +1,303 @@
-"""3-D Winograd F(m x m x m, 3 x 3 x 3) with NumPy: tensor-product transforms, batched GEMMs.
+"""3-D Winograd F(m_d x m x m, 3 x 3 x 3): Winograd along depth nested around the 2-D pipeline.
 
-The transforms are the 1-D matrices applied along each of the three axes
-(B^T (x) B^T (x) B^T and so on); the elementwise stage is (m+2)^3 GEMMs of
-(k/g x c/g) by (c/g x tiles) per group through `np.matmul` (BLAS). 3-D layers
-are not speed targets of the suite, so this stays in NumPy; dilation runs as
-dense sub-grid convolutions exactly as in 2-D.
+With F(m_d, 3) along depth (alpha_d = m_d + 2 points), m_d output slices of a
+3x3x3 convolution are A_d^T applied to alpha_d independent 3x3 convolutions:
+input slices transformed along depth (V_f = sum_j B_d^T[f, j] x[z0 + j]) against
+filters transformed along depth (U_f = sum_a G_d[f, a] w[:, :, a]). Those alpha_d
+convolutions (c -> k each) are ONE grouped 2-D convolution of alpha_d * groups
+groups, channels stacked frequency-major, so they run on the shared tiled
+pipeline (`kernels.tiled.pipeline`, F(m x m, 3 x 3) in height and width) and
+the only 3-D code is here: the depth transforms in and out (Numba, parallel)
+and the weights' depth transform (in `prepare`).
+
+Every depth tile is a "virtual image" of the 2-D convolution, img = (b*d_d + r)*t_d + t
+(r: depth dilation sub-grid, t: depth tile of the largest sub-grid, as the 2-D
+pipeline tiles its sub-grids), so one call batches all of them. Height and width
+dilation stay the 2-D pipeline's sub-grids.
+
+The depth-taps form (m_d = 1, F(1,3): no depth transform) is the other way to
+reuse the 2-D pipeline: every output slice an image, the 3 depth taps of each
+input channel its channels (3 c/g per group, packed straight from x), the raw
+weights a [k, 3 c/g, 3, 3] filter as they lie. It runs 3 products per output where
+nesting runs alpha_d / m_d, but has no depth transforms, which wins with few input
+channels or few tiles per weight (`depth_m` says when).
+
+m_d: winograd_f2 nests F(2,3) (its accuracy bound), winograd_f4 whichever of
+F(2,3) and F(4,3) computes fewer depth points (C3D's 2-slice layers: F(2,3); 4
+slices and more: F(4,3)); both cells take the taps form where `depth_m` prefers it.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
+from dataclasses import dataclass
 
-from ..blocks import new_output
+import numpy as np
+from numba import njit, prange
+
+from ..blocks import JIT, PAR, new_output
+from ..tiled import pipeline
+from .conv2d import winograd_filter
 from .matrices import float_matrices
 
 
-def filter_transform3d(w: np.ndarray, m: int, groups: int) -> np.ndarray:
-    """U[g, f, k/g, c/g] = (G (x) G (x) G) w[k, c/g] at each of the (m+2)^3 points f."""
+def depth_tiles(out_depth: int, dilation: int, md: int) -> int:
+    """Depth tiles of md outputs on the largest depth sub-grid."""
+    return pipeline.tiles_along(out_depth, dilation, md)
+
+
+MIN_NESTED_CHANNELS = 16  # c/g below this: the depth-taps form (F(1,3) along depth)
+MIN_NESTED_PRODUCTS_PER_WEIGHT = 64  # nested products / weights below this: depth taps
+
+
+def depth_winograd(m: int, out_depth: int, dilation: int) -> int:
+    """F(m_d, 3) along depth nested around F(m x m, 3 x 3): F(2,3) for winograd_f2 (its
+    accuracy bound), for winograd_f4 the one of F(2,3) / F(4,3) with fewer depth points
+    (ties: F(2,3), the smaller error)."""
+    if m == 2:
+        return 2
+    points = {md: depth_tiles(out_depth, dilation, md) * (md + 2) for md in (2, 4)}
+    return 4 if points[4] < points[2] else 2
+
+
+def depth_m(m: int, n: int, cg: int, out_size, dilation) -> int:
+    """m_d along depth for F(m x m, 3 x 3) on a batch of n, c/g input channels per group:
+    1 for the depth-taps form (F(1,3): the 3 depth taps as channels of one 2-D convolution
+    per output slice, no depth transform), else `depth_winograd`'s nested F(m_d, 3).
+
+    Nesting saves products (alpha_d / m_d = 1.5 or 2 per output against 3 taps) but
+    transforms the weights along depth (a pass writing 4/3 or 2x the raw weights) and
+    runs alpha_d / m_d times the 2-D output transforms plus one along depth. Measured
+    (C3D's 3x3x3 layers, one thread, in-process minima): the taps form is 1.5x faster
+    with 3 input channels (conv1a: the output transforms dominate), even at 16 and
+    nested ahead by 1.4x from 64; with few tiles per weight (conv5a at N=1, 21 nested
+    products per weight) taps are 1.8x faster, nested ahead from conv4a/4b's 128.
+    """
+    md = depth_winograd(m, out_size[0], dilation[0])
+    tiles = n * math.prod(d * pipeline.tiles_along(o, d, mm) for o, d, mm in zip(
+        out_size, dilation, (md, m, m)))
+    per_weight = tiles * (md + 2) * (m + 2) ** 2 / 27
+    if cg < MIN_NESTED_CHANNELS or per_weight < MIN_NESTED_PRODUCTS_PER_WEIGHT:
+        return 1
+    return md
+
+
+@dataclass(frozen=True)
+class Winograd3dFilter:
+    """The weight-only part of `winograd3d`: the depth-transformed filter as the grouped
+    2-D pipeline's filter (alpha_d * groups groups)."""
+    md: int                       # m_d of F(m_d, 3) along depth (1: the depth-taps form)
+    filt: pipeline.TiledFilter    # w_d[f*k + k', c/g, 3, 3] = sum_a G_d[f, a] w[k', c/g, a]
+
+
+@njit(**PAR)
+def depth_filter_transform(w, G, wd):
+    """wd[f, kk, cc*9 + t] = sum_a G[f, a] * w[kk, cc*27 + a*9 + t] (w oriented, flat per
+    output channel), one frequency at a time over a whole output channel: the row of w
+    stays in L2 and each store stream is contiguous."""
+    A, k, row = wd.shape
+    cg = row // 9
+    for kk in prange(k):
+        src = w[kk]
+        for f in range(A):
+            g0, g1, g2 = G[f, 0], G[f, 1], G[f, 2]
+            dst = wd[f, kk]
+            for cc in range(cg):
+                s = cc * 27
+                d = cc * 9
+                for t in range(9):
+                    dst[d + t] = g0 * src[s + t] + g1 * src[s + 9 + t] + g2 * src[s + 18 + t]
+
+
+@njit(**JIT)
+def _image(img, dd, tz):
+    """Virtual image img = (b*dd + r)*tz + t -> (image b, depth sub-grid r, depth tile t)."""
+    return img // (tz * dd), (img // tz) % dd, img % tz
+
+
+@njit(**PAR)
+def depth_input_transform(x, BT, x2, md, lo_d, dd, tz):
+    """x2[img, f*c + ci] = sum_j BT[f, j] * x[b, ci, r + dd*(t*md + j) - lo_d] (zero slices
+    outside the input), one pass over each H*W plane per nonzero term."""
+    n, c, D, HW = x.shape
+    A = BT.shape[0]
+    for item in prange(x2.shape[0] * c):
+        ci = item % c
+        img = item // c
+        b, r, t = _image(img, dd, tz)
+        for f in range(A):
+            dst = x2[img, f * c + ci]
+            first = True
+            for j in range(A):
+                coef = BT[f, j]
+                z = r + dd * (t * md + j) - lo_d
+                if coef == 0 or z < 0 or z >= D:
+                    continue
+                src = x[b, ci, z]
+                if first:
+                    for p in range(HW):
+                        dst[p] = coef * src[p]
+                    first = False
+                else:
+                    for p in range(HW):
+                        dst[p] += coef * src[p]
+            if first:
+                dst[:] = 0
+
+
+@njit(**PAR)
+def pack_depth_taps(x, xp, lo_d, lo_h, lo_w, dd, dh, dw):
+    """xp[vb, g, i, j, cc*3 + a] = x[b, g*cg + cc, z + dd*a - lo_d, ry + dh*i - lo_h,
+    rx + dw*j - lo_w] (0 outside), vb = ((b*OD + z)*dh + ry)*dw + rx: the 2-D pipeline's
+    packed input of the depth-taps form, every output slice z an image of 3*c/g channels."""
+    n, c, D, H, W = x.shape
+    VB, groups, Hs, Ws, cg3 = xp.shape
+    cg = cg3 // 3
+    OD = VB // (n * dh * dw)
+    for item in prange(VB * groups * Hs):
+        i = item % Hs
+        g = (item // Hs) % groups
+        vb = item // (Hs * groups)
+        img, ry, rx = pipeline.subgrid_of(vb, dh, dw)
+        b = img // OD
+        z = img % OD
+        dst = xp[vb, g, i]
+        sy = ry + dh * i - lo_h
+        if sy < 0 or sy >= H:
+            dst[:] = 0
+            continue
+        # the columns j whose source rx + dw*j - lo_w lies inside the row
+        j0 = max(0, -((rx - lo_w) // dw))
+        j1 = max(j0, min(Ws, (W - 1 - rx + lo_w) // dw + 1))
+        for cc in range(cg):
+            for a in range(3):
+                sz = z + dd * a - lo_d
+                e = cc * 3 + a
+                if sz < 0 or sz >= D:
+                    for j in range(Ws):
+                        dst[j, e] = 0
+                    continue
+                src = x[b, g * cg + cc, sz, sy]
+                for j in range(j0):
+                    dst[j, e] = 0
+                for j in range(j0, j1):
+                    dst[j, e] = src[rx + dw * j - lo_w]
+                for j in range(j1, Ws):
+                    dst[j, e] = 0
+
+
+@njit(**PAR)
+def depth_output_transform(y2, AT, y, dd, tz):
+    """y[b, kk, r + dd*(t*md + i)] = sum_f AT[i, f] * y2[img, f*k + kk] for the outputs of
+    each depth tile inside the output (ragged last tiles clipped)."""
+    n, k, OD, HW = y.shape
+    md, A = AT.shape
+    for item in prange(y2.shape[0] * k):
+        kk = item % k
+        img = item // k
+        b, r, t = _image(img, dd, tz)
+        ods = (OD - r + dd - 1) // dd
+        for i in range(md):
+            u = t * md + i
+            if u >= ods:
+                break
+            dst = y[b, kk, r + dd * u]
+            first = True
+            for f in range(A):
+                coef = AT[i, f]
+                if coef == 0:
+                    continue
+                src = y2[img, f * k + kk]
+                if first:
+                    for p in range(HW):
+                        dst[p] = coef * src[p]
+                    first = False
+                else:
+                    for p in range(HW):
+                        dst[p] += coef * src[p]
+
+
+def filter3d(w: np.ndarray, m: int, groups: int, md: int,
+             transform: bool = False) -> Winograd3dFilter:
+    """The weight-only part of `winograd3d` for an oriented w[k, c/g, 3, 3, 3]: its depth
+    transform, then the grouped 2-D pipeline's filter (`conv2d.winograd_filter`; with
+    `transform` the 2-D transform too, what a plan keeps). md = 1: the depth-taps form,
+    w as a 2-D filter of 3*c/g channels (a view, no transform)."""
     k, cg = w.shape[:2]
-    G = float_matrices(m)[1]
-    U = np.einsum("ai,bj,ck,xyijk->abcxy", G, G, G, w, optimize=True)
-    return U.reshape((m + 2) ** 3, groups, k // groups, cg).transpose(1, 0, 2, 3)
+    if md == 1:
+        w2 = np.ascontiguousarray(w, dtype=np.float32).reshape(k, cg * 3, 3, 3)
+        return Winograd3dFilter(1, winograd_filter(w2, m, groups, None, transform))
+    G = float_matrices(md)[1]
+    wd = np.empty((G.shape[0], k, cg * 9), np.float32)
+    depth_filter_transform(np.ascontiguousarray(w, dtype=np.float32).reshape(k, cg * 27), G, wd)
+    return Winograd3dFilter(md, winograd_filter(wd.reshape(-1, cg, 3, 3), m,
+                                                G.shape[0] * groups, None, transform))
 
 
 def winograd3d(x: np.ndarray, w: np.ndarray, m: int, groups: int, out_size, lo,
                dilation) -> np.ndarray:
     """y[n, k, o] = sum w[k, c, a] * x[n, c, o + d*a - lo] over 3x3x3 taps a (w oriented)."""
-    return winograd3d_prepared(x, filter_transform3d(w, m, groups), m, out_size, lo, dilation)
+    md = depth_m(m, x.shape[0], w.shape[1], out_size, dilation)
+    return winograd3d_prepared(x, filter3d(w, m, groups, md), out_size, lo, dilation)
 
 
-def winograd3d_prepared(x: np.ndarray, U: np.ndarray, m: int, out_size, lo,
+def winograd3d_prepared(x: np.ndarray, filt3: Winograd3dFilter, out_size, lo,
                         dilation) -> np.ndarray:
-    """`winograd3d` with the filter transformed ahead (`filter_transform3d`)."""
-    n, c, *size = x.shape
-    groups, _, kg, cg = U.shape
-    k = groups * kg
-    AT, _, BT = float_matrices(m)
-    A = m + 2
-    y = new_output((n, k, *out_size))
-    for phase in np.ndindex(*dilation):
-        sub_out = [-(-(o - r) // d) for o, r, d in zip(out_size, phase, dilation)]
-        if min(sub_out) <= 0:
-            continue
-        tiles = [-(-s // m) for s in sub_out]
-        span = [t * m + 2 for t in tiles]
-        # the sub-grid input, zero-padded: xs[..., i] = x[..., r + d*i - lo]
-        xs = np.zeros((n, c, *span), np.float32)
-        src, dst = [], []
-        for s, r, d, p, L in zip(size, phase, dilation, lo, span):
-            i0 = max(0, -(-(p - r) // d))
-            i1 = min(L, (s - 1 - r + p) // d + 1)
-            src.append(slice(r + d * i0 - p, r + d * (i1 - 1) - p + 1, d) if i1 > i0
-                       else slice(0, 0))
-            dst.append(slice(i0, max(i0, i1)))
-        xs[(slice(None), slice(None), *dst)] = x[(slice(None), slice(None), *src)]
-        # tiles: patches[n, c, tz, ty, tx, A, A, A]
-        st = xs.strides
-        patches = np.lib.stride_tricks.as_strided(
-            xs, (n, c, *tiles, A, A, A),
-            (st[0], st[1], st[2] * m, st[3] * m, st[4] * m, st[2], st[3], st[4]))
-        V = np.einsum("ai,bj,ck,nxzyuijk->abcxnzyu", BT, BT, BT, patches, optimize=True)
-        T = n * tiles[0] * tiles[1] * tiles[2]
-        V = np.ascontiguousarray(V).reshape(A ** 3, groups, cg, T)
-        M = np.matmul(U, V.transpose(1, 0, 2, 3))  # [g, f, kg, T]
-        M = M.reshape(groups, A, A, A, kg, n, *tiles)
-        Y = np.einsum("ia,jb,kc,gabcqnzyu->ngqziyjuk", AT, AT, AT, M, optimize=True)
-        Y = Y.reshape(n, k, tiles[0] * m, tiles[1] * m, tiles[2] * m)
-        out_sl = tuple(slice(r, None, d) for r, d in zip(phase, dilation))
-        y[(slice(None), slice(None), *out_sl)] = Y[:, :, :sub_out[0], :sub_out[1], :sub_out[2]]
+    """`winograd3d` with the filter from `filter3d`."""
+    n, c, D, H, W = x.shape
+    md = filt3.md
+    if md == 1:
+        return _depth_taps(x, filt3.filt, out_size, lo, dilation)
+    AT, _, BT = float_matrices(md)
+    A = BT.shape[0]
+    k = filt3.filt.kmap.shape[0] // A
+    OD, OH, OW = out_size
+    dd, dh, dw = dilation
+    tz = depth_tiles(OD, dd, md)
+    nimg = n * dd * tz
+    # the depth transform over whole planes, then the pipeline's own packing: measured 1.4x
+    # to 2.3x faster than both in one pass into the packed layout (C3D conv2a to conv4b)
+    x2 = np.empty((nimg, A * c, H, W), np.float32)
+    depth_input_transform(x.reshape(n, c, D, H * W), BT, x2.reshape(nimg, A * c, H * W), md,
+                          lo[0], dd, tz)
+    p = _buffers(x2.shape, filt3.filt, out_size, lo, dilation)
+    pipeline.pack_subgrids(x2, p["xp"], lo[1], lo[2], dh, dw)
+    y2 = _products(p)
+    y = new_output((n, k, OD, OH, OW))
+    depth_output_transform(y2.reshape(nimg, A * k, OH * OW), AT,
+                           y.reshape(n, k, OD, OH * OW), dd, tz)
+    return y
+
+
+def _buffers(shape2d, filt: pipeline.TiledFilter, out_size, lo, dilation) -> dict:
+    """The 2-D pipeline's buffers for a call on images of `shape2d` (`call_buffers` reads
+    only its x's shape: a zero-stride stand-in)."""
+    stand_in = np.broadcast_to(np.float32(0), shape2d)
+    return pipeline.call_buffers(stand_in, filt, tuple(out_size[1:]), tuple(lo[1:]),
+                                 tuple(dilation[1:]))
+
+
+def _products(p: dict) -> np.ndarray:
+    """The 2-D pipeline's stages after packing (done by the caller): the input transform
+    with its rows regrouped (one combination per row of tiles rather than per tile: 4x
+    faster on conv1a's 9 channels, 1.2x at 192), products and output transforms into
+    p["y"]."""
+    pipeline.input_transform(p["xp"], p["BTh"], p["BTw"], p["V"], p["mh"], p["mw"], p["th"],
+                             p["tw"], True, p["ftile"])
+    return pipeline.run_prepared(None, p, 15)
+
+
+def _depth_taps(x, filt: pipeline.TiledFilter, out_size, lo, dilation) -> np.ndarray:
+    """The depth-taps form: every output slice an image of the 2-D pipeline with the 3 depth
+    taps of each channel as channels (packed straight from x), written straight into y
+    (the pipeline's slices: y[b, k, z] is image b*OD + z's channel k)."""
+    n, c, D, H, W = x.shape
+    OD, OH, OW = out_size
+    k = filt.kmap.shape[0]
+    p = _buffers((n * OD, 3 * c, H, W), filt, out_size, lo, dilation)
+    pack_depth_taps(x, p["xp"], lo[0], lo[1], lo[2], dilation[0], dilation[1], dilation[2])
+    y = new_output((n, k, OD, OH, OW))
+    p["y"] = y.reshape(n, k * OD, OH, OW)
+    p["geo"] = np.append(p["geo"], OD)
+    _products(p)
     return y
