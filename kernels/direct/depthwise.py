@@ -22,9 +22,10 @@ import numba
 import numpy as np
 from numba import njit, prange, uint64
 
-from ..blocks import JIT, PAR, new_output, pack_channels_last
+from ..blocks import JIT, PAR, new_output
 from ..spec import ConvSpec
 from ..types import flip_spatial
+from .lane_block import CL, PIXELS, lane_taps, lanes_in, lanes_out
 
 # Below this many output pixels per plane the channels-last nest is faster.
 SMALL_PLANE = 16 * 16
@@ -127,57 +128,181 @@ def _plane_taps(spec: ConvSpec, w: np.ndarray):
     return w9, offs, Hp, Wq
 
 
-@njit(**PAR)
-def conv_depthwise_channels_last(xp, wt, y, stride, dilation):
-    """xp[n, Hp, Wp, c] padded input, wt[KH, KW, c] -> y[n, c, OH, OW]."""
-    n, Hp, Wp, C = xp.shape
-    KH, KW = wt.shape[0], wt.shape[1]
-    OH, OW = y.shape[2], y.shape[3]
+# ---- channels in lanes: small planes and strided layers (and the fused dw -> pw kernel) ----
+
+BAND_BYTES = 24 * 1024  # input rows of one channel block a work item gathers (in L1)
+
+
+@njit(**JIT)
+def band_geometry(oh0, noh, H, W, stride, padding, span, Wp):
+    """The input rows of output rows oh0..oh0+noh-1: (ih0, nrows) the rows inside x, and
+    dst[q], where pixel q of that run (row by row) goes in the gathered rows xin[r, j, :]
+    (r = 0 at padded row oh0*sh, j = 0 at the left padding)."""
+    sh = stride[0]
+    ph, pw = padding
+    top = oh0 * sh - ph  # the input row of xin's row 0
+    ih0 = max(0, top)
+    ih1 = min(H, top + (noh - 1) * sh + span)
+    nrows = max(0, ih1 - ih0)
+    dst = np.empty(nrows * W, np.int64)
+    for r in range(nrows):
+        for j in range(W):
+            dst[r * W + j] = ((ih0 + r - top) * Wp + pw + j) * CL
+    return ih0, nrows, dst
+
+
+@njit(**JIT)
+def gather_band(x, b, c0, ih0, nrows, xin, dst):
+    """xin[dst[q] + l] = x[b, c0 + l] (flat) at pixel ih0*W + q, for the nrows*W pixels q of
+    rows ih0.. (see band_geometry); lanes past the last channel get zeros. Padding
+    positions of xin are not touched (the caller zeroes them once)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    nl = min(CL, C - c0)
+    S = nrows * W
+    src = ((b * C + c0) * H + ih0) * W
+    if S >= CL:
+        for q0 in range(0, S - CL + 1, CL):
+            lanes_in(x, src + q0, H * W, nl, xin, 0, dst, q0)
+        if S % CL:  # the last CL pixels again, overlapping: the same values land twice
+            lanes_in(x, src + S - CL, H * W, nl, xin, 0, dst, S - CL)
+        return
+    for q in range(S):
+        for l in range(CL):
+            xin[dst[q] + l] = x[b, c0 + l, ih0 + q // W, q % W] if l < nl else 0
+
+
+@njit(**JIT)
+def band_offsets(noh, OW, stride, Wp, ostride, trash):
+    """Per output pixel p of a band (rows of OW pixels): ain[p], its window's start in the
+    gathered rows, and dout[p] = p * ostride, where its CL outputs go. Padded to whole
+    blocks of PIXELS with the last pixel's window and the `trash` destination, so the
+    register block needs no tail case."""
     sh, sw = stride
-    dh, dw = dilation
-    for item in prange(n * OH):
-        oh = item % OH
-        b = item // OH
-        acc = np.empty((OW, C), np.float32)
-        for ow in range(OW):
-            a = acc[ow]
-            for c in range(C):
-                a[c] = 0
-            for kh in range(KH):
-                for kw in range(KW):
-                    src = xp[b, oh * sh + kh * dh, ow * sw + kw * dw]
-                    wv = wt[kh, kw]
-                    for c in range(C):
-                        a[c] += wv[c] * src[c]
-        for c in range(C):
-            yr = y[b, c, oh]
-            for ow in range(OW):
-                yr[ow] = acc[ow, c]
+    npix = noh * OW
+    nb = -(-npix // PIXELS) * PIXELS
+    ain = np.empty(nb, np.uint64)
+    dout = np.empty(nb, np.uint64)
+    for p in range(nb):
+        q = min(p, npix - 1)
+        ain[p] = ((q // OW) * sh * Wp + (q % OW) * sw) * CL
+        dout[p] = p * ostride if p < npix else trash
+    return ain, dout
+
+
+@njit(**JIT)
+def depthwise_band(xin, wl, offs, ain, dout, obase, out):
+    """out[obase + dout[p] + l] = the depthwise output of pixel p, lane l, for one channel
+    block: wl[taps*CL] its taps with channels in lanes, offs[taps] their offsets."""
+    ob = uint64(obase)
+    ntaps = offs.shape[0]
+    for p in range(0, ain.shape[0], PIXELS):
+        lane_taps(xin, ain[p], ain[p + 1], ain[p + 2], ain[p + 3], wl, 0, offs, 0, ntaps, out,
+                  ob + dout[p], ob + dout[p + 1], ob + dout[p + 2], ob + dout[p + 3])
+
+
+@njit(**JIT)
+def scatter_band(out, y, b, c0, p0, npix):
+    """y[b, c0 + l] (flat) at pixels p0..p0+npix-1 = out[p*CL + l], for the real channels."""
+    C = y.shape[1]
+    P = y.shape[2] * y.shape[3]
+    nl = min(CL, C - c0)
+    base = (b * C + c0) * P + p0
+    if npix >= CL:
+        for q0 in range(0, npix - CL + 1, CL):
+            lanes_out(out, q0 * CL, y, base + q0, P, nl)
+        if npix % CL:
+            lanes_out(out, (npix - CL) * CL, y, base + npix - CL, P, nl)
+        return
+    for l in range(nl):
+        yr = y[b, c0 + l].ravel()
+        for p in range(npix):
+            yr[p0 + p] = out[p * CL + l]
+
+
+@njit(**PAR)
+def conv_depthwise_lanes(x, wl, offs, y, stride, padding, Wp, span, band):
+    """y[n, c] = x[n, c] (*) w[c] with channels in lanes: a work item is one channel block
+    x `band` output rows; it gathers its input rows (span = the window's height), computes
+    them on the register block and writes its outputs back to NCHW."""
+    n, H, W = x.shape[0], x.shape[2], x.shape[3]
+    OH, OW = y.shape[2], y.shape[3]
+    ncb = wl.shape[0]
+    nbands = (OH + band - 1) // band
+    for item in prange(n * ncb * nbands):
+        bnd = item % nbands
+        cb = (item // nbands) % ncb
+        b = item // (nbands * ncb)
+        oh0 = bnd * band
+        noh = min(band, OH - oh0)
+        npix = noh * OW
+        xin = np.zeros(((noh - 1) * stride[0] + span) * Wp * CL, np.float32)
+        ih0, nrows, dst = band_geometry(oh0, noh, H, W, stride, padding, span, Wp)
+        gather_band(x, b, cb * CL, ih0, nrows, xin, dst)
+        out = np.empty((npix + 1) * CL, np.float32)
+        ain, dout = band_offsets(noh, OW, stride, Wp, CL, npix * CL)
+        depthwise_band(xin, wl[cb], offs, ain, dout, 0, out)
+        scatter_band(out, y, b, cb * CL, oh0 * OW, npix)
+
+
+def lane_weights(spec: ConvSpec, w: np.ndarray, Wp: int):
+    """w[c, 1, KH, KW] -> (wl[c blocks, taps*CL], channels in lanes, zero past c; offs[taps],
+    each tap's offset in the gathered rows of padded width Wp)."""
+    (KH, KW), (dh, dw) = spec.kernel, spec.dilation
+    ncb = -(-spec.c // CL)
+    wl = np.zeros((ncb * CL, KH * KW), np.float32)
+    wl[:spec.c] = w[:, 0].reshape(spec.c, KH * KW)
+    wl = np.ascontiguousarray(wl.reshape(ncb, CL, KH * KW).transpose(0, 2, 1))
+    offs = np.array([(kh * dh * Wp + kw * dw) * CL for kh in range(KH) for kw in range(KW)],
+                    np.int64)
+    return wl.reshape(ncb, KH * KW * CL), offs
+
+
+def band_rows(rows: int, row_bytes: int, budget: int) -> int:
+    """Output rows per band: as many as fit `budget` bytes, at least one."""
+    return max(1, min(rows, budget // max(row_bytes, 1)))
 
 
 @dataclass(frozen=True)
 class DepthwiseTaps:
     """The weight-only part of a depthwise call, oriented for the nest the spec picks."""
-    planes: bool             # the NCHW plane nest (else the channels-last one)
-    taps: np.ndarray         # planes: w9[c, blocks, 9]; channels-last: wt[KH, KW, c]
-    offs: np.ndarray | None  # planes: each tap's offset in the stride-phase buffer
-    Hp: int = 0
-    Wq: int = 0
+    planes: bool             # the NCHW plane nest (else channels in lanes)
+    taps: np.ndarray         # planes: w9[c, blocks, 9]; lanes: wl[c blocks, taps*CL]
+    offs: np.ndarray         # each tap's offset in the stride-phase buffer / gathered rows
+    Hp: int = 0              # planes: padded height of the stride-phase buffer
+    Wq: int = 0              # planes: columns per phase; lanes: padded width Wp
 
 
-def _planes(spec: ConvSpec) -> bool:
+def uses_planes(spec: ConvSpec) -> bool:
+    """The one rule between the nests: NCHW planes for large stride-1 planes, where a row
+    of outputs fills many vectors and no layout change is needed; channels in lanes for
+    the rest (small planes, strided layers)."""
     oh, ow = spec.out_size
-    return oh * ow >= SMALL_PLANE
+    return spec.stride == (1, 1) and oh * ow >= SMALL_PLANE
+
+
+def oriented(spec: ConvSpec, w: np.ndarray) -> np.ndarray:
+    """w[c, 1, KH, KW], flipped for a true convolution."""
+    return np.ascontiguousarray(flip_spatial(w, 2)) if spec.flip else w
 
 
 def prepare_depthwise(spec: ConvSpec, w: np.ndarray) -> DepthwiseTaps:
     """Orient w[c, 1, KH, KW] (flip) and lay it out for the nest that runs `spec`."""
-    if spec.flip:
-        w = np.ascontiguousarray(flip_spatial(w, 2))
-    if _planes(spec):
-        w9, offs, Hp, Wq = _plane_taps(spec, w)
+    if uses_planes(spec):
+        w9, offs, Hp, Wq = _plane_taps(spec, oriented(spec, w))
         return DepthwiseTaps(True, w9, offs, Hp, Wq)
-    return DepthwiseTaps(False, np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)), None)
+    return prepare_lanes(spec, w)
+
+
+def prepare_lanes(spec: ConvSpec, w: np.ndarray) -> DepthwiseTaps:
+    """The taps of w[c, 1, KH, KW] (flipped if the spec says so) for channels in lanes."""
+    Wp = spec.size[1] + 2 * spec.padding[1]
+    wl, offs = lane_weights(spec, oriented(spec, w), Wp)
+    return DepthwiseTaps(False, wl, offs, 0, Wp)
+
+
+def window_span(spec: ConvSpec) -> int:
+    """Input rows one output row's window covers."""
+    return (spec.kernel[0] - 1) * spec.dilation[0] + 1
 
 
 def execute_depthwise(spec: ConvSpec, x: np.ndarray, taps: DepthwiseTaps) -> np.ndarray:
@@ -186,8 +311,13 @@ def execute_depthwise(spec: ConvSpec, x: np.ndarray, taps: DepthwiseTaps) -> np.
         items = min(spec.n * spec.c, 8 * numba.get_num_threads())
         conv_depthwise_planes(x, taps.taps, taps.offs, y, spec.stride, spec.padding, taps.Hp,
                               taps.Wq, items)
-    else:
-        pad = (0,) + spec.padding
-        xp = pack_channels_last(x[:, :, None], 1, pad, pad, (1, 1, 1))[:, 0, 0]
-        conv_depthwise_channels_last(xp, taps.taps, y, spec.stride, spec.dilation)
+        return y
+    OH = spec.out_size[0]
+    band = band_rows(OH, spec.stride[0] * taps.Wq * CL * 4, BAND_BYTES)
+    # enough work items for every thread: split the rows further when channel blocks are few
+    want = 4 * numba.get_num_threads()
+    blocks = spec.n * taps.taps.shape[0]
+    band = min(band, max(1, OH * blocks // want))
+    conv_depthwise_lanes(x, taps.taps, taps.offs, y, spec.stride, spec.padding, taps.Wq,
+                         window_span(spec), band)
     return y
