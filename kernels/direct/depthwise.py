@@ -28,7 +28,7 @@ from ..types import flip_spatial
 from .lane_block import CL, PIXELS, lane_taps, lanes_in, lanes_out
 
 # Below this many output pixels per plane the channels-last nest is faster.
-SMALL_PLANE = 16 * 16
+SMALL_PLANE = 40 * 40
 
 
 @njit(**JIT)
@@ -134,70 +134,65 @@ BAND_BYTES = 24 * 1024  # input rows of one channel block a work item gathers (i
 
 
 @njit(**JIT)
-def band_geometry(oh0, noh, H, W, stride, padding, span, Wp):
-    """The input rows of output rows oh0..oh0+noh-1: (ih0, nrows) the rows inside x, and
-    dst[q], where pixel q of that run (row by row) goes in the gathered rows xin[r, j, :]
-    (r = 0 at padded row oh0*sh, j = 0 at the left padding)."""
-    sh = stride[0]
-    ph, pw = padding
-    top = oh0 * sh - ph  # the input row of xin's row 0
+def band_input(oh0, noh, H, stride, padding, span):
+    """The input rows of output rows oh0..oh0+noh-1: (top, ih0, nrows), top the input row
+    of the gathered row 0 (negative in the top padding), ih0..ih0+nrows-1 the rows inside x."""
+    top = oh0 * stride[0] - padding[0]
     ih0 = max(0, top)
-    ih1 = min(H, top + (noh - 1) * sh + span)
-    nrows = max(0, ih1 - ih0)
-    dst = np.empty(nrows * W, np.int64)
-    for r in range(nrows):
-        for j in range(W):
-            dst[r * W + j] = ((ih0 + r - top) * Wp + pw + j) * CL
-    return ih0, nrows, dst
+    return top, ih0, max(0, min(H, top + (noh - 1) * stride[0] + span) - ih0)
 
 
 @njit(**JIT)
-def gather_band(x, b, c0, ih0, nrows, xin, dst):
-    """xin[dst[q] + l] = x[b, c0 + l] (flat) at pixel ih0*W + q, for the nrows*W pixels q of
-    rows ih0.. (see band_geometry); lanes past the last channel get zeros. Padding
-    positions of xin are not touched (the caller zeroes them once)."""
+def zero_padding(xin, Wp, W, pw, r0, nrows):
+    """Zero what gather_band leaves: the gathered rows outside x (all but r0..r0+nrows-1)
+    and the left and right padding columns of the others."""
+    rl = Wp * CL
+    xin[:r0 * rl] = 0
+    xin[(r0 + nrows) * rl:] = 0
+    for r in range(r0, r0 + nrows):
+        xin[r * rl:r * rl + pw * CL] = 0
+        xin[r * rl + (pw + W) * CL:(r + 1) * rl] = 0
+
+
+@njit(**JIT)
+def gather_band(x, b, c0, ih0, nrows, xin, base, pixels_in):
+    """xin[base + pixels_in[q] + l] = x[b, c0 + l] (flat) at pixel ih0*W + q, for the
+    nrows*W pixels q of rows ih0..: channels into lanes; lanes past the last channel get
+    zeros. pixels_in[q] is pixel q's place in the gathered rows (lane_tables)."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     nl = min(CL, C - c0)
     S = nrows * W
     src = ((b * C + c0) * H + ih0) * W
     if S >= CL:
         for q0 in range(0, S - CL + 1, CL):
-            lanes_in(x, src + q0, H * W, nl, xin, 0, dst, q0)
+            lanes_in(x, src + q0, H * W, nl, xin, base, pixels_in, q0)
         if S % CL:  # the last CL pixels again, overlapping: the same values land twice
-            lanes_in(x, src + S - CL, H * W, nl, xin, 0, dst, S - CL)
+            lanes_in(x, src + S - CL, H * W, nl, xin, base, pixels_in, S - CL)
         return
     for q in range(S):
         for l in range(CL):
-            xin[dst[q] + l] = x[b, c0 + l, ih0 + q // W, q % W] if l < nl else 0
+            xin[base + pixels_in[q] + l] = x[b, c0 + l, ih0 + q // W, q % W] if l < nl else 0
 
 
 @njit(**JIT)
-def band_offsets(noh, OW, stride, Wp, ostride, trash):
-    """Per output pixel p of a band (rows of OW pixels): ain[p], its window's start in the
-    gathered rows, and dout[p] = p * ostride, where its CL outputs go. Padded to whole
-    blocks of PIXELS with the last pixel's window and the `trash` destination, so the
-    register block needs no tail case."""
-    sh, sw = stride
-    npix = noh * OW
-    nb = -(-npix // PIXELS) * PIXELS
-    ain = np.empty(nb, np.uint64)
-    dout = np.empty(nb, np.uint64)
-    for p in range(nb):
-        q = min(p, npix - 1)
-        ain[p] = ((q // OW) * sh * Wp + (q % OW) * sw) * CL
-        dout[p] = p * ostride if p < npix else trash
-    return ain, dout
-
-
-@njit(**JIT)
-def depthwise_band(xin, wl, offs, ain, dout, obase, out):
-    """out[obase + dout[p] + l] = the depthwise output of pixel p, lane l, for one channel
-    block: wl[taps*CL] its taps with channels in lanes, offs[taps] their offsets."""
-    ob = uint64(obase)
+def depthwise_band(xin, wl, offs, windows, p0, npix, wbase, obase, ostride, out):
+    """out[obase + p*ostride + l] = the depthwise output of pixel p0 + p of the plane, lane
+    l, for p < npix and one channel block: wl[taps*CL] its taps with channels in lanes,
+    offs[taps] their offsets, windows[p0 + p] - wbase the pixel's window in the gathered
+    rows. The tail block repeats the last pixel into out[obase + npix*ostride:], which
+    must exist (one pixel more)."""
     ntaps = offs.shape[0]
-    for p in range(0, ain.shape[0], PIXELS):
-        lane_taps(xin, ain[p], ain[p + 1], ain[p + 2], ain[p + 3], wl, 0, offs, 0, ntaps, out,
-                  ob + dout[p], ob + dout[p + 1], ob + dout[p + 2], ob + dout[p + 3])
+    last = p0 + npix - 1
+    for p in range(0, npix, PIXELS):
+        a0 = windows[p0 + p] - wbase
+        a1 = windows[min(p0 + p + 1, last)] - wbase
+        a2 = windows[min(p0 + p + 2, last)] - wbase
+        a3 = windows[min(p0 + p + 3, last)] - wbase
+        d0 = obase + p * ostride
+        d1 = obase + min(p + 1, npix) * ostride
+        d2 = obase + min(p + 2, npix) * ostride
+        d3 = obase + min(p + 3, npix) * ostride
+        lane_taps(xin, a0, a1, a2, a3, wl, 0, offs, 0, ntaps, out, d0, d1, d2, d3)
 
 
 @njit(**JIT)
@@ -220,7 +215,7 @@ def scatter_band(out, y, b, c0, p0, npix):
 
 
 @njit(**PAR)
-def conv_depthwise_lanes(x, wl, offs, y, stride, padding, Wp, span, band):
+def conv_depthwise_lanes(x, wl, offs, pixels_in, windows, y, stride, padding, Wp, span, band):
     """y[n, c] = x[n, c] (*) w[c] with channels in lanes: a work item is one channel block
     x `band` output rows; it gathers its input rows (span = the window's height), computes
     them on the register block and writes its outputs back to NCHW."""
@@ -235,12 +230,12 @@ def conv_depthwise_lanes(x, wl, offs, y, stride, padding, Wp, span, band):
         oh0 = bnd * band
         noh = min(band, OH - oh0)
         npix = noh * OW
-        xin = np.zeros(((noh - 1) * stride[0] + span) * Wp * CL, np.float32)
-        ih0, nrows, dst = band_geometry(oh0, noh, H, W, stride, padding, span, Wp)
-        gather_band(x, b, cb * CL, ih0, nrows, xin, dst)
+        top, ih0, nrows = band_input(oh0, noh, H, stride, padding, span)
+        xin = np.empty(((noh - 1) * stride[0] + span) * Wp * CL, np.float32)
+        zero_padding(xin, Wp, W, padding[1], ih0 - top, nrows)
+        gather_band(x, b, cb * CL, ih0, nrows, xin, (ih0 - top) * Wp * CL, pixels_in)
         out = np.empty((npix + 1) * CL, np.float32)
-        ain, dout = band_offsets(noh, OW, stride, Wp, CL, npix * CL)
-        depthwise_band(xin, wl[cb], offs, ain, dout, 0, out)
+        depthwise_band(xin, wl[cb], offs, windows, oh0 * OW, npix, windows[oh0 * OW], 0, CL, out)
         scatter_band(out, y, b, cb * CL, oh0 * OW, npix)
 
 
@@ -257,6 +252,27 @@ def lane_weights(spec: ConvSpec, w: np.ndarray, Wp: int):
     return wl.reshape(ncb, KH * KW * CL), offs
 
 
+@njit(**JIT)
+def _lane_tables(H, W, OH, OW, sh, sw, pw, Wp):
+    pixels_in = np.empty(H * W, np.int64)
+    for i in range(H):
+        for j in range(W):
+            pixels_in[i * W + j] = (i * Wp + pw + j) * CL
+    windows = np.empty(OH * OW, np.int64)
+    for i in range(OH):
+        for j in range(OW):
+            windows[i * OW + j] = (i * sh * Wp + j * sw) * CL
+    return pixels_in, windows
+
+
+def lane_tables(spec: ConvSpec, Wp: int):
+    """(pixels_in, windows): where input pixel q of a run of whole rows goes in the gathered
+    rows (q // W rows down, after the left padding), and where the window of output
+    pixel p starts, counted from padded row 0; channels in lanes, so times CL."""
+    (H, W), (OH, OW), (sh, sw) = spec.size, spec.out_size, spec.stride
+    return _lane_tables(H, W, OH, OW, sh, sw, spec.padding[1], Wp)
+
+
 def band_rows(rows: int, row_bytes: int, budget: int) -> int:
     """Output rows per band: as many as fit `budget` bytes, at least one."""
     return max(1, min(rows, budget // max(row_bytes, 1)))
@@ -270,6 +286,8 @@ class DepthwiseTaps:
     offs: np.ndarray         # each tap's offset in the stride-phase buffer / gathered rows
     Hp: int = 0              # planes: padded height of the stride-phase buffer
     Wq: int = 0              # planes: columns per phase; lanes: padded width Wp
+    pixels_in: np.ndarray | None = None  # lanes: see lane_tables
+    windows: np.ndarray | None = None
 
 
 def uses_planes(spec: ConvSpec) -> bool:
@@ -297,7 +315,7 @@ def prepare_lanes(spec: ConvSpec, w: np.ndarray) -> DepthwiseTaps:
     """The taps of w[c, 1, KH, KW] (flipped if the spec says so) for channels in lanes."""
     Wp = spec.size[1] + 2 * spec.padding[1]
     wl, offs = lane_weights(spec, oriented(spec, w), Wp)
-    return DepthwiseTaps(False, wl, offs, 0, Wp)
+    return DepthwiseTaps(False, wl, offs, 0, Wp, *lane_tables(spec, Wp))
 
 
 def window_span(spec: ConvSpec) -> int:
@@ -318,6 +336,6 @@ def execute_depthwise(spec: ConvSpec, x: np.ndarray, taps: DepthwiseTaps) -> np.
     want = 4 * numba.get_num_threads()
     blocks = spec.n * taps.taps.shape[0]
     band = min(band, max(1, OH * blocks // want))
-    conv_depthwise_lanes(x, taps.taps, taps.offs, y, spec.stride, spec.padding, taps.Wq,
-                         window_span(spec), band)
+    conv_depthwise_lanes(x, taps.taps, taps.offs, taps.pixels_in, taps.windows, y, spec.stride,
+                         spec.padding, taps.Wq, window_span(spec), band)
     return y

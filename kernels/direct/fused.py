@@ -2,134 +2,143 @@
 
 Run as two kernels, the depthwise output (c channels at the output size) goes
 to memory in NCHW, is packed channels-last again for the pointwise GEMM and
-read back: two extra passes over a tensor as large as the input. Fused, a
-work item takes a band of output rows, computes the depthwise outputs of every
-channel block for that band with channels in lanes (`depthwise.gather_band`,
-`depthwise.depthwise_band`) straight into a channels-last buffer sized for L2
-(`mid[pixel, channel]`), and runs the pointwise register blocks
-(`gemm.channel_block`) on that buffer, writing y once. Where a band is too few
-items for the threads, the output channels are split as well and each item
-recomputes its band's depthwise part (9 multiply-adds per pixel and channel
-against k per pixel and channel for the GEMM).
+read back: two extra passes over a tensor as large as the input. Fused, a work
+item takes a band of output rows and, per channel block, gathers its input
+rows with channels in lanes, computes the depthwise outputs on the lanes
+register block (`depthwise.gather_band`, `depthwise.depthwise_band`) and
+transposes them into `mid`, a buffer of the band's depthwise outputs sized for
+L2. The pointwise GEMM then runs on `mid` with the outer-product register block
+(`outer_block.outer_product`) oriented for NCHW: pixels in the vector lanes
+(mid[pixel block, c, WIDTH pixels]), six output channels broadcast from the raw
+pointwise weights w[k, c], so each result row is a contiguous run of y, stored
+once, and the pointwise weights need no packing at all.
+
+Where the bands are too few items for the threads, the output channels are
+split as well, and each item recomputes its band's depthwise part (9 multiply-
+adds per pixel and channel, against k for the GEMM).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit, prange
 
-from ..blocks import PAR, PB, new_output
+from ..blocks import JIT, PAR, new_output
+from ..outer_block import LANES, PT, WIDE, outer_product
 from ..spec import ConvSpec
 from ..types import separable_stages
-from .dense import PackedDense, kchunks_for
 from .depthwise import (
     CL,
     DepthwiseTaps,
-    band_geometry,
-    band_offsets,
-    band_rows,
+    band_input,
     depthwise_band,
     gather_band,
     prepare_lanes,
     window_span,
+    zero_padding,
 )
-from .gemm import channel_block, outer_width, split_item
-from .lane_block import lanes_in
-from .pointwise import prepare_pointwise
+from .lane_block import lanes_out
 
-MID_BYTES = 192 * 1024  # the channels-last depthwise output of one band, kept in L2
+WIDTH = 2 * LANES if WIDE else LANES  # pixels per GEMM block (the outer block's vectors)
+MID_BYTES = 256 * 1024  # the depthwise outputs of one band (all channels), kept in L2
+
+
+@njit(**JIT)
+def _store_rows(acc, y, b, k0, K, p0, cnt):
+    """y[b, k0 + i, p0:p0 + cnt] (pixels flat) = acc[i*WIDTH:i*WIDTH + cnt] for the rows
+    of the block that are real output channels."""
+    for i in range(PT):
+        if k0 + i < K:
+            yr = y[b, k0 + i].ravel()[p0:p0 + cnt]
+            a = acc[i * WIDTH:i * WIDTH + cnt]
+            for t in range(cnt):
+                yr[t] = a[t]
 
 
 @njit(**PAR)
-def conv_depthwise_pointwise(x, wl, offs, stride, padding, Wp, span, wb, outer, y, kmap, band,
-                             kchunks):
-    """y[b, k] = sum_c pw[k, c] * (x[b, c] (*) dw[c]); a work item is `band` output rows x
-    one chunk of the pointwise output-channel blocks."""
+def conv_depthwise_pointwise(x, wl, offs, pixels_in, windows, stride, padding, Wp, span, pw, y,
+                             band, kchunks):
+    """y[b, k] = sum_c pw[k, c] * (x[b, c] (*) dw[c]); a work item is `band` output pixels
+    (a multiple of WIDTH; rows flattened) x one chunk of the groups of PT output channels."""
     n, C, H, W = x.shape
     K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    P = OH * OW
     ncb = wl.shape[0]
-    Cp = ncb * CL  # the row stride of mid: whole channel blocks
-    nblk = wb.shape[1]
-    width = wb.shape[3] if outer else wb.shape[2]
-    per_chunk = (nblk + kchunks - 1) // kchunks
-    nbands = (OH + band - 1) // band
+    Cp = ncb * CL  # channels of mid: whole channel blocks
+    groups = (K + PT - 1) // PT
+    per_chunk = (groups + kchunks - 1) // kchunks
+    nbands = (P + band - 1) // band
     for item in prange(n * nbands * kchunks):
-        b, _, _, bnd, ch = split_item(item, kchunks, nbands, 1, 1)
-        oh0 = bnd * band
-        noh = min(band, OH - oh0)
-        npix = noh * OW
-        xin = np.zeros(((noh - 1) * stride[0] + span) * Wp * CL, np.float32)
-        ih0, nrows, dst = band_geometry(oh0, noh, H, W, stride, padding, span, Wp)
-        ain, dout = band_offsets(noh, OW, stride, Wp, Cp, npix * Cp)
-        mid = np.empty((npix + 1) * Cp, np.float32)
+        ch = item % kchunks
+        bnd = (item // kchunks) % nbands
+        b = item // (kchunks * nbands)
+        p0 = bnd * band
+        npix = min(band, P - p0)
+        npad = (npix + WIDTH - 1) // WIDTH * WIDTH
+        oh0 = p0 // OW  # the output rows the pixels touch, and their input rows
+        noh = (p0 + npix - 1) // OW - oh0 + 1
+        top, ih0, nrows = band_input(oh0, noh, H, stride, padding, span)
+        xin = np.empty(((noh - 1) * stride[0] + span) * Wp * CL, np.float32)
+        zero_padding(xin, Wp, W, padding[1], ih0 - top, nrows)  # the same for every block
+        lanes = np.empty((npad + 1) * CL, np.float32)  # pixels past npix: never stored
+        mid = np.empty(npad * Cp, np.float32)
         for cb in range(ncb):
-            gather_band(x, b, cb * CL, ih0, nrows, xin, dst)
-            depthwise_band(xin, wl[cb], offs, ain, dout, cb * CL, mid)
-        poffs = np.arange(npix) * Cp
-        accs = np.empty((npix + PB) * width, np.float32)
-        yb = y[b].reshape(K, OH * OW)
-        for blk in range(ch * per_chunk, min(nblk, (ch + 1) * per_chunk)):
-            channel_block(mid, poffs, npix, 1, C, 0, wb[0, blk].ravel(), width, outer, yb, kmap,
-                          blk * width, K, oh0 * OW, accs)
+            gather_band(x, b, cb * CL, ih0, nrows, xin, (ih0 - top) * Wp * CL, pixels_in)
+            depthwise_band(xin, wl[cb], offs, windows, p0, npix, windows[oh0 * OW], 0, CL,
+                           lanes)
+            for q0 in range(0, npad, CL):  # lanes[p, l] -> mid[p // WIDTH, cb*CL + l, p % WIDTH]
+                lanes_out(lanes, q0 * CL, mid,
+                          (q0 // WIDTH) * Cp * WIDTH + cb * CL * WIDTH + q0 % WIDTH, WIDTH, CL)
+        acc = np.empty(PT * WIDTH, np.float32)
+        for g in range(ch * per_chunk, min(groups, (ch + 1) * per_chunk)):
+            k0 = g * PT
+            last = K - 1
+            a0, a1, a2 = k0 * C, min(k0 + 1, last) * C, min(k0 + 2, last) * C
+            a3, a4, a5 = min(k0 + 3, last) * C, min(k0 + 4, last) * C, min(k0 + 5, last) * C
+            for pb in range(npad // WIDTH):
+                outer_product(WIDE, False, mid, pb * Cp * WIDTH, pw, a0, a1, a2, a3, a4, a5, C,
+                              acc, 0)
+                _store_rows(acc, y, b, k0, K, p0 + pb * WIDTH, min(WIDTH, npix - pb * WIDTH))
 
 
-@njit(**PAR)
-def _pack_pointwise(w, out):
-    """out[blk, c, q] = w[blk*width + q, c], zero past k: the outer block's layout of the
-    1x1 weights w[k, c], as CL x CL transposes in registers (`lanes_in`). Needs c >= CL."""
-    K, C = w.shape
-    nblk, width = out.shape[0], out.shape[2]
-    sub = width // CL
-    cols = np.arange(C) * width  # where input channel c goes in a block
-    for item in prange(nblk * sub):
-        k0 = item * CL  # blocks of `width` channels are `sub` runs of CL
-        if k0 >= K:
-            continue
-        nl = min(CL, K - k0)
-        base = (item // sub) * C * width + (item % sub) * CL
-        for c0 in range(0, C - CL + 1, CL):
-            lanes_in(w, k0 * C + c0, C, nl, out, base, cols, c0)
-        if C % CL:  # the last CL input channels again, overlapping
-            lanes_in(w, k0 * C + C - CL, C, nl, out, base, cols, C - CL)
+def band_pixels(P: int, cp: int) -> int:
+    """Output pixels per work item: whole GEMM blocks whose depthwise outputs (cp channels)
+    fit MID_BYTES, split evenly over the bands the plane needs."""
+    most = max(WIDTH, MID_BYTES // (4 * cp) // WIDTH * WIDTH)
+    bands = -(-P // most)
+    return -(-P // (bands * WIDTH)) * WIDTH
 
 
-def pack_pointwise(spec: ConvSpec, w: np.ndarray) -> PackedDense:
-    """The pointwise weights w[k, c, 1, 1] for the register blocks: the layout of
-    `pointwise.prepare_pointwise`, packed in one pass of register transposes where the
-    outer block runs (at 1024 x 1024 its generic packing took as long as the GEMM)."""
-    width = outer_width(spec.k)
-    if not width or spec.c < CL:
-        return prepare_pointwise(spec, w)
-    nblk = -(-spec.k // width)
-    out = np.zeros((nblk, spec.c, width), np.float32)
-    _pack_pointwise(np.ascontiguousarray(w.reshape(spec.k, spec.c)), out)
-    return PackedDense(out.reshape(1, nblk, spec.c, width), True, np.arange(spec.k))
+def k_chunks(items: int, groups: int) -> int:
+    """Chunks of output channels per band: only as many as leave no thread idle, since
+    each chunk recomputes its band's depthwise part."""
+    return max(1, min(groups, -(-numba.get_num_threads() // items)))
 
 
 @dataclass(frozen=True)
 class FusedSeparable:
-    """The weight-only part: depthwise taps with channels in lanes, packed pointwise weights."""
+    """The weight-only part: depthwise taps with channels in lanes, the pointwise weights
+    as w[k, c] (the GEMM broadcasts them as they come)."""
     dw: DepthwiseTaps
-    pw: PackedDense
+    pw: np.ndarray
 
 
 def prepare_fused(spec: ConvSpec, weights) -> FusedSeparable:
     dw, pw = weights
-    dw_spec, pw_spec = separable_stages(spec)
-    return FusedSeparable(prepare_lanes(dw_spec, dw), pack_pointwise(pw_spec, pw))
+    dw_spec, _ = separable_stages(spec)
+    return FusedSeparable(prepare_lanes(dw_spec, dw),
+                          np.ascontiguousarray(pw.reshape(spec.k, spec.c)))
 
 
 def execute_fused(spec: ConvSpec, x: np.ndarray, state: FusedSeparable) -> np.ndarray:
-    OH, OW = spec.out_size
-    dw, pw = state.dw, state.pw
-    cp = dw.taps.shape[0] * CL
-    band = band_rows(OH, OW * cp * 4, MID_BYTES)
-    items = spec.n * -(-OH // band)
+    dw = state.dw
+    P = spec.out_size[0] * spec.out_size[1]
+    band = band_pixels(P, dw.taps.shape[0] * CL)
     y = new_output(spec.output_shape)
-    conv_depthwise_pointwise(x, dw.taps, dw.offs, spec.stride, spec.padding, dw.Wq,
-                             window_span(spec), pw.wb, pw.outer, y, pw.kmap, band,
-                             kchunks_for(items, pw.wb.shape[1]))
+    conv_depthwise_pointwise(x, dw.taps, dw.offs, dw.pixels_in, dw.windows, spec.stride,
+                             spec.padding, dw.Wq, window_span(spec), state.pw, y, band,
+                             k_chunks(spec.n * -(-P // band), -(-spec.k // PT)))
     return y
-
