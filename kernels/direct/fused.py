@@ -130,7 +130,7 @@ def prepare_fused(spec: ConvSpec, weights) -> FusedSeparable:
     dw, pw = weights
     dw_spec, _ = separable_stages(spec)
     return FusedSeparable(prepare_lanes(dw_spec, dw),
-                          np.ascontiguousarray(pw.reshape(spec.k, spec.c)))
+                          pw.reshape(spec.k, spec.c).astype(np.float32, order="C", copy=True))
 
 
 def execute_fused(spec: ConvSpec, x: np.ndarray, state: FusedSeparable) -> np.ndarray:
