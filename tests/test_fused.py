@@ -99,9 +99,7 @@ EDGES = [
 
 @pytest.mark.parametrize("spec", EDGES, ids=str)
 def test_fused_bands_and_chunks(spec, monkeypatch):
-    monkeypatch.setattr(fused, "MID_BYTES", 1)  # one GEMM block of pixels per band
-    monkeypatch.setattr(fused, "k_chunks", lambda items, groups: min(groups, 2))
-    assert fused.band_pixels(spec.out_size[0] * spec.out_size[1], CL) == fused.WIDTH
+    monkeypatch.setattr(fused, "split_work", lambda P, cp, k, threads: (fused.WIDTH, 2))
     assert_conforms("depthwise_separable", "direct", spec)
     _assert_plan_equals_run("depthwise_separable", spec)
 
@@ -111,6 +109,20 @@ def test_depthwise_lanes_bands(spec, monkeypatch):
     monkeypatch.setattr(depthwise, "BAND_BYTES", 1)  # one output row per band
     assert_conforms("depthwise", "direct", spec)
     _assert_plan_equals_run("depthwise", spec)
+
+
+@pytest.mark.parametrize("P, cp, k, threads, want", [
+    (12544, 32, 64, 2, (1568, 1)),  # MobileNetV1 conv2_1: 8 even bands, not 7
+    (196, 512, 512, 2, (224, 2)),  # conv5_1: 7 blocks split unevenly; one band, k halves
+    (49, 1024, 1024, 1, (64, 1)),  # one thread: nothing to balance
+    (784, 16, 6, 2, (416, 1)),  # few output channels: recomputing would cost more
+])
+def test_split_work(P, cp, k, threads, want):
+    assert fused.WIDTH in (8, 16, 32)
+    band, chunks = fused.split_work(P, cp, k, threads)
+    if fused.WIDTH == 32:
+        assert (band, chunks) == want
+    assert band % fused.WIDTH == 0 and chunks >= 1
 
 
 def test_plan_is_a_snapshot_of_the_pointwise_weights():

@@ -44,6 +44,7 @@ from .lane_block import lanes_out
 
 WIDTH = 2 * LANES if WIDE else LANES  # pixels per GEMM block (the outer block's vectors)
 MID_BYTES = 256 * 1024  # the depthwise outputs of one band (all channels), kept in L2
+L2_BYTES = 1024 * 1024  # the most one band may hold when it is the whole plane
 
 
 @njit(**JIT)
@@ -104,18 +105,31 @@ def conv_depthwise_pointwise(x, wl, offs, pixels_in, windows, stride, padding, W
                 _store_rows(acc, y, b, k0, K, p0 + pb * WIDTH, min(WIDTH, npix - pb * WIDTH))
 
 
-def band_pixels(P: int, cp: int) -> int:
-    """Output pixels per work item: whole GEMM blocks whose depthwise outputs (cp channels)
-    fit MID_BYTES, split evenly over the bands the plane needs."""
+def split_work(P: int, cp: int, k: int, threads: int) -> tuple[int, int]:
+    """(pixels per band, chunks of output channels) for a plane of P output pixels.
+
+    Bands are whole GEMM blocks of pixels whose depthwise outputs (cp channels) fit
+    MID_BYTES; among the band counts from there up, the one that loads the busiest
+    thread least (blocks are coarse: 7 blocks do not split evenly over 2 threads).
+    If even that leaves the threads uneven by more than recomputing the depthwise part
+    costs (about 20 multiply-adds per pixel and channel, against k for the GEMM), the
+    plane is one band (if its outputs fit L2) and the output channels are split instead.
+    """
+    blocks = -(-P // WIDTH)
     most = max(WIDTH, MID_BYTES // (4 * cp) // WIDTH * WIDTH)
-    bands = -(-P // most)
-    return -(-P // (bands * WIDTH)) * WIDTH
-
-
-def k_chunks(items: int, groups: int) -> int:
-    """Chunks of output channels per band: only as many as leave no thread idle, since
-    each chunk recomputes its band's depthwise part."""
-    return max(1, min(groups, -(-numba.get_num_threads() // items)))
+    load, band = None, WIDTH
+    for bands in range(-(-P // most), blocks + 1):
+        b = -(-blocks // bands) * WIDTH
+        items = -(-P // b)
+        busiest = -(-items // threads) * b  # pixels on the busiest thread
+        if load is None or busiest < load:
+            load, band = busiest, b
+        if items >= 4 * threads:
+            break
+    uneven = load / (blocks * WIDTH / threads) - 1
+    if threads > 1 and uneven > 20 / k and blocks * WIDTH * 4 * cp <= L2_BYTES:
+        return blocks * WIDTH, min(-(-k // PT), threads)
+    return band, 1
 
 
 @dataclass(frozen=True)
@@ -136,9 +150,9 @@ def prepare_fused(spec: ConvSpec, weights) -> FusedSeparable:
 def execute_fused(spec: ConvSpec, x: np.ndarray, state: FusedSeparable) -> np.ndarray:
     dw = state.dw
     P = spec.out_size[0] * spec.out_size[1]
-    band = band_pixels(P, dw.taps.shape[0] * CL)
+    band, kchunks = split_work(P, dw.taps.shape[0] * CL, spec.k, numba.get_num_threads())
     y = new_output(spec.output_shape)
     conv_depthwise_pointwise(x, dw.taps, dw.offs, dw.pixels_in, dw.windows, spec.stride,
                              spec.padding, dw.Wq, window_span(spec), state.pw, y, band,
-                             k_chunks(spec.n * -(-P // band), -(-spec.k // PT)))
+                             kchunks)
     return y
