@@ -1,13 +1,25 @@
-"""Direct depthwise convolution: one 2-D filter per channel, two loop nests by plane size.
+"""Direct depthwise convolution: one 2-D filter per channel, two loop nests, one rule.
 
-- Large planes (`conv_depthwise_planes`): each channel plane is independent,
-  so a thread takes whole planes in NCHW. The plane is copied once into a
-  zero-padded buffer split into stride phases (column j of phase q holds
+- Large stride-1 planes (`conv_depthwise_planes`): each channel plane is
+  independent, so a thread takes whole planes in NCHW. The plane is copied once
+  into a zero-padded buffer split into stride phases (column j of phase q holds
   padded column j*s + q), so every tap reads a unit-stride run along an output
-  row, at any stride, with no bounds tests; taps are summed nine at a time.
-- Small planes (`conv_depthwise_channels_last`): rows of 7 or 14 pixels leave
-  the vector units idle and the loop overhead dominant, so the input is packed
-  channels-last and the inner loop runs over channels instead.
+  row with no bounds tests; taps are summed nine at a time. No layout change.
+- Everything else (`conv_depthwise_lanes`): small planes, whose rows of 7 to 28
+  pixels leave the vector units idle, and strided layers, whose phase split
+  costs a pass over a large input: channels in the vector lanes (CL = 16 on
+  AVX-512, 8 on AVX2). A work item (one block of CL channels x a band of output
+  rows) transposes its input rows into lanes in registers (`lane_block.lanes_in`,
+  CL x CL at a time), runs every output pixel's taps as FMAs of contiguous
+  channel vectors, 4 pixels per register block (`lane_block.lane_taps`), and
+  transposes the outputs back into NCHW (`lanes_out`). The gathered rows of a band
+  stay in L1. The fused depthwise separable kernel (fused.py) uses the same
+  pieces.
+
+The rule (`uses_planes`): the plane nest for stride 1 and at least SMALL_PLANE
+output pixels, measured faster at 56x56 and 112x112 (it needs no transposes);
+lanes below (28x28 to 7x7: 1.4-1.8x faster than the plane nest, 1 thread, AVX-512)
+and at any stride (stride 2 from 112x112 and 56x56: 1.7x and 2.3x).
 
 Indices are cast to uint64 where they are computed from offsets: Numba then
 skips the negative-index wraparound select that would stop LLVM from
@@ -27,7 +39,8 @@ from ..spec import ConvSpec
 from ..types import flip_spatial
 from .lane_block import CL, PIXELS, lane_taps, lanes_in, lanes_out
 
-# Below this many output pixels per plane the channels-last nest is faster.
+# From this many output pixels (stride 1) the plane nest is faster: between 28x28 (lanes
+# 1.4x faster) and 56x56 (planes 1.05x faster).
 SMALL_PLANE = 40 * 40
 
 
