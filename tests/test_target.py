@@ -129,17 +129,18 @@ CASES = [  # the outer block (wide where the target has it), winograd, then the 
     ("grouped", "direct", ConvSpec(c=6, k=15, size=(8, 9), kernel=3, stride=2, padding=1,
                                    groups=3)),  # 5 channels per group: the dot block
     ("depthwise", "direct", ConvSpec(c=5, k=5, groups=5, size=(20, 20), kernel=3, padding=1,
-                                     stride=2)),  # small planes: channels-last
-    ("depthwise", "direct", ConvSpec(c=3, k=3, groups=3, size=(34, 34), kernel=3,
+                                     stride=2)),  # small planes: channels in lanes
+    ("depthwise", "direct", ConvSpec(c=3, k=3, groups=3, size=(41, 41), kernel=3,
                                      padding=1)),  # large planes
+    ("depthwise_separable", "direct", ConvSpec(c=5, k=7, size=(9, 9), kernel=3, padding=1)),
     ("conv2d", "im2col", ConvSpec(c=4, k=8, size=(9, 9), kernel=3, padding=1, stride=2)),
 ]
 for conv_type, algorithm, spec in CASES[:int(sys.argv[1])]:
     assert_conforms(conv_type, algorithm, spec, seed=1)
 out = {"target": TARGET.describe(), "asm": {}, "hits": 0, "misses": 0}
 for name in ("kernels.blocks", "kernels.direct.gemm", "kernels.direct.dense",
-             "kernels.direct.depthwise", "kernels.tiled.pipeline", "kernels.im2col.unfold",
-             "kernels.im2col.dense"):
+             "kernels.direct.depthwise", "kernels.direct.fused", "kernels.tiled.pipeline",
+             "kernels.im2col.unfold", "kernels.im2col.dense"):
     for attr, obj in vars(importlib.import_module(name)).items():
         if not (isinstance(obj, numba.core.registry.CPUDispatcher) and obj.signatures
                 and obj.__module__ == name):
@@ -154,7 +155,7 @@ print(json.dumps(out))
 # the dispatchers whose code must follow the ISA (register-blocked or vectorised)
 IMPORTANT = ("conv_dense", "channel_block", "_outer_pixels", "products_and_output",
              "_product_block", "_filter_chunk", "input_transform", "conv_depthwise_planes",
-             "conv_depthwise_channels_last", "unfold_tile")
+             "conv_depthwise_lanes", "conv_depthwise_pointwise", "unfold_tile")
 
 
 def _run(isa: str, cases: int, cache: Path) -> dict:

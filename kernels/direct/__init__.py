@@ -3,7 +3,8 @@
 - dense.py: any grouped 1/2/3-D convolution with a full kernel (conv2d,
   conv3d, dilated2d, grouped, shuffled_grouped writing straight into the
   shuffled channel, and spatially_separable / flattened on their full kernel)
-- depthwise.py: one filter per channel
+- depthwise.py: one filter per channel (NCHW planes, or channels in vector lanes)
+- fused.py: depthwise separable, depthwise and pointwise fused per band of rows
 - pointwise.py: 1x1, grouped or not
 - transposed.py: transposed conv in gather form
 """
@@ -13,9 +14,10 @@ from __future__ import annotations
 from ..accuracy import Bound
 from ..registry import cell, declare_algorithm
 from ..types import conv_type as type_of
-from ..types import full_kernel, select, separable_stages, shuffle_permutation
+from ..types import full_kernel, select, shuffle_permutation
 from .dense import execute_dense, prepare_dense
 from .depthwise import execute_depthwise, prepare_depthwise
+from .fused import execute_fused, prepare_fused
 from .pointwise import execute_pointwise, prepare_pointwise
 from .transposed import execute_transposed, prepare_transposed
 
@@ -52,14 +54,5 @@ for _t in select(transposed=True, ndim=2):
         execute_transposed)
 
 
-def _prepare_depthwise_separable(spec, weights):
-    dw, pw = weights
-    dw_spec, pw_spec = separable_stages(spec)
-    return prepare_depthwise(dw_spec, dw), prepare_pointwise(pw_spec, pw)
-
-
-@cell("depthwise_separable", "direct", prepare=_prepare_depthwise_separable)
-def _depthwise_separable(spec, x, state):
-    dw, pw = state
-    dw_spec, pw_spec = separable_stages(spec)
-    return execute_pointwise(pw_spec, execute_depthwise(dw_spec, x, dw), pw)
+# one pass: the depthwise output of a band of rows stays in cache for the pointwise GEMM
+cell("depthwise_separable", "direct", prepare=prepare_fused)(execute_fused)

@@ -1,13 +1,25 @@
-"""Direct depthwise convolution: one 2-D filter per channel, two loop nests by plane size.
+"""Direct depthwise convolution: one 2-D filter per channel, two loop nests, one rule.
 
-- Large planes (`conv_depthwise_planes`): each channel plane is independent,
-  so a thread takes whole planes in NCHW. The plane is copied once into a
-  zero-padded buffer split into stride phases (column j of phase q holds
+- Large stride-1 planes (`conv_depthwise_planes`): each channel plane is
+  independent, so a thread takes whole planes in NCHW. The plane is copied once
+  into a zero-padded buffer split into stride phases (column j of phase q holds
   padded column j*s + q), so every tap reads a unit-stride run along an output
-  row, at any stride, with no bounds tests; taps are summed nine at a time.
-- Small planes (`conv_depthwise_channels_last`): rows of 7 or 14 pixels leave
-  the vector units idle and the loop overhead dominant, so the input is packed
-  channels-last and the inner loop runs over channels instead.
+  row with no bounds tests; taps are summed nine at a time. No layout change.
+- Everything else (`conv_depthwise_lanes`): small planes, whose rows of 7 to 28
+  pixels leave the vector units idle, and strided layers, whose phase split
+  costs a pass over a large input: channels in the vector lanes (CL = 16 on
+  AVX-512, 8 on AVX2). A work item (one block of CL channels x a band of output
+  rows) transposes its input rows into lanes in registers (`lane_block.lanes_in`,
+  CL x CL at a time), runs every output pixel's taps as FMAs of contiguous
+  channel vectors, 4 pixels per register block (`lane_block.lane_taps`), and
+  transposes the outputs back into NCHW (`lanes_out`). The gathered rows of a band
+  stay in L1. The fused depthwise separable kernel (fused.py) uses the same
+  pieces.
+
+The rule (`uses_planes`): the plane nest for stride 1 and at least SMALL_PLANE
+output pixels, measured faster at 56x56 and 112x112 (it needs no transposes);
+lanes below (28x28 to 7x7: 1.4-1.8x faster than the plane nest, 1 thread, AVX-512)
+and at any stride (stride 2 from 112x112 and 56x56: 1.7x and 2.3x).
 
 Indices are cast to uint64 where they are computed from offsets: Numba then
 skips the negative-index wraparound select that would stop LLVM from
@@ -22,12 +34,14 @@ import numba
 import numpy as np
 from numba import njit, prange, uint64
 
-from ..blocks import JIT, PAR, new_output, pack_channels_last
+from ..blocks import JIT, PAR, new_output
 from ..spec import ConvSpec
 from ..types import flip_spatial
+from .lane_block import CL, PIXELS, lane_taps, lanes_in, lanes_out
 
-# Below this many output pixels per plane the channels-last nest is faster.
-SMALL_PLANE = 16 * 16
+# From this many output pixels (stride 1) the plane nest is faster: between 28x28 (lanes
+# 1.4x faster) and 56x56 (planes 1.05x faster).
+SMALL_PLANE = 40 * 40
 
 
 @njit(**JIT)
@@ -127,57 +141,199 @@ def _plane_taps(spec: ConvSpec, w: np.ndarray):
     return w9, offs, Hp, Wq
 
 
+# ---- channels in lanes: small planes and strided layers (and the fused dw -> pw kernel) ----
+
+BAND_BYTES = 24 * 1024  # input rows of one channel block a work item gathers (in L1)
+
+
+@njit(**JIT)
+def band_input(oh0, noh, H, stride, padding, span):
+    """The input rows of output rows oh0..oh0+noh-1: (top, ih0, nrows), top the input row
+    of the gathered row 0 (negative in the top padding), ih0..ih0+nrows-1 the rows inside x."""
+    top = oh0 * stride[0] - padding[0]
+    ih0 = max(0, top)
+    return top, ih0, max(0, min(H, top + (noh - 1) * stride[0] + span) - ih0)
+
+
+@njit(**JIT)
+def zero_padding(xin, Wp, W, pw, r0, nrows):
+    """Zero what gather_band leaves: the gathered rows outside x (all but r0..r0+nrows-1)
+    and the left and right padding columns of the others."""
+    rl = Wp * CL
+    xin[:r0 * rl] = 0
+    xin[(r0 + nrows) * rl:] = 0
+    for r in range(r0, r0 + nrows):
+        xin[r * rl:r * rl + pw * CL] = 0
+        xin[r * rl + (pw + W) * CL:(r + 1) * rl] = 0
+
+
+@njit(**JIT)
+def gather_band(x, b, c0, ih0, nrows, xin, base, pixels_in):
+    """xin[base + pixels_in[q] + l] = x[b, c0 + l] (flat) at pixel ih0*W + q, for the
+    nrows*W pixels q of rows ih0..: channels into lanes; lanes past the last channel get
+    zeros. pixels_in[q] is pixel q's place in the gathered rows (lane_tables)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    nl = min(CL, C - c0)
+    S = nrows * W
+    src = ((b * C + c0) * H + ih0) * W
+    if S >= CL:
+        for q0 in range(0, S - CL + 1, CL):
+            lanes_in(x, src + q0, H * W, nl, xin, base, pixels_in, q0)
+        if S % CL:  # the last CL pixels again, overlapping: the same values land twice
+            lanes_in(x, src + S - CL, H * W, nl, xin, base, pixels_in, S - CL)
+        return
+    for q in range(S):
+        for l in range(CL):
+            xin[base + pixels_in[q] + l] = x[b, c0 + l, ih0 + q // W, q % W] if l < nl else 0
+
+
+@njit(**JIT)
+def depthwise_band(xin, wl, offs, windows, p0, npix, wbase, obase, ostride, out):
+    """out[obase + p*ostride + l] = the depthwise output of pixel p0 + p of the plane, lane
+    l, for p < npix and one channel block: wl[taps*CL] its taps with channels in lanes,
+    offs[taps] their offsets, windows[p0 + p] - wbase the pixel's window in the gathered
+    rows. The tail block repeats the last pixel into out[obase + npix*ostride:], which
+    must exist (one pixel more)."""
+    ntaps = offs.shape[0]
+    last = p0 + npix - 1
+    for p in range(0, npix, PIXELS):
+        a0 = windows[p0 + p] - wbase
+        a1 = windows[min(p0 + p + 1, last)] - wbase
+        a2 = windows[min(p0 + p + 2, last)] - wbase
+        a3 = windows[min(p0 + p + 3, last)] - wbase
+        d0 = obase + p * ostride
+        d1 = obase + min(p + 1, npix) * ostride
+        d2 = obase + min(p + 2, npix) * ostride
+        d3 = obase + min(p + 3, npix) * ostride
+        lane_taps(xin, a0, a1, a2, a3, wl, 0, offs, 0, ntaps, out, d0, d1, d2, d3)
+
+
+@njit(**JIT)
+def scatter_band(out, y, b, c0, p0, npix):
+    """y[b, c0 + l] (flat) at pixels p0..p0+npix-1 = out[p*CL + l], for the real channels."""
+    C = y.shape[1]
+    P = y.shape[2] * y.shape[3]
+    nl = min(CL, C - c0)
+    base = (b * C + c0) * P + p0
+    if npix >= CL:
+        for q0 in range(0, npix - CL + 1, CL):
+            lanes_out(out, q0 * CL, y, base + q0, P, nl)
+        if npix % CL:
+            lanes_out(out, (npix - CL) * CL, y, base + npix - CL, P, nl)
+        return
+    for l in range(nl):
+        yr = y[b, c0 + l].ravel()
+        for p in range(npix):
+            yr[p0 + p] = out[p * CL + l]
+
+
 @njit(**PAR)
-def conv_depthwise_channels_last(xp, wt, y, stride, dilation):
-    """xp[n, Hp, Wp, c] padded input, wt[KH, KW, c] -> y[n, c, OH, OW]."""
-    n, Hp, Wp, C = xp.shape
-    KH, KW = wt.shape[0], wt.shape[1]
+def conv_depthwise_lanes(x, wl, offs, pixels_in, windows, y, stride, padding, Wp, span, band):
+    """y[n, c] = x[n, c] (*) w[c] with channels in lanes: a work item is one channel block
+    x `band` output rows; it gathers its input rows (span = the window's height), computes
+    them on the register block and writes its outputs back to NCHW."""
+    n, H, W = x.shape[0], x.shape[2], x.shape[3]
     OH, OW = y.shape[2], y.shape[3]
-    sh, sw = stride
-    dh, dw = dilation
-    for item in prange(n * OH):
-        oh = item % OH
-        b = item // OH
-        acc = np.empty((OW, C), np.float32)
-        for ow in range(OW):
-            a = acc[ow]
-            for c in range(C):
-                a[c] = 0
-            for kh in range(KH):
-                for kw in range(KW):
-                    src = xp[b, oh * sh + kh * dh, ow * sw + kw * dw]
-                    wv = wt[kh, kw]
-                    for c in range(C):
-                        a[c] += wv[c] * src[c]
-        for c in range(C):
-            yr = y[b, c, oh]
-            for ow in range(OW):
-                yr[ow] = acc[ow, c]
+    ncb = wl.shape[0]
+    nbands = (OH + band - 1) // band
+    for item in prange(n * ncb * nbands):
+        bnd = item % nbands
+        cb = (item // nbands) % ncb
+        b = item // (nbands * ncb)
+        oh0 = bnd * band
+        noh = min(band, OH - oh0)
+        npix = noh * OW
+        top, ih0, nrows = band_input(oh0, noh, H, stride, padding, span)
+        xin = np.empty(((noh - 1) * stride[0] + span) * Wp * CL, np.float32)
+        zero_padding(xin, Wp, W, padding[1], ih0 - top, nrows)
+        gather_band(x, b, cb * CL, ih0, nrows, xin, (ih0 - top) * Wp * CL, pixels_in)
+        out = np.empty((npix + 1) * CL, np.float32)
+        depthwise_band(xin, wl[cb], offs, windows, oh0 * OW, npix, windows[oh0 * OW], 0, CL, out)
+        scatter_band(out, y, b, cb * CL, oh0 * OW, npix)
+
+
+def lane_weights(spec: ConvSpec, w: np.ndarray, Wp: int):
+    """w[c, 1, KH, KW] -> (wl[c blocks, taps*CL], channels in lanes, zero past c; offs[taps],
+    each tap's offset in the gathered rows of padded width Wp)."""
+    (KH, KW), (dh, dw) = spec.kernel, spec.dilation
+    ncb = -(-spec.c // CL)
+    wl = np.zeros((ncb * CL, KH * KW), np.float32)
+    wl[:spec.c] = w[:, 0].reshape(spec.c, KH * KW)
+    wl = np.ascontiguousarray(wl.reshape(ncb, CL, KH * KW).transpose(0, 2, 1))
+    offs = np.array([(kh * dh * Wp + kw * dw) * CL for kh in range(KH) for kw in range(KW)],
+                    np.int64)
+    return wl.reshape(ncb, KH * KW * CL), offs
+
+
+@njit(**JIT)
+def _lane_tables(H, W, OH, OW, sh, sw, pw, Wp):
+    pixels_in = np.empty(H * W, np.int64)
+    for i in range(H):
+        for j in range(W):
+            pixels_in[i * W + j] = (i * Wp + pw + j) * CL
+    windows = np.empty(OH * OW, np.int64)
+    for i in range(OH):
+        for j in range(OW):
+            windows[i * OW + j] = (i * sh * Wp + j * sw) * CL
+    return pixels_in, windows
+
+
+def lane_tables(spec: ConvSpec, Wp: int):
+    """(pixels_in, windows): where input pixel q of a run of whole rows goes in the gathered
+    rows (q // W rows down, after the left padding), and where the window of output
+    pixel p starts, counted from padded row 0; channels in lanes, so times CL."""
+    (H, W), (OH, OW), (sh, sw) = spec.size, spec.out_size, spec.stride
+    return _lane_tables(H, W, OH, OW, sh, sw, spec.padding[1], Wp)
+
+
+def band_rows(rows: int, row_bytes: int, budget: int) -> int:
+    """Output rows per band: as many as fit `budget` bytes, at least one."""
+    return max(1, min(rows, budget // max(row_bytes, 1)))
 
 
 @dataclass(frozen=True)
 class DepthwiseTaps:
     """The weight-only part of a depthwise call, oriented for the nest the spec picks."""
-    planes: bool             # the NCHW plane nest (else the channels-last one)
-    taps: np.ndarray         # planes: w9[c, blocks, 9]; channels-last: wt[KH, KW, c]
-    offs: np.ndarray | None  # planes: each tap's offset in the stride-phase buffer
-    Hp: int = 0
-    Wq: int = 0
+    planes: bool             # the NCHW plane nest (else channels in lanes)
+    taps: np.ndarray         # planes: w9[c, blocks, 9]; lanes: wl[c blocks, taps*CL]
+    offs: np.ndarray         # each tap's offset in the stride-phase buffer / gathered rows
+    Hp: int = 0              # planes: padded height of the stride-phase buffer
+    Wq: int = 0              # planes: columns per phase; lanes: padded width Wp
+    pixels_in: np.ndarray | None = None  # lanes: see lane_tables
+    windows: np.ndarray | None = None
 
 
-def _planes(spec: ConvSpec) -> bool:
+def uses_planes(spec: ConvSpec) -> bool:
+    """The one rule between the nests: NCHW planes for large stride-1 planes, where a row
+    of outputs fills many vectors and no layout change is needed; channels in lanes for
+    the rest (small planes, strided layers)."""
     oh, ow = spec.out_size
-    return oh * ow >= SMALL_PLANE
+    return spec.stride == (1, 1) and oh * ow >= SMALL_PLANE
+
+
+def oriented(spec: ConvSpec, w: np.ndarray) -> np.ndarray:
+    """w[c, 1, KH, KW], flipped for a true convolution."""
+    return np.ascontiguousarray(flip_spatial(w, 2)) if spec.flip else w
 
 
 def prepare_depthwise(spec: ConvSpec, w: np.ndarray) -> DepthwiseTaps:
     """Orient w[c, 1, KH, KW] (flip) and lay it out for the nest that runs `spec`."""
-    if spec.flip:
-        w = np.ascontiguousarray(flip_spatial(w, 2))
-    if _planes(spec):
-        w9, offs, Hp, Wq = _plane_taps(spec, w)
+    if uses_planes(spec):
+        w9, offs, Hp, Wq = _plane_taps(spec, oriented(spec, w))
         return DepthwiseTaps(True, w9, offs, Hp, Wq)
-    return DepthwiseTaps(False, np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)), None)
+    return prepare_lanes(spec, w)
+
+
+def prepare_lanes(spec: ConvSpec, w: np.ndarray) -> DepthwiseTaps:
+    """The taps of w[c, 1, KH, KW] (flipped if the spec says so) for channels in lanes."""
+    Wp = spec.size[1] + 2 * spec.padding[1]
+    wl, offs = lane_weights(spec, oriented(spec, w), Wp)
+    return DepthwiseTaps(False, wl, offs, 0, Wp, *lane_tables(spec, Wp))
+
+
+def window_span(spec: ConvSpec) -> int:
+    """Input rows one output row's window covers."""
+    return (spec.kernel[0] - 1) * spec.dilation[0] + 1
 
 
 def execute_depthwise(spec: ConvSpec, x: np.ndarray, taps: DepthwiseTaps) -> np.ndarray:
@@ -186,8 +342,13 @@ def execute_depthwise(spec: ConvSpec, x: np.ndarray, taps: DepthwiseTaps) -> np.
         items = min(spec.n * spec.c, 8 * numba.get_num_threads())
         conv_depthwise_planes(x, taps.taps, taps.offs, y, spec.stride, spec.padding, taps.Hp,
                               taps.Wq, items)
-    else:
-        pad = (0,) + spec.padding
-        xp = pack_channels_last(x[:, :, None], 1, pad, pad, (1, 1, 1))[:, 0, 0]
-        conv_depthwise_channels_last(xp, taps.taps, y, spec.stride, spec.dilation)
+        return y
+    OH = spec.out_size[0]
+    band = band_rows(OH, spec.stride[0] * taps.Wq * CL * 4, BAND_BYTES)
+    # enough work items for every thread: split the rows further when channel blocks are few
+    want = 4 * numba.get_num_threads()
+    blocks = spec.n * taps.taps.shape[0]
+    band = min(band, max(1, OH * blocks // want))
+    conv_depthwise_lanes(x, taps.taps, taps.offs, taps.pixels_in, taps.windows, y, spec.stride,
+                         spec.padding, taps.Wq, window_span(spec), band)
     return y
