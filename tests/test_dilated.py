@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernels
-from kernels.direct.dilated import live_span, live_taps, prepare_dilated, row_bands
+from kernels.direct.dilated import bands, live_span, live_taps, prepare_dilated
 
 from .conftest import assert_conforms
 
@@ -57,12 +57,17 @@ def test_strided_dilated_layers_match_the_oracle(spec, seed):
     _conforms_and_plans(spec, seed)
 
 
-def test_aspp_rate18_runs_only_live_kernel_rows():
+def test_aspp_rate18_runs_only_live_taps():
     """DeepLab's ASPP rate 18 on a 33x33 map (scaled down in channels): rows 0-14 read
-    through kernel rows 1-2, rows 15-17 through row 1 only, rows 18-32 through rows 0-1."""
-    spec = kernels.ConvSpec(n=1, c=3, k=17, size=33, kernel=3, padding=18, dilation=18)
-    assert row_bands(spec, (0, 3), crop=True).tolist() == [
+    through kernel rows 1-2, rows 15-17 through row 1 only, rows 18-32 through rows 0-1;
+    columns alike."""
+    spec = kernels.ConvSpec(n=1, c=3, k=17, size=(33, 35), kernel=3, padding=18, dilation=18)
+    assert bands(spec, 0, (0, 3), crop=True).tolist() == [
         [0, 15, 1, 2], [15, 3, 1, 1], [18, 15, 0, 2]]
+    assert bands(spec, 1, (0, 3), crop=True).tolist() == [
+        [0, 17, 1, 2], [17, 1, 1, 1], [18, 17, 0, 2]]
+    packed = prepare_dilated(spec, kernels.make_inputs("dilated2d", spec)[1][0])
+    assert packed.outer and len(packed.row_bands) == len(packed.col_bands) == 3
     assert_conforms("dilated2d", "direct", spec)
 
 
@@ -71,7 +76,7 @@ def test_taps_that_only_read_padding_are_cropped():
     spec = kernels.ConvSpec(n=1, c=2, k=5, size=(6, 7), kernel=3, padding=8, dilation=8)
     assert live_span(6, 6, 1, 8, 8, 3) == (1, 2)
     packed = prepare_dilated(spec, kernels.make_inputs("dilated2d", spec)[1][0])
-    assert (packed.first_row, packed.first_col, packed.kept) == (1, 1, (1, 1))
+    assert (packed.first, packed.kept) == ((1, 1), (1, 1))
     assert_conforms("dilated2d", "direct", spec)
 
 
@@ -85,10 +90,11 @@ def test_rows_that_read_only_padding_are_zero():
     assert y[:, :, 2:8].any()
 
 
-def test_the_dot_block_runs_every_kept_row():
-    """The dot block strides weight rows by the whole window: one band, all kept rows."""
-    spec = kernels.ConvSpec(n=1, c=2, k=3, size=9, kernel=3, padding=4, dilation=4)
+def test_the_dot_block_runs_every_kept_tap():
+    """The dot block strides weight rows by the whole window: one band, all kept taps."""
+    spec = kernels.ConvSpec(n=1, c=2, k=3, size=(9, 10), kernel=3, padding=4, dilation=4)
     packed = prepare_dilated(spec, kernels.make_inputs("dilated2d", spec)[1][0])
     assert not packed.outer
-    assert packed.bands.tolist() == [[0, 9, 0, 3]]
+    assert packed.row_bands.tolist() == [[0, 9, 0, 3]]
+    assert packed.col_bands.tolist() == [[0, 10, 0, 3]]
     assert_conforms("dilated2d", "direct", spec)

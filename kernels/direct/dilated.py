@@ -13,10 +13,13 @@ across phases and rows alike (ENet's 4x4-pixel phases fill whole blocks).
 
 Padded taps: kernel rows/columns that no output reads a real input through
 are cropped from the kernel in prepare (exact: they only ever multiply zeros);
-output rows whose outer kernel rows fall into the padding (ASPP's rate 18 on
-a 33x33 map reads real input through two of three kernel rows at most) run
-with only their live kernel rows, so work items are bands of rows that share
-one live-row range.
+outputs whose outer kernel rows or columns fall into the padding (ASPP's rate
+18 on a 33x33 map reads real input through two of three kernel rows at most,
+and as few columns) run with only their live taps: work items are bands of
+output rows that share one live kernel-row range, and within an item each
+band of columns that shares one live kernel-column range is a GEMM of its own
+(its pixels flattened across the item's rows), reading a sub-run of each
+kernel row's weights.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ import numpy as np
 from numba import njit, prange
 
 from ..blocks import JIT, PAR, PB, new_output
+from ..outer_block import LANES, outer_product
 from ..spec import ConvSpec
 from ..types import flip_spatial
 from .dense import kchunks_for
-from .gemm import _outer_pixels, channel_block, pack_blocked_weights, split_item
+from .gemm import REDUCTION_CHUNK, channel_block, pack_blocked_weights, split_item
 
 CHANNEL_BLOCK = 16  # channels per transposing pass of pack_phases (one cache line written)
 PIXELS_PER_ITEM = 192  # output pixels per work item: 32 register blocks share each weight pass
@@ -55,22 +59,23 @@ def live_span(out: int, size: int, stride: int, pad: int, dilation: int,
     return (first, end) if first < end else (0, 0)
 
 
-def row_bands(spec: ConvSpec, rows: tuple[int, int], crop: bool) -> np.ndarray:
-    """bands[i] = (first output row, rows, first live kernel row, live kernel rows):
-    maximal runs of output rows that read real input through the same kernel rows
-    (within the kept `rows`; every row runs all kept rows unless `crop`)."""
-    args = (spec.out_size[0], spec.size[0], spec.stride[0], spec.padding[0], spec.dilation[0],
-            spec.kernel[0])
-    bands: list[list[int]] = []
-    for o in range(spec.out_size[0]):
-        first, end = live_taps(*args, o) if crop else rows
-        first, end = max(first, rows[0]), min(end, rows[1])
-        live = (first, end - first) if end > first else (rows[0], 0)
-        if bands and (bands[-1][2], bands[-1][3]) == live:
-            bands[-1][1] += 1
+def bands(spec: ConvSpec, axis: int, kept: tuple[int, int], crop: bool) -> np.ndarray:
+    """bands[i] = (first output index, count, first live tap, live taps) along `axis`:
+    maximal runs of outputs that read real input through the same taps of the kept
+    range `kept` (tap numbers relative to kept[0]; every output runs all kept taps
+    unless `crop`; live taps 0 where an output reads only padding)."""
+    geometry = (spec.out_size[axis], spec.size[axis], spec.stride[axis], spec.padding[axis],
+                spec.dilation[axis], spec.kernel[axis])
+    runs: list[list[int]] = []
+    for o in range(geometry[0]):
+        first, end = live_taps(*geometry, o) if crop else kept
+        first, end = max(first, kept[0]), min(end, kept[1])
+        live = (first - kept[0], end - first) if end > first else (0, 0)
+        if runs and (runs[-1][2], runs[-1][3]) == live:
+            runs[-1][1] += 1
         else:
-            bands.append([o, 1, *live])
-    return np.array(bands, np.int64).reshape(-1, 4)
+            runs.append([o, 1, *live])
+    return np.array(runs, np.int64).reshape(-1, 4)
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,10 @@ class PackedDilated:
     wb: np.ndarray      # gemm.pack_blocked_weights of the cropped kernel
     outer: bool         # which register block wb is laid out for
     kmap: np.ndarray    # output channel of each grouped channel (int64)
-    first_row: int      # first kept kernel row
-    first_col: int      # first kept kernel column
-    kept: tuple[int, int]  # kept kernel rows and columns
-    bands: np.ndarray   # row_bands: output row bands and the kernel rows they run
+    first: tuple[int, int]  # first kept kernel row and column
+    kept: tuple[int, int]   # kept kernel rows and columns
+    row_bands: np.ndarray   # bands(axis 0): output row bands and the kept rows they run
+    col_bands: np.ndarray   # bands(axis 1): output column bands and the kept columns they run
 
 
 def prepare_dilated(spec: ConvSpec, w: np.ndarray) -> PackedDilated:
@@ -97,10 +102,10 @@ def prepare_dilated(spec: ConvSpec, w: np.ndarray) -> PackedDilated:
     # pack_blocked_weights orders a window (KW, KD, KH, c): pass (kw, kh) as (KH, KW)
     wb, outer = pack_blocked_weights(np.ascontiguousarray(kept.transpose(0, 1, 3, 2)[:, :, None]),
                                      spec.groups, False)
-    # the dot block strides its weight rows by the whole window: it runs every kept row
-    bands = row_bands(spec, rows, crop=outer)
-    return PackedDilated(wb, outer, np.arange(spec.k), rows[0], cols[0],
-                         (rows[1] - rows[0], cols[1] - cols[0]), bands)
+    # the dot block strides its weight rows by the whole window: it runs every kept tap
+    return PackedDilated(wb, outer, np.arange(spec.k), (rows[0], cols[0]),
+                         (rows[1] - rows[0], cols[1] - cols[0]),
+                         bands(spec, 0, rows, crop=outer), bands(spec, 1, cols, crop=outer))
 
 
 @njit(**PAR)
@@ -137,71 +142,111 @@ def pack_phases(x, groups, pad_h, pad_w, dw, V, Hp, out):
 
 
 @njit(**JIT)
-def _store_outer(yb, kmap, k0, kg, ybase, npix, accs, width, live):
-    """yb[kmap[k0+q], ybase+p] = accs[p*width + q] (zero when no kernel row is live)."""
+def _outer_band(buf, offs, npix, nrun, runlen, run_step, wf, wrun, width, accs):
+    """accs[p*width + q] = sum over the runs r < nrun of the window run
+    buf[offs[p] + r*run_step:][:runlen] times the weight rows wf[r*wrun + i] (i < runlen,
+    `width` channels each): a column band's sub-run of every live kernel row.
+
+    As gemm's outer-product loop, in chunks of about REDUCTION_CHUNK steps, each over
+    all pixel blocks (the weight chunk stays in L2 while the windows pass); unlike it, a
+    weight run (wrun) may be longer than the window run it meets."""
+    nch = (runlen + REDUCTION_CHUNK - 1) // REDUCTION_CHUNK
+    step = (runlen + nch - 1) // nch
+    last = npix - 1
+    for r in range(nrun):
+        for c0 in range(0, runlen, step):
+            cl = min(step, runlen - c0)
+            o = r * run_step + c0
+            wo = (r * wrun + c0) * width
+            first = r == 0 and c0 == 0
+            for p0 in range(0, npix, PB):
+                outer_product(width == 2 * LANES, not first, wf, wo, buf,
+                              offs[p0] + o, offs[min(p0 + 1, last)] + o,
+                              offs[min(p0 + 2, last)] + o, offs[min(p0 + 3, last)] + o,
+                              offs[min(p0 + 4, last)] + o, offs[min(p0 + 5, last)] + o,
+                              cl, accs, p0 * width)
+
+
+@njit(**JIT)
+def _store_band(yb, kmap, k0, kg, pos, npix, accs, width, live):
+    """yb[kmap[k0+q], pos[p]] = accs[p*width + q] (zero where no tap is live)."""
     for q in range(min(width, kg - k0)):
-        dst = yb[kmap[k0 + q], ybase:ybase + npix]
+        dst = yb[kmap[k0 + q]]
         if live:
             col = accs[q:npix * width:width]
             for p in range(npix):
-                dst[p] = col[p]
+                dst[pos[p]] = col[p]
         else:
-            dst[:] = 0
+            for p in range(npix):
+                dst[pos[p]] = 0
 
 
 @njit(**PAR)
-def conv_dilated(xq, wb, outer, y, kmap, stride, dilation, V, first_col, kw, items, kchunks):
+def conv_dilated(xq, wb, outer, y, kmap, stride, dilation, V, first, kept, items, col_bands,
+                 kchunks):
     """y[n, kmap[k], oh, ow] = sum over the live taps of xq * w.
 
-    xq from pack_phases; wb the kept kernel (kh, kw, c order); items[i] = (first
-    output row, rows, first live kernel row relative to the kept ones, live kernel
-    rows, its absolute first row), every row of an item running the same kernel rows.
+    xq from pack_phases; wb the kept kernel in (kh, kw, c) order; items[i] = (first
+    output row, rows, first live kept row, live rows), every row of an item running the
+    same kernel rows; col_bands the same for columns (`bands`). An item's pixels are
+    ordered band by band, each band's rows after one another (pos: their output index).
     """
     n, groups, _, Wq, cg = xq.shape
     K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     sh, sw = stride
     dh, dw = dilation
+    KW = kept[1]
     kg = K // groups
     nblk = wb.shape[1]
     width = wb.shape[3] if outer else wb.shape[2]
     per_chunk = (nblk + kchunks - 1) // kchunks
-    runlen = kw * cg
-    run_step = dh * Wq * cg
+    wrun = KW * cg  # one kernel row of weights (kw, c)
+    run_step = dh * Wq * cg  # one kernel row of input: dilation rows further on
     nitems = items.shape[0]
     for item in prange(n * groups * nitems * kchunks):
         b, g, _, it, ch = split_item(item, kchunks, nitems, 1, groups)
-        oh0, nrows, t0, nt, row0 = items[it, 0], items[it, 1], items[it, 2], items[it, 3], \
-            items[it, 4]
+        oh0, nrows, t0, nt = items[it, 0], items[it, 1], items[it, 2], items[it, 3]
         npix = nrows * OW
         offs = np.empty(npix, np.int64)
-        for r in range(nrows):
-            base = ((oh0 + r) * sh + row0 * dh) * Wq
-            for ow in range(OW):
-                col = ow * sw + first_col * dw
-                offs[r * OW + ow] = (base + (col % dw) * V + col // dw) * cg
+        pos = np.empty(npix, np.int64)
+        s = 0
+        for j in range(col_bands.shape[0]):
+            ow0, ncols, u0 = col_bands[j, 0], col_bands[j, 1], col_bands[j, 2]
+            for r in range(nrows):
+                row = (oh0 + r) * sh + (first[0] + t0) * dh
+                for ow in range(ow0, ow0 + ncols):
+                    col = ow * sw + (first[1] + u0) * dw
+                    offs[s] = (row * Wq + (col % dw) * V + col // dw) * cg
+                    pos[s] = (oh0 + r) * OW + ow
+                    s += 1
         buf = xq[b, g].ravel()
         yb = y[b].reshape((K, OH * OW))
         km = kmap[g * kg:(g + 1) * kg]
         accs = np.empty((npix + PB) * width, np.float32)
         for blk in range(ch * per_chunk, min(nblk, (ch + 1) * per_chunk)):
             wf = wb[g, blk].ravel()
-            if outer:
-                if nt > 0:
-                    _outer_pixels(buf, offs, npix, nt, runlen, run_step, wf[t0 * runlen * width:],
-                                  width, accs)
-                _store_outer(yb, km, blk * width, kg, oh0 * OW, npix, accs, width, nt > 0)
-            else:
-                channel_block(buf, offs, npix, nt, runlen, run_step, wf, width, False, yb, km,
+            if not outer:  # one band of all columns (prepare): pixels in output order
+                channel_block(buf, offs, npix, nt, wrun, run_step, wf, width, False, yb, km,
                               blk * width, kg, oh0 * OW, accs)
+                continue
+            s = 0
+            for j in range(col_bands.shape[0]):
+                m = nrows * col_bands[j, 1]
+                u0, nu = col_bands[j, 2], col_bands[j, 3]
+                live = nt > 0 and nu > 0
+                if live:
+                    _outer_band(buf, offs[s:s + m], m, nt, nu * cg, run_step,
+                                wf[(t0 * KW + u0) * cg * width:], wrun, width, accs)
+                _store_band(yb, km, blk * width, kg, pos[s:s + m], m, accs, width, live)
+                s += m
 
 
-def work_items(bands: np.ndarray, out_w: int, first_row: int) -> np.ndarray:
+def work_items(row_bands: np.ndarray, out_w: int) -> np.ndarray:
     """Split each row band into items of about PIXELS_PER_ITEM output pixels:
-    (first row, rows, first live kernel row relative to the kept ones, live rows,
-    first live kernel row)."""
+    (first row, rows, first live kept row, live rows)."""
     rows = max(1, math.ceil(PIXELS_PER_ITEM / out_w))
-    items = [(start + r, min(rows, count - r), first - first_row, live, first)
-             for start, count, first, live in bands.tolist() for r in range(0, count, rows)]
+    items = [(start + r, min(rows, count - r), first, live)
+             for start, count, first, live in row_bands.tolist() for r in range(0, count, rows)]
     return np.array(items, np.int64)
 
 
@@ -213,9 +258,9 @@ def execute_dilated(spec: ConvSpec, x: np.ndarray, packed: PackedDilated) -> np.
     xq = np.empty((spec.n, spec.groups, Hp, dw * V, spec.c // spec.groups), np.float32)
     pack_phases(x, spec.groups, ph, pw, dw, V, Hp, xq)
     y = new_output(spec.output_shape)
-    items = work_items(packed.bands, spec.out_size[1], packed.first_row)
+    items = work_items(packed.row_bands, spec.out_size[1])
     wb = packed.wb
     conv_dilated(xq, wb, packed.outer, y, packed.kmap, spec.stride, spec.dilation, V,
-                 packed.first_col, packed.kept[1], items,
+                 packed.first, packed.kept, items, packed.col_bands,
                  kchunks_for(spec.n * spec.groups * len(items), wb.shape[1]))
     return y
