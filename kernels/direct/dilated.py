@@ -43,8 +43,8 @@ PIXELS_PER_ITEM = 192  # output pixels per work item: 32 register blocks share e
 
 def live_taps(out: int, size: int, stride: int, pad: int, dilation: int, kernel: int,
               o: int) -> tuple[int, int]:
-    """(first, end) of the kernel taps t through which output index o reads a real input
-    (0 <= o*stride + t*dilation - pad < size); first == end when there is none."""
+    """(first, end) of the kernel taps t through which output index o reads a real
+    input (0 <= o*stride + t*dilation - pad < size); first == end when there is none."""
     first = max(0, -((o * stride - pad) // dilation))
     end = min(kernel, (size - 1 + pad - o * stride) // dilation + 1)
     return first, max(first, end)
@@ -66,16 +66,25 @@ def bands(spec: ConvSpec, axis: int, kept: tuple[int, int], crop: bool) -> np.nd
     unless `crop`; live taps 0 where an output reads only padding)."""
     geometry = (spec.out_size[axis], spec.size[axis], spec.stride[axis], spec.padding[axis],
                 spec.dilation[axis], spec.kernel[axis])
+    out, size, stride, pad, dilation, kernel = geometry
+    starts = {0}
+    if crop:  # the live taps change only where tap t starts or stops reading the input
+        for t in range(kernel):
+            for edge in (pad - t * dilation, size + pad - t * dilation):
+                o = -(-edge // stride)  # the first output index past the edge
+                if 0 < o < out:
+                    starts.add(o)
     runs: list[list[int]] = []
-    for o in range(geometry[0]):
+    for o in sorted(starts):
         first, end = live_taps(*geometry, o) if crop else kept
         first, end = max(first, kept[0]), min(end, kept[1])
-        live = (first - kept[0], end - first) if end > first else (0, 0)
-        if runs and (runs[-1][2], runs[-1][3]) == live:
-            runs[-1][1] += 1
-        else:
-            runs.append([o, 1, *live])
-    return np.array(runs, np.int64).reshape(-1, 4)
+        live = [first - kept[0], end - first] if end > first else [0, 0]
+        if runs and runs[-1][2:] == live:
+            continue
+        if runs:
+            runs[-1][1] = o - runs[-1][0]
+        runs.append([o, out - o, *live])
+    return np.array(runs, np.int64)
 
 
 @dataclass(frozen=True)
@@ -108,35 +117,36 @@ def prepare_dilated(spec: ConvSpec, w: np.ndarray) -> PackedDilated:
                          bands(spec, 0, rows, crop=outer), bands(spec, 1, cols, crop=outer))
 
 
+def phase_columns(cols: np.ndarray, dw: int, V: int) -> np.ndarray:
+    """Where padded column w sits in the phase-major layout: (w mod dw)*V + w // dw."""
+    return (cols % dw) * V + cols // dw
+
+
 @njit(**PAR)
-def pack_phases(x, groups, pad_h, pad_w, dw, V, Hp, out):
-    """out[n, g, h, b*V + v, c] = x[n, g*cg + c, h - pad_h, b + dw*v - pad_w] (zero outside x):
-    the channels-last padded input, its columns in phase-major order.
+def pack_phases(x, groups, pad_h, where, out):
+    """out[n, g, pad_h + i, where[j], c] = x[n, g*cg + c, i, j], zero elsewhere: the
+    channels-last padded input, its columns in phase-major order (where: phase_columns
+    of the padded columns j + pad_w).
 
     Transposed in blocks of CHANNEL_BLOCK channels: each column's block is one
     contiguous write, read from as many sequential channel rows."""
     n, C, H, W = x.shape
     cg = C // groups
-    Wq = out.shape[3]
+    Hp = out.shape[2]
     for item in prange(n * groups * Hp):
         b = item // (groups * Hp)
         g = (item // Hp) % groups
         h = item % Hp
         dst = out[b, g, h]
+        dst[:] = 0
         i = h - pad_h
         if i < 0 or i >= H:
-            dst[:] = 0
             continue
-        for q in range(Wq):
-            col = q // V + dw * (q % V) - pad_w
-            if col < 0 or col >= W:
-                dst[q, :] = 0
         src = x[b, g * cg:(g + 1) * cg, i]
         for c0 in range(0, cg, CHANNEL_BLOCK):
             c1 = min(cg, c0 + CHANNEL_BLOCK)
             for col in range(W):
-                w = col + pad_w
-                d = dst[(w % dw) * V + w // dw]
+                d = dst[where[col]]
                 for c in range(c0, c1):
                     d[c] = src[c, col]
 
@@ -182,20 +192,18 @@ def _store_band(yb, kmap, k0, kg, pos, npix, accs, width, live):
 
 
 @njit(**PAR)
-def conv_dilated(xq, wb, outer, y, kmap, stride, dilation, V, first, kept, items, col_bands,
+def conv_dilated(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands, colpos,
                  kchunks):
     """y[n, kmap[k], oh, ow] = sum over the live taps of xq * w.
 
     xq from pack_phases; wb the kept kernel in (kh, kw, c) order; items[i] = (first
     output row, rows, first live kept row, live rows), every row of an item running the
-    same kernel rows; col_bands the same for columns (`bands`). An item's pixels are
-    ordered band by band, each band's rows after one another (pos: their output index).
+    same kernel rows; col_bands the same for columns (`bands`); colpos[ow] the xq
+    column of output column ow's first live tap. An item's pixels are ordered band by
+    band, each band's rows after one another (pos: their output index).
     """
     n, groups, _, Wq, cg = xq.shape
     K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
-    sh, sw = stride
-    dh, dw = dilation
-    KW = kept[1]
     kg = K // groups
     nblk = wb.shape[1]
     width = wb.shape[3] if outer else wb.shape[2]
@@ -211,12 +219,11 @@ def conv_dilated(xq, wb, outer, y, kmap, stride, dilation, V, first, kept, items
         pos = np.empty(npix, np.int64)
         s = 0
         for j in range(col_bands.shape[0]):
-            ow0, ncols, u0 = col_bands[j, 0], col_bands[j, 1], col_bands[j, 2]
+            ow0, ncols = col_bands[j, 0], col_bands[j, 1]
             for r in range(nrows):
-                row = (oh0 + r) * sh + (first[0] + t0) * dh
+                row = (oh0 + r) * sh + (first_row + t0) * dh
                 for ow in range(ow0, ow0 + ncols):
-                    col = ow * sw + (first[1] + u0) * dw
-                    offs[s] = (row * Wq + (col % dw) * V + col // dw) * cg
+                    offs[s] = (row * Wq + colpos[ow]) * cg
                     pos[s] = (oh0 + r) * OW + ow
                     s += 1
         buf = xq[b, g].ravel()
@@ -252,15 +259,17 @@ def work_items(row_bands: np.ndarray, out_w: int) -> np.ndarray:
 
 def execute_dilated(spec: ConvSpec, x: np.ndarray, packed: PackedDilated) -> np.ndarray:
     """Direct dilated convolution of x with prepared weights."""
-    (H, W), (ph, pw), dw = spec.size, spec.padding, spec.dilation[1]
+    (H, W), (ph, pw), (sh, sw), (dh, dw) = spec.size, spec.padding, spec.stride, spec.dilation
     V = -(-(W + 2 * pw) // dw)  # columns per phase
-    Hp = H + 2 * ph
-    xq = np.empty((spec.n, spec.groups, Hp, dw * V, spec.c // spec.groups), np.float32)
-    pack_phases(x, spec.groups, ph, pw, dw, V, Hp, xq)
+    xq = np.empty((spec.n, spec.groups, H + 2 * ph, dw * V, spec.c // spec.groups), np.float32)
+    pack_phases(x, spec.groups, ph, phase_columns(np.arange(pw, W + pw), dw, V), xq)
+    # each output column's first live tap: its band's first live kept column
+    cb = packed.col_bands
+    first_live = np.repeat(cb[:, 2], cb[:, 1]) + packed.first[1]
+    colpos = phase_columns(np.arange(spec.out_size[1]) * sw + first_live * dw, dw, V)
     y = new_output(spec.output_shape)
     items = work_items(packed.row_bands, spec.out_size[1])
     wb = packed.wb
-    conv_dilated(xq, wb, packed.outer, y, packed.kmap, spec.stride, spec.dilation, V,
-                 packed.first, packed.kept, items, packed.col_bands,
-                 kchunks_for(spec.n * spec.groups * len(items), wb.shape[1]))
+    conv_dilated(xq, wb, packed.outer, y, packed.kmap, sh, dh, packed.first[0], packed.kept[1],
+                 items, cb, colpos, kchunks_for(spec.n * spec.groups * len(items), wb.shape[1]))
     return y
