@@ -57,6 +57,26 @@ def test_strided_dilated_layers_match_the_oracle(spec, seed):
     _conforms_and_plans(spec, seed)
 
 
+@settings(max_examples=60)
+@given(spec=dilated_specs(dilations=(2, 3, 5), strides=(1, 2, 3)), axis=st.integers(0, 1),
+       crop=st.booleans())
+def test_bands_cover_every_output_with_its_live_taps(spec, axis, crop):
+    """Bands tile the outputs in order, and each output's band holds its own live taps
+    (clipped to the kept span; all kept taps without `crop`)."""
+    geometry = tuple(getattr(spec, f)[axis] for f in (
+        "out_size", "size", "stride", "padding", "dilation", "kernel"))
+    kept = live_span(*geometry)
+    table = bands(spec, axis, kept, crop)
+    assert table[0, 0] == 0 and (table[1:, 0] == table[:-1, 0] + table[:-1, 1]).all()
+    assert table[-1, 0] + table[-1, 1] == geometry[0]
+    assert (table[1:, 2:] != table[:-1, 2:]).any(1).all(), "bands are maximal"
+    for start, count, first, live in table.tolist():
+        for o in range(start, start + count):
+            lo, hi = live_taps(*geometry, o) if crop else kept
+            lo, hi = max(lo, kept[0]), min(hi, kept[1])
+            assert [first, live] == ([lo - kept[0], hi - lo] if hi > lo else [0, 0])
+
+
 def test_aspp_rate18_runs_only_live_taps():
     """DeepLab's ASPP rate 18 on a 33x33 map (scaled down in channels): rows 0-14 read
     through kernel rows 1-2, rows 15-17 through row 1 only, rows 18-32 through rows 0-1;
