@@ -186,17 +186,19 @@ def _outer_band(buf, offs, npix, nrun, runlen, run_step, wf, wrun, width, accs):
 
 
 @njit(**JIT)
-def _store_band(yb, kmap, k0, kg, pos, npix, accs, width, live):
-    """yb[kmap[k0+q], pos[p]] = accs[p*width + q] (zero where no tap is live)."""
+def _store_band(yb, kmap, k0, kg, ybase, out_w, nrows, ncols, accs, width, live):
+    """yb[kmap[k0+q], ybase + r*out_w + j] = accs[(r*ncols + j)*width + q]: a column
+    band's rows (zero where no tap is live)."""
     for q in range(min(width, kg - k0)):
-        dst = yb[kmap[k0 + q]]
-        if live:
-            col = accs[q:npix * width:width]
-            for p in range(npix):
-                dst[pos[p]] = col[p]
-        else:
-            for p in range(npix):
-                dst[pos[p]] = 0
+        row = yb[kmap[k0 + q]]
+        for r in range(nrows):
+            dst = row[ybase + r * out_w:ybase + r * out_w + ncols]
+            if live:
+                src = accs[r * ncols * width + q:(r + 1) * ncols * width:width]
+                for j in range(ncols):
+                    dst[j] = src[j]
+            else:
+                dst[:] = 0
 
 
 @njit(**PAR)
@@ -208,7 +210,7 @@ def conv_dilated(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands
     output row, rows, first live kept row, live rows), every row of an item running the
     same kernel rows; col_bands the same for columns (`bands`); colpos[ow] the xq
     column of output column ow's first live tap. An item's pixels are ordered band by
-    band, each band's rows after one another (pos: their output index).
+    band, each band's rows after one another.
     """
     n, groups, _, Wq, cg = xq.shape
     K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
@@ -224,7 +226,6 @@ def conv_dilated(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands
         oh0, nrows, t0, nt = items[it, 0], items[it, 1], items[it, 2], items[it, 3]
         npix = nrows * OW
         offs = np.empty(npix, np.int64)
-        pos = np.empty(npix, np.int64)
         s = 0
         for j in range(col_bands.shape[0]):
             ow0, ncols = col_bands[j, 0], col_bands[j, 1]
@@ -232,7 +233,6 @@ def conv_dilated(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands
                 row = (oh0 + r) * sh + (first_row + t0) * dh
                 for ow in range(ow0, ow0 + ncols):
                     offs[s] = (row * Wq + colpos[ow]) * cg
-                    pos[s] = (oh0 + r) * OW + ow
                     s += 1
         buf = xq[b, g].ravel()
         yb = y[b].reshape((K, OH * OW))
@@ -246,13 +246,15 @@ def conv_dilated(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands
                 continue
             s = 0
             for j in range(col_bands.shape[0]):
-                m = nrows * col_bands[j, 1]
-                u0, nu = col_bands[j, 2], col_bands[j, 3]
+                ow0, ncols, u0, nu = col_bands[j, 0], col_bands[j, 1], col_bands[j, 2], \
+                    col_bands[j, 3]
+                m = nrows * ncols
                 live = nt > 0 and nu > 0
                 if live:
                     _outer_band(buf, offs[s:s + m], m, nt, nu * cg, run_step,
                                 wf[(t0 * KW + u0) * cg * width:], wrun, width, accs)
-                _store_band(yb, km, blk * width, kg, pos[s:s + m], m, accs, width, live)
+                _store_band(yb, km, blk * width, kg, oh0 * OW + ow0, OW, nrows, ncols, accs,
+                            width, live)
                 s += m
 
 
