@@ -35,7 +35,7 @@ from ..outer_block import LANES, outer_product
 from ..spec import ConvSpec
 from ..types import flip_spatial
 from .dense import kchunks_for
-from .gemm import REDUCTION_CHUNK, channel_block, pack_blocked_weights, split_item
+from .gemm import REDUCTION_CHUNK, channel_block, outer_width, pack_blocked_weights, split_item
 
 TILE = 64  # columns and channels per transposed tile of pack_phases (fastest of 16-128)
 PIXELS_PER_ITEM = 192  # output pixels per work item: 32 register blocks share each weight pass
@@ -99,22 +99,57 @@ class PackedDilated:
     col_bands: np.ndarray   # bands(axis 1): output column bands and the kept columns they run
 
 
+@njit(**PAR)
+def pack_taps_outer(w, groups, first_row, first_col, flip, out):
+    """out[g, blk, kh, kw, c, q] = w[g*kg + blk*width + q, c, first_row + kh, first_col + kw]
+    (taps of the flipped kernel if `flip`), zero past kg: the outer-product block's
+    layout in (kh, kw, c) order, straight from the raw weights (the loop order of
+    gemm's packer; no transposed copy of the weights first)."""
+    kg = w.shape[0] // groups
+    KH0, KW0 = w.shape[2], w.shape[3]
+    G, nblk, KH, KW, cg, width = out.shape
+    for item in prange(G * nblk):
+        g = item // nblk
+        blk = item % nblk
+        o = out[g, blk]
+        for q in range(width):
+            kk = blk * width + q
+            for kh in range(KH):
+                sh = KH0 - 1 - first_row - kh if flip else first_row + kh
+                for kw in range(KW):
+                    sw = KW0 - 1 - first_col - kw if flip else first_col + kw
+                    d = o[kh, kw]
+                    if kk < kg:
+                        src = w[g * kg + kk]
+                        for c in range(cg):
+                            d[c, q] = src[c, sh, sw]
+                    else:
+                        for c in range(cg):
+                            d[c, q] = 0
+
+
 def prepare_dilated(spec: ConvSpec, w: np.ndarray) -> PackedDilated:
     """Crop w[k, c/g, kh, kw] (flipped if the spec says so) to its live taps and pack it."""
-    if spec.flip:
-        w = flip_spatial(w, 2)
     rows, cols = (live_span(*a) for a in zip(spec.out_size, spec.size, spec.stride,
                                                spec.padding, spec.dilation, spec.kernel))
     if rows[0] == rows[1] or cols[0] == cols[1]:  # no output reads any input: all zeros
         rows, cols = (0, 1), (0, 1)
-    kept = w[:, :, rows[0]:rows[1], cols[0]:cols[1]]
-    # pack_blocked_weights orders a window (KW, KD, KH, c): pass (kw, kh) as (KH, KW)
-    wb, outer = pack_blocked_weights(np.ascontiguousarray(kept.transpose(0, 1, 3, 2)[:, :, None]),
+    kept = (rows[1] - rows[0], cols[1] - cols[0])
+    kg, cg = spec.k // spec.groups, spec.c // spec.groups
+    width = outer_width(kg)
+    if width:
+        out = np.empty((spec.groups, -(-kg // width), *kept, cg, width), np.float32)
+        pack_taps_outer(w, spec.groups, rows[0], cols[0], spec.flip, out)
+        wb = out.reshape(out.shape[0], out.shape[1], -1, width)
+    else:
+        taps = (flip_spatial(w, 2) if spec.flip else w)[:, :, rows[0]:rows[1], cols[0]:cols[1]]
+        # pack_blocked_weights orders a window (KW, KD, KH, c): pass (kw, kh) as (KH, KW)
+        wb, _ = pack_blocked_weights(np.ascontiguousarray(taps.transpose(0, 1, 3, 2)[:, :, None]),
                                      spec.groups, False)
     # the dot block strides its weight rows by the whole window: it runs every kept tap
-    return PackedDilated(wb, outer, np.arange(spec.k), (rows[0], cols[0]),
-                         (rows[1] - rows[0], cols[1] - cols[0]),
-                         bands(spec, 0, rows, crop=outer), bands(spec, 1, cols, crop=outer))
+    return PackedDilated(wb, bool(width), np.arange(spec.k), (rows[0], cols[0]), kept,
+                         bands(spec, 0, rows, crop=bool(width)),
+                         bands(spec, 1, cols, crop=bool(width)))
 
 
 def phase_columns(cols: np.ndarray, dw: int, V: int) -> np.ndarray:
