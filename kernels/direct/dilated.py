@@ -158,10 +158,11 @@ def phase_columns(cols: np.ndarray, dw: int, V: int) -> np.ndarray:
 
 
 @njit(**PAR)
-def pack_phases(x, groups, pad_h, where, out):
-    """out[n, g, pad_h + i, where[j], c] = x[n, g*cg + c, i, j], zero elsewhere: the
-    channels-last padded input, its columns in phase-major order (where: phase_columns
-    of the padded columns j + pad_w).
+def pack_phases(x, groups, pad_h, where, zero_padding, out):
+    """out[n, g, pad_h + i, where[j], c] = x[n, g*cg + c, i, j]: the channels-last padded
+    input, its columns in phase-major order (where: phase_columns of the padded columns
+    j + pad_w). The padding is zeroed only if asked: the outer-product path reads live
+    taps only, so it never reads padding (ASPP's rate 18 pads 33x33 to 69x72).
 
     Transposed through a TILE x TILE (columns x channels) buffer: contiguous reads of
     each channel's columns, contiguous writes of each column's channels (writing the
@@ -174,7 +175,8 @@ def pack_phases(x, groups, pad_h, where, out):
         g = (item // Hp) % groups
         h = item % Hp
         dst = out[b, g, h]
-        dst[:] = 0
+        if zero_padding:
+            dst[:] = 0
         i = h - pad_h
         if i < 0 or i >= H:
             continue
@@ -306,8 +308,10 @@ def execute_dilated(spec: ConvSpec, x: np.ndarray, packed: PackedDilated) -> np.
     """Direct dilated convolution of x with prepared weights."""
     (H, W), (ph, pw), (sh, sw), (dh, dw) = spec.size, spec.padding, spec.stride, spec.dilation
     V = -(-(W + 2 * pw) // dw)  # columns per phase
-    xq = np.empty((spec.n, spec.groups, H + 2 * ph, dw * V, spec.c // spec.groups), np.float32)
-    pack_phases(x, spec.groups, ph, phase_columns(np.arange(pw, W + pw), dw, V), xq)
+    # new_output: NaN under test (POISON_OUTPUTS), so a read of unzeroed padding shows
+    xq = new_output((spec.n, spec.groups, H + 2 * ph, dw * V, spec.c // spec.groups))
+    pack_phases(x, spec.groups, ph, phase_columns(np.arange(pw, W + pw), dw, V),
+                not packed.outer, xq)
     # each output column's first live tap: its band's first live kept column
     cb = packed.col_bands
     first_live = np.repeat(cb[:, 2], cb[:, 1]) + packed.first[1]
