@@ -65,14 +65,17 @@ def test_bands_cover_every_output_with_its_live_taps(spec, axis, crop):
     (clipped to the kept span; all kept taps without `crop`)."""
     geometry = tuple(getattr(spec, f)[axis] for f in (
         "out_size", "size", "stride", "padding", "dilation", "kernel"))
-    kept = live_span(*geometry)
+    kept = live_span(spec, axis)
+    assert 0 <= kept[0] <= kept[1] <= spec.kernel[axis]
     table = bands(spec, axis, kept, crop)
     assert table[0, 0] == 0 and (table[1:, 0] == table[:-1, 0] + table[:-1, 1]).all()
     assert table[-1, 0] + table[-1, 1] == geometry[0]
     assert (table[1:, 2:] != table[:-1, 2:]).any(1).all(), "bands are maximal"
     for start, count, first, live in table.tolist():
         for o in range(start, start + count):
-            lo, hi = live_taps(*geometry, o) if crop else kept
+            own = live_taps(*geometry, o)
+            assert own[0] == own[1] or kept[0] <= own[0] <= own[1] <= kept[1], "crop is exact"
+            lo, hi = own if crop else kept
             lo, hi = max(lo, kept[0]), min(hi, kept[1])
             assert [first, live] == ([lo - kept[0], hi - lo] if hi > lo else [0, 0])
 
@@ -94,7 +97,7 @@ def test_aspp_rate18_runs_only_live_taps():
 def test_taps_that_only_read_padding_are_cropped():
     """A dilation past the map: only the centre tap ever reads the input."""
     spec = kernels.ConvSpec(n=1, c=2, k=5, size=(6, 7), kernel=3, padding=8, dilation=8)
-    assert live_span(6, 6, 1, 8, 8, 3) == (1, 2)
+    assert live_span(spec, 0) == live_span(spec, 1) == (1, 2)
     packed = prepare_dilated(spec, kernels.make_inputs("dilated2d", spec)[1][0])
     assert (packed.first, packed.kept) == ((1, 1), (1, 1))
     assert_conforms("dilated2d", "direct", spec)
@@ -118,3 +121,15 @@ def test_the_dot_block_runs_every_kept_tap():
     assert packed.row_bands.tolist() == [[0, 9, 0, 3]]
     assert packed.col_bands.tolist() == [[0, 10, 0, 3]]
     assert_conforms("dilated2d", "direct", spec)
+
+
+def test_a_layer_that_reads_only_padding_is_zero():
+    """Stride 2 from row -3 never meets the one real row: every output is zero, on both
+    register blocks."""
+    for k in (2, 13):
+        spec = kernels.ConvSpec(n=1, c=2, k=k, size=(1, 4), kernel=(1, 3), stride=(2, 1),
+                                padding=(3, 2), dilation=2)
+        x, w = kernels.make_inputs("dilated2d", spec)
+        y = kernels.run("dilated2d", "direct", spec, x, w)
+        assert y.shape == spec.output_shape and not y.any()
+        assert not kernels.reference("dilated2d", spec, x, w).any()

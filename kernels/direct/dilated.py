@@ -6,7 +6,8 @@ the width, the padded input columns w = b + d*v split into d phase images
 channels-last, with its columns in phase-major order (xq[.., h, b*V + v, c]),
 so the taps of one kernel row, w = ow*s + kw*d for kw = 0..KW-1, are
 consecutive columns of one phase: a pixel's window is KH contiguous runs of
-KW*c/g values, run kh starting dilation-rows further on. The register blocks
+KW*c/g values, run kh starting dilation-rows further on (so rows need no
+phases: every kernel row is a run of its own anyway). The register blocks
 of `gemm` walk those runs straight from the packed input (no row buffer); a
 pixel's phase only changes where its window starts, so the 6-pixel blocks run
 across phases and rows alike (ENet's 4x4-pixel phases fill whole blocks).
@@ -45,18 +46,19 @@ def live_taps(out: int, size: int, stride: int, pad: int, dilation: int, kernel:
               o: int) -> tuple[int, int]:
     """(first, end) of the kernel taps t through which output index o reads a real
     input (0 <= o*stride + t*dilation - pad < size); first == end when there is none."""
-    first = max(0, -((o * stride - pad) // dilation))
+    first = min(kernel, max(0, -((o * stride - pad) // dilation)))
     end = min(kernel, (size - 1 + pad - o * stride) // dilation + 1)
     return first, max(first, end)
 
 
-def live_span(out: int, size: int, stride: int, pad: int, dilation: int,
-              kernel: int) -> tuple[int, int]:
-    """(first, end) spanning every tap some output reads a real input through (both
-    ends of live_taps fall as o grows, so the last and the first output bound them)."""
-    first = live_taps(out, size, stride, pad, dilation, kernel, out - 1)[0]
-    end = live_taps(out, size, stride, pad, dilation, kernel, 0)[1]
-    return (first, end) if first < end else (0, 0)
+def live_span(spec: ConvSpec, axis: int) -> tuple[int, int]:
+    """(first, end): the smallest range of taps along `axis` that holds every tap some
+    output reads a real input through ((0, 0) if there is none)."""
+    live = bands(spec, axis, (0, spec.kernel[axis]), crop=True)
+    live = live[live[:, 3] > 0]
+    if not len(live):
+        return 0, 0
+    return int(live[:, 2].min()), int((live[:, 2] + live[:, 3]).max())
 
 
 def bands(spec: ConvSpec, axis: int, kept: tuple[int, int], crop: bool) -> np.ndarray:
@@ -90,7 +92,7 @@ def bands(spec: ConvSpec, axis: int, kept: tuple[int, int], crop: bool) -> np.nd
 @dataclass(frozen=True)
 class PackedDilated:
     """The weight-only part of a dilated call: the kept taps packed in (kh, kw, c) order."""
-    wb: np.ndarray      # gemm.pack_blocked_weights of the cropped kernel
+    wb: np.ndarray      # the kept taps: pack_taps_outer, or gemm's packer for the dot block
     outer: bool         # which register block wb is laid out for
     kmap: np.ndarray    # output channel of each grouped channel (int64)
     first: tuple[int, int]  # first kept kernel row and column
@@ -130,8 +132,7 @@ def pack_taps_outer(w, groups, first_row, first_col, flip, out):
 
 def prepare_dilated(spec: ConvSpec, w: np.ndarray) -> PackedDilated:
     """Crop w[k, c/g, kh, kw] (flipped if the spec says so) to its live taps and pack it."""
-    rows, cols = (live_span(*a) for a in zip(spec.out_size, spec.size, spec.stride,
-                                               spec.padding, spec.dilation, spec.kernel))
+    rows, cols = live_span(spec, 0), live_span(spec, 1)
     if rows[0] == rows[1] or cols[0] == cols[1]:  # no output reads any input: all zeros
         rows, cols = (0, 1), (0, 1)
     kept = (rows[1] - rows[0], cols[1] - cols[0])
