@@ -1,8 +1,9 @@
 """The `direct` algorithm: sliding-window loop nests, one per shape family.
 
 - dense.py: any grouped 1/2/3-D convolution with a full kernel (conv2d,
-  conv3d, dilated2d, grouped, shuffled_grouped writing straight into the
+  conv3d, grouped, shuffled_grouped writing straight into the
   shuffled channel, and spatially_separable / flattened on their full kernel)
+- dilated.py: dilated2d by space-to-batch, padded taps skipped
 - depthwise.py: one filter per channel (NCHW planes, or channels in vector lanes)
 - fused.py: depthwise separable, depthwise and pointwise fused per band of rows
 - pointwise.py: 1x1, grouped or not
@@ -17,6 +18,7 @@ from ..types import conv_type as type_of
 from ..types import full_kernel, select, shuffle_permutation
 from .dense import execute_dense, prepare_dense
 from .depthwise import execute_depthwise, prepare_depthwise
+from .dilated import execute_dilated, prepare_dilated
 from .fused import execute_fused, prepare_fused
 from .pointwise import execute_pointwise, prepare_pointwise
 from .transposed import execute_transposed, prepare_transposed
@@ -39,7 +41,11 @@ def _dense_cell(conv_type):
 # every single-kernel type of any dimensionality, grouped or not, shuffled or not
 for _t in select(transposed=False, composition=("dense", "product"), kernel="any",
                  grouping=("one", "many", "any")):
-    _dense_cell(_t)
+    if _t != "dilated2d":  # runs by space-to-batch (dilated.py)
+        _dense_cell(_t)
+
+cell("dilated2d", "direct", prepare=lambda spec, weights: prepare_dilated(spec, weights[0]))(
+    execute_dilated)
 
 for _t in select(transposed=False, composition="dense", kernel="any", grouping="depthwise"):
     cell(_t, "direct", prepare=lambda spec, weights: prepare_depthwise(spec, weights[0]))(
