@@ -5,7 +5,9 @@
   shuffled channel, and spatially_separable / flattened on their full kernel)
 - depthwise.py: one filter per channel
 - pointwise.py: 1x1, grouped or not
-- transposed.py: transposed conv in gather form
+- transposed_choice.py: transposed conv, by shape: transposed_small.py (a serial loop
+  for tiny layers), subpixel.py (stride phases as one dense or pointwise convolution)
+  or transposed.py (gather form, for dilation > 1)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ..types import full_kernel, select, separable_stages, shuffle_permutation
 from .dense import execute_dense, prepare_dense
 from .depthwise import execute_depthwise, prepare_depthwise
 from .pointwise import execute_pointwise, prepare_pointwise
-from .transposed import execute_transposed, prepare_transposed
+from .transposed_choice import execute_direct_transposed, prepare_direct_transposed
 
 # each output is one float32 sum of L products (see kernels.accuracy for the figures)
 declare_algorithm("direct", summary="sliding-window loop nests in register blocks",
@@ -48,8 +50,8 @@ for _t in select(transposed=False, kernel="1x1", shuffle=False):
         execute_pointwise)
 
 for _t in select(transposed=True, ndim=2):
-    cell(_t, "direct", prepare=lambda spec, weights: prepare_transposed(spec, weights[0]))(
-        execute_transposed)
+    cell(_t, "direct", prepare=lambda spec, weights: prepare_direct_transposed(spec, weights[0]))(
+        execute_direct_transposed)
 
 
 def _prepare_depthwise_separable(spec, weights):

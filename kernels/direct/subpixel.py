@@ -1,0 +1,328 @@
+"""Transposed convolution in sub-pixel form: stride-1 dense convolutions, one per phase.
+
+With dilation 1, output row oy receives tap kh from input row (oy + p - kh) / s when
+that is an integer. Writing oy + p = Q*s + r (r the output phase), the taps are
+kh = r, r + s, r + 2s, ... and they read input rows Q, Q - 1, Q - 2, ...: phase r
+is a stride-1 correlation of the (undilated) input with the sub-kernel w[..., r::s]
+reversed, and its outputs land on every s-th output row. No zeros are inserted
+into the input and no tap of a phase multiplies a structural zero except the ones
+below.
+
+The s_h*s_w phases are stacked as output channels (channel k*S + phase, S the phase
+count) of one grouped dense convolution, so one call of the register-blocked dense
+kernel (`dense.execute_dense`) computes them all, with a wide channel dimension
+even where k is small; sub-kernels shorter than T = ceil(kernel/stride) are
+zero-padded at the front to T taps (5x5 stride 2: 3x3 for all four phases, 36
+products where 25 are real; kernels that are a multiple of the stride, like 4x4 or
+2x2 stride 2, pad nothing). With T = 1 (kernel <= stride: U-Net's 2x2 stride 2, four
+1x1 sub-kernels) the dense convolution is the pointwise GEMM with S*k output
+channels (`pointwise.execute_pointwise`). Its output z[n, k*S + phase, u, v] (u, v
+index Q) is interleaved into y in one pass; with stride 1 there is one phase and z
+is y.
+
+The weights are split, flipped, zero-padded and packed for the register block in
+one parallel pass straight from the raw w[c, k/g, kh, kw] (prepare), into the layout
+of `gemm.pack_blocked_weights` (tests/test_subpixel.py holds the two equal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from ..blocks import JIT, KB, PAR, PB, new_output, pack_channels_last
+from ..spec import ConvSpec
+from .dense import ROW_BUFFER_BYTES, PackedDense, execute_dense, kchunks_for
+from .gemm import channel_block, outer_width, split_item
+from .pointwise import execute_pointwise
+
+
+@dataclass(frozen=True)
+class PhaseAxis:
+    """The sub-pixel geometry of one spatial axis.
+
+    Output index o has phase r = (o + p) % s and grid index u = (o + p) // s - q0;
+    grid index u reads the input indices start + u ... start + u + taps - 1.
+    """
+
+    stride: int
+    taps: int   # T = ceil(kernel / stride): sub-kernel length, zero-padded at the front
+    q0: int     # the smallest (o + p) // s over the outputs
+    count: int  # grid indices per phase (every phase computes all of them)
+    start: int  # input index read by tap 0 of grid index 0 (negative: zero padding)
+    size: int   # input length
+
+    @classmethod
+    def of(cls, size: int, kernel: int, stride: int, padding: int, out: int) -> PhaseAxis:
+        taps = -(-kernel // stride)
+        q0 = padding // stride
+        q1 = (out - 1 + padding) // stride
+        return cls(stride, taps, q0, q1 - q0 + 1, q0 - taps + 1, size)
+
+    @property
+    def window(self) -> int:
+        """Input indices the dense convolution reads: count + taps - 1."""
+        return self.count + self.taps - 1
+
+    @property
+    def pad_lo(self) -> int:
+        return max(0, -self.start)
+
+    @property
+    def pad_hi(self) -> int:
+        return max(0, self.start + self.window - self.size)
+
+
+@dataclass(frozen=True)
+class SubpixelPlan:
+    """Everything a sub-pixel call needs besides x: the stacked dense problem and its
+    packed weights (from `prepare_subpixel`)."""
+
+    axes: tuple[PhaseAxis, PhaseAxis]
+    stage: ConvSpec       # the dense (or pointwise) problem with k*S output channels
+    symmetric: bool       # its padding is the spec's own (else the input is windowed first)
+    packed: PackedDense
+    scatter: np.ndarray | None  # for `conv_phases_into`: where stacked channels land in y
+
+
+def subpixel_axes(spec: ConvSpec) -> tuple[PhaseAxis, PhaseAxis]:
+    return tuple(PhaseAxis.of(*t) for t in zip(spec.size, spec.kernel, spec.stride,
+                                                spec.padding, spec.out_size))
+
+
+def stage_spec(spec: ConvSpec, axes) -> tuple[ConvSpec, bool]:
+    """The stacked dense problem (padding on both sides when the window allows it,
+    otherwise on an input windowed by `window_input`) and whether it is padded itself."""
+    symmetric = all(-a.start == a.start + a.window - a.size >= 0 for a in axes)
+    size = tuple(a.size for a in axes) if symmetric else tuple(a.window for a in axes)
+    stage = ConvSpec(n=spec.n, c=spec.c, k=spec.k * _phases(axes), size=size,
+                     kernel=tuple(a.taps for a in axes),
+                     padding=tuple(a.pad_lo for a in axes) if symmetric else 0,
+                     groups=spec.groups)
+    return stage, symmetric
+
+
+def _phases(axes) -> int:
+    return axes[0].stride * axes[1].stride
+
+
+@njit(**JIT)
+def _tap_offsets(blk, width, kg, KH, KW, sh, sw, th_n, tw_n, flip):
+    """off[tw, th, q]: where stacked channel j = blk*width + q = kk*S + rh*sw + rw reads
+    its tap (th, tw) in one input channel's weights w[c].ravel() (kk, kh, kw), -1 for a
+    zero: kh = rh + (T_h-1-th)*sh past the kernel (a short phase) or j past k/g*S."""
+    S = sh * sw
+    off = np.empty((tw_n, th_n, width), np.int64)
+    for q in range(width):
+        j = blk * width + q
+        kk = j // S
+        rh = (j % S) // sw
+        rw = j % sw
+        for tw in range(tw_n):
+            kw = rw + (tw_n - 1 - tw) * sw
+            for th in range(th_n):
+                kh = rh + (th_n - 1 - th) * sh
+                if j < kg * S and kh < KH and kw < KW:
+                    fh = KH - 1 - kh if flip else kh
+                    fw = KW - 1 - kw if flip else kw
+                    off[tw, th, q] = (kk * KH + fh) * KW + fw
+                else:
+                    off[tw, th, q] = -1
+    return off
+
+
+@njit(**PAR)
+def _pack_taps(w, groups, flip, sh, sw, th_n, tw_n, outer, out):
+    """Pack w[c, k/g, KH, KW] by `_tap_offsets`: out[g, blk, tw, th, c, q] (outer) or
+    out[g, blk, q, tw, th, c] (dot)."""
+    C, kg, KH, KW = w.shape
+    G, nblk = out.shape[0], out.shape[1]
+    width = out.shape[5] if outer else out.shape[2]
+    cg = C // groups
+    wf = w.reshape((C, kg * KH * KW))
+    for item in prange(G * nblk):
+        g = item // nblk
+        blk = item % nblk
+        off = _tap_offsets(blk, width, kg, KH, KW, sh, sw, th_n, tw_n, flip)
+        if outer:
+            for c in range(cg):
+                src = wf[g * cg + c]
+                for tw in range(tw_n):
+                    for th in range(th_n):
+                        dst = out[g, blk, tw, th, c]
+                        o = off[tw, th]
+                        for q in range(width):
+                            dst[q] = src[o[q]] if o[q] >= 0 else np.float32(0)
+        else:
+            for q in range(width):
+                for tw in range(tw_n):
+                    for th in range(th_n):
+                        dst = out[g, blk, q, tw, th]
+                        o = off[tw, th, q]
+                        for c in range(cg):
+                            dst[c] = wf[g * cg + c, o] if o >= 0 else np.float32(0)
+
+
+def pack_subpixel_weights(w: np.ndarray, groups: int, flip: bool, axes) -> PackedDense:
+    """Raw transposed weights w[c, k/g, KH, KW] -> the stacked dense problem's packed
+    weights, in the layout `gemm.pack_blocked_weights` gives its (k*S, c/g, 1, T_h, T_w)
+    kernel (flipped first when the spec says so)."""
+    c, kg, _, _ = w.shape
+    cg = c // groups
+    (sh, sw), (th, tw) = (a.stride for a in axes), (a.taps for a in axes)
+    kgs = kg * sh * sw
+    width = outer_width(kgs)
+    w = np.ascontiguousarray(w)
+    if width:
+        nblk = -(-kgs // width)
+        out = np.empty((groups, nblk, tw, th, cg, width), np.float32)
+        _pack_taps(w, groups, flip, sh, sw, th, tw, True, out)
+        wb = out.reshape(groups, nblk, tw * th * cg, width)
+    else:
+        nblk = -(-kgs // KB)
+        out = np.empty((groups, nblk, KB, tw, th, cg), np.float32)
+        _pack_taps(w, groups, flip, sh, sw, th, tw, False, out)
+        wb = out.reshape(groups, nblk, KB, tw * th * cg)
+    return PackedDense(wb, bool(width), np.arange(kgs * groups))
+
+
+def writes_in_place(spec: ConvSpec, axes) -> bool:
+    """1x1 sub-kernels whose phase grids tile the output exactly (every grid point of
+    every phase is an output: padding and output size multiples of the stride), so the
+    stacked GEMM can store straight into y."""
+    return all(a.taps == 1 and a.q0 * a.stride == p and (a.q0 + a.count) * a.stride == o + p
+               for a, p, o in zip(axes, spec.padding, spec.out_size))
+
+
+def scatter_rows(spec: ConvSpec, axes) -> np.ndarray:
+    """Stacked channel k*S + rh*sw + rw -> its first element in y[b].ravel() (k*OH*OW +
+    rh*OW + rw): a row of the strided view of `phase_view`."""
+    OH, OW = spec.out_size
+    (sh, sw) = (a.stride for a in axes)
+    k, rh, rw = np.meshgrid(np.arange(spec.k), np.arange(sh), np.arange(sw), indexing="ij")
+    return (k * OH * OW + rh * OW + rw).astype(np.int64).ravel()
+
+
+def prepare_subpixel(spec: ConvSpec, w: np.ndarray) -> SubpixelPlan:
+    axes = subpixel_axes(spec)
+    stage, symmetric = stage_spec(spec, axes)
+    scatter = scatter_rows(spec, axes) if writes_in_place(spec, axes) else None
+    return SubpixelPlan(axes, stage, symmetric,
+                        pack_subpixel_weights(w, spec.groups, spec.flip, axes), scatter)
+
+
+def window_input(x: np.ndarray, axes) -> np.ndarray:
+    """x[n, c, start : start + window] on both axes, zero outside x (NCHW)."""
+    n, c = x.shape[:2]
+    xw = np.zeros((n, c, axes[0].window, axes[1].window), np.float32)
+    dst, src = [], []
+    for a in axes:
+        lo, hi = max(0, a.start), min(a.size, a.start + a.window)
+        if hi <= lo:
+            return xw
+        dst.append(slice(lo - a.start, hi - a.start))
+        src.append(slice(lo, hi))
+    xw[:, :, dst[0], dst[1]] = x[:, :, src[0], src[1]]
+    return xw
+
+
+@njit(**PAR)
+def interleave(z, y, geo):
+    """y[b, k, oy, ox] = z[b, k*S + rh*sw + rw, u, v] where oy + ph = (q0h + u)*sh + rh
+    and ox + pw = (q0w + v)*sw + rw; geo = (sh, sw, ph, pw, q0h, q0w)."""
+    n, K, OH, OW = y.shape
+    sh, sw, ph, pw, q0h, q0w = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+    S = sh * sw
+    for item in prange(n * K * OH):
+        oy = item % OH
+        k = (item // OH) % K
+        b = item // (OH * K)
+        u = (oy + ph) // sh - q0h
+        rh = (oy + ph) % sh
+        row = y[b, k, oy]
+        for rw in range(sw):
+            src = z[b, k * S + rh * sw + rw, u]
+            # phase rw holds the outputs ox = (q0w + v)*sw + rw - pw
+            v0 = max(0, -((q0w * sw + rw - pw) // sw))
+            for v in range(v0, src.shape[0]):
+                ox = (q0w + v) * sw + rw - pw
+                if ox >= OW:
+                    break
+                row[ox] = src[v]
+
+
+@njit(**PAR)
+def conv_phases_into(xp, wb, outer, yv, kmap, row_step, rows, kchunks):
+    """The stacked pointwise GEMM stored straight into y: stacked channel j of grid pixel
+    (u, v) goes to yv[b, kmap[j], u*row_step + v], yv the strided view of `phase_view`
+    (element (r, t) of image b at y[b].ravel()[r + sw*t]). xp[n, g, U, V, cg]; a work
+    item is `rows` grid rows x one chunk of channel blocks, each weight block used on
+    all its rows while it is in L2."""
+    n, groups, U, V, cg = xp.shape
+    kgs = kmap.shape[0] // groups
+    nblk = wb.shape[1]
+    width = wb.shape[3] if outer else wb.shape[2]
+    per_chunk = (nblk + kchunks - 1) // kchunks
+    nrg = (U + rows - 1) // rows
+    for item in prange(n * groups * nrg * kchunks):
+        b, g, _, rg, ch = split_item(item, kchunks, nrg, 1, groups)
+        u0 = rg * rows
+        offs = np.empty(V, np.int64)
+        buf = xp[b, g].ravel()
+        km = kmap[g * kgs:(g + 1) * kgs]
+        accs = np.empty((V + PB) * width, np.float32)
+        for blk in range(ch * per_chunk, min(nblk, (ch + 1) * per_chunk)):
+            wf = wb[g, blk].ravel()
+            for u in range(u0, min(U, u0 + rows)):
+                for v in range(V):
+                    offs[v] = (u * V + v) * cg
+                channel_block(buf, offs, V, 1, cg, 0, wf, width, outer, yv[b], km, blk * width,
+                              kgs, u * row_step, accs)
+
+
+def phase_view(y: np.ndarray, axes) -> np.ndarray:
+    """y[n, k, OH, OW] as yv[n, rows, cols] with yv[b, r, t] = y[b].ravel()[r + sw*t]:
+    stacked channel rows start at `scatter_rows`, grid pixel (u, v) is column
+    u*sh*V + v (OW = sw*V when `writes_in_place`); the shape reaches exactly the last
+    element of y[b]."""
+    n, K, OH, OW = y.shape
+    ah, aw = axes
+    cols = (ah.count - 1) * ah.stride * aw.count + aw.count
+    rows = K * OH * OW - aw.stride * (cols - 1)
+    e = y.itemsize
+    return np.lib.stride_tricks.as_strided(y, (n, rows, cols), (K * OH * OW * e, e,
+                                                                aw.stride * e))
+
+
+def execute_in_place(spec: ConvSpec, xs: np.ndarray, sp: SubpixelPlan) -> np.ndarray:
+    """The stacked 1x1 GEMM of `writes_in_place` stores straight into y (no staging)."""
+    ah, aw = sp.axes
+    cg = spec.c // spec.groups
+    xp = pack_channels_last(xs[:, :, None], spec.groups, (0, 0, 0), (0, 0, 0), (1, 1, 1))
+    xp = xp.reshape(spec.n, spec.groups, ah.count, aw.count, cg)
+    y = new_output(spec.output_shape)
+    rows = max(1, min(ah.count, ROW_BUFFER_BYTES // (4 * cg * aw.count)))
+    items = spec.n * spec.groups * -(-ah.count // rows)
+    wb = sp.packed.wb
+    conv_phases_into(xp, wb, sp.packed.outer, phase_view(y, sp.axes), sp.scatter,
+                     ah.stride * aw.count, rows, kchunks_for(items, wb.shape[1]))
+    return y
+
+
+def execute_subpixel(spec: ConvSpec, x: np.ndarray, sp: SubpixelPlan) -> np.ndarray:
+    """Transposed conv of x through the stacked dense convolution of `prepare_subpixel`."""
+    xs = x if sp.symmetric else window_input(x, sp.axes)
+    if sp.scatter is not None:
+        return execute_in_place(spec, xs, sp)
+    if sp.stage.kernel == (1, 1):
+        z = execute_pointwise(sp.stage, xs, sp.packed)
+    else:
+        z = execute_dense(sp.stage, xs, sp.packed)
+    if _phases(sp.axes) == 1:
+        return z  # one phase on the grid q0 = p ... p + out - 1: z is y
+    y = new_output(spec.output_shape)
+    ah, aw = sp.axes
+    interleave(z, y, np.array([ah.stride, aw.stride, *spec.padding, ah.q0, aw.q0], np.int64))
+    return y
