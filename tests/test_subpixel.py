@@ -52,17 +52,24 @@ def _check_form(form: str, spec, seed: int = 0):
     return y
 
 
-@settings(max_examples=40)
-@given(spec=transposed_specs(), seed=st.integers(0, 3))
-def test_subpixel_matches_oracle(spec, seed):
-    _check_form("subpixel", spec, seed)
+@pytest.mark.parametrize("exact", [True, False])  # a stage per sub-kernel shape / one stage
+def test_subpixel_matches_oracle(exact):
+    @settings(max_examples=25)
+    @given(spec=transposed_specs(), seed=st.integers(0, 3))
+    def check(spec, seed):
+        _check_form("subpixel", spec, seed)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subpixel, "exact_stages", lambda spec, w: exact)
+        check()
 
 
 @settings(max_examples=10)
 @given(spec=transposed_specs(strides=(1,), kernels_=(1, 2, 3, 4)))
 def test_subpixel_stride_one_is_one_dense_conv(spec):
     # one phase: the dense stage's output is y itself (no interleave)
-    assert subpixel.stage_spec(spec, subpixel_axes(spec))[0].k == spec.k
+    (stage,) = prepare_subpixel(spec, kernels.make_inputs("transposed2d", spec)[1][0]).stages
+    assert stage.spec.k == spec.k and stage.spec.kernel == spec.kernel
     _check_form("subpixel", spec)
 
 
@@ -87,44 +94,78 @@ def test_unet_shape_is_one_pointwise_gemm_in_place():
     # 2x2 stride 2: four 1x1 sub-kernels, one GEMM with 4k output channels, no staging
     spec = kernels.ConvSpec(n=2, c=12, k=10, size=(5, 6), kernel=2, stride=2, transposed=True)
     sp = prepare_subpixel(spec, kernels.make_inputs("transposed2d", spec)[1][0])
-    assert sp.stage.kernel == (1, 1) and sp.stage.k == 4 * spec.k and sp.scatter is not None
+    (stage,) = sp.stages
+    assert stage.spec.kernel == (1, 1) and stage.spec.k == 4 * spec.k
+    assert sp.scatter is not None
     _check_form("subpixel", spec)
 
 
-def test_odd_phases_are_staged():
-    # 5x5 stride 2 pad 1: the phase grids overhang y, so the stage is interleaved
-    spec = kernels.ConvSpec(n=1, c=3, k=5, size=(4, 5), kernel=5, stride=2, padding=1,
+def test_phases_grouped_by_sub_kernel():
+    # 5x5 stride 2: four stages of exact sub-kernels (no zero taps), interleaved into y
+    spec = kernels.ConvSpec(n=1, c=3, k=16, size=(4, 5), kernel=5, stride=2, padding=1,
                             output_padding=1, transposed=True, flip=True)
-    axes = subpixel_axes(spec)
-    assert not writes_in_place(spec, axes)
-    assert subpixel.stage_spec(spec, axes)[0].kernel == (3, 3)
+    sp = prepare_subpixel(spec, kernels.make_inputs("transposed2d", spec)[1][0])
+    assert sp.scatter is None and not sp.zero_phases
+    assert sorted(st.spec.kernel for st in sp.stages) == [(2, 2), (2, 3), (3, 2), (3, 3)]
+    _check_form("subpixel", spec)
+    # 3 output channels: all phases in one stage, zero-padded to 3x3 (12 channels, one panel)
+    narrow = spec.replace(k=3)
+    (stage,) = prepare_subpixel(narrow, kernels.make_inputs("transposed2d", narrow)[1][0]) \
+        .stages
+    assert stage.spec.kernel == (3, 3) and stage.spec.k == 12
+    _check_form("subpixel", narrow)
+    # 4x4 stride 2: every phase 2x2, one stage of 4k channels
+    spec = spec.replace(kernel=4)
+    sp = prepare_subpixel(spec, kernels.make_inputs("transposed2d", spec)[1][0])
+    assert [(st.spec.kernel, st.spec.k) for st in sp.stages] == [((2, 2), 4 * spec.k)]
     _check_form("subpixel", spec)
 
 
-@pytest.mark.parametrize("k", [2, 5])  # 8 stacked channels: AVX-512 dot block; 20: outer
+def test_phases_without_taps_are_zero():
+    # kernel 2 < stride 3 with padding 1: phase 2 of each axis has no tap
+    spec = kernels.ConvSpec(n=2, c=4, k=32, size=(4, 3), kernel=2, stride=3, padding=1,
+                            output_padding=(2, 1), groups=2, transposed=True)
+    sp = prepare_subpixel(spec, kernels.make_inputs("transposed2d", spec)[1][0])
+    assert sp.scatter is None and len(sp.zero_phases) == 5
+    y = _check_form("subpixel", spec)
+    assert (y[:, :, (2 - 1) % 3::3] == 0).all() and (y[:, :, :, (2 - 1) % 3::3] == 0).all()
+
+
+def _stacked_dense_kernel(w, groups, flip, axes, phases):
+    """The stage's dense kernel built by slicing: channel k*P + i holds phase i's
+    sub-kernel w[..., rh::sh, rw::sw] reversed, zero-padded in front to the axes' taps."""
+    (sh, sw), (th, tw) = (a.stride for a in axes), (a.taps for a in axes)
+    we = w[:, :, ::-1, ::-1] if flip else w
+    c, kg = w.shape[:2]
+    cg = c // groups
+    dense = np.zeros((groups, kg, len(phases), cg, th, tw), np.float32)
+    for i, (rh, rw) in enumerate(phases):
+        sub = we[:, :, rh::sh, rw::sw][:, :, ::-1, ::-1]  # taps in correlation order
+        nh, nw = sub.shape[2:]
+        dense[:, :, i, :, th - nh:, tw - nw:] = sub.reshape(groups, cg, kg, nh, nw) \
+            .transpose(0, 2, 1, 3, 4)
+    return dense.reshape(-1, cg, 1, th, tw)
+
+
+@pytest.mark.parametrize("k", [2, 5])  # 2 or 8 stacked channels: AVX-512 dot block; 20: outer
 @pytest.mark.parametrize("flip", [False, True])
 def test_packed_weights_equal_the_dense_packing(k, flip):
-    """pack_subpixel_weights == gemm.pack_blocked_weights of the explicitly stacked kernel:
-    channel k*S + rh*sw + rw holds w[..., rh::sh, rw::sw] reversed, zero-padded in front."""
-    spec = kernels.ConvSpec(n=1, c=6, k=k * 2, size=5, kernel=(5, 3), stride=(2, 2),
+    """pack_subpixel_weights == gemm.pack_blocked_weights of the kernel built by slicing,
+    for every stage of 5x5 stride (2, 3) and for all phases zero-padded to T x T."""
+    spec = kernels.ConvSpec(n=1, c=6, k=k * 2, size=5, kernel=(5, 3), stride=(2, 3),
                             groups=2, transposed=True, flip=flip)
     w = kernels.make_inputs("transposed2d", spec)[1][0]
     axes = subpixel_axes(spec)
-    (sh, sw), (th, tw) = (a.stride for a in axes), (a.taps for a in axes)
-    we = w[:, :, ::-1, ::-1] if flip else w
-    c, kg, KH, KW = w.shape
-    dense = np.zeros((spec.groups, kg, sh, sw, c // spec.groups, th, tw), np.float32)
-    for rh in range(sh):
-        for rw in range(sw):
-            sub = we[:, :, rh::sh, rw::sw][:, :, ::-1, ::-1]  # taps in correlation order
-            nh, nw = sub.shape[2:]
-            dense[:, :, rh, rw, :, th - nh:, tw - nw:] = sub.reshape(
-                spec.groups, c // spec.groups, kg, nh, nw).transpose(0, 2, 1, 3, 4)
-    dense = dense.reshape(-1, c // spec.groups, 1, th, tw)
-    expected, outer = gemm.pack_blocked_weights(dense, spec.groups, False)
-    packed = subpixel.pack_subpixel_weights(w, spec.groups, flip, axes)
-    assert packed.outer == outer == (gemm.outer_width(kg * sh * sw) > 0)
-    np.testing.assert_array_equal(packed.wb, expected)
+    groups, _ = subpixel.phase_groups(spec, axes)
+    every = [(rh, rw) for rh in range(2) for rw in range(3)]
+    cases = [((axes[0].with_taps(th), axes[1].with_taps(tw)), ph) for th, tw, ph in groups]
+    for ax, phases in cases + [(axes, every)]:
+        expected, outer = gemm.pack_blocked_weights(
+            _stacked_dense_kernel(w, spec.groups, flip, ax, phases), spec.groups, False)
+        rh, rw = (np.array(r, np.int64) for r in zip(*phases))
+        packed = subpixel.pack_subpixel_weights(w, spec.groups, flip, ax, rh, rw)
+        assert packed.outer == outer
+        np.testing.assert_array_equal(packed.wb, expected)
 
 
 @settings(max_examples=15)

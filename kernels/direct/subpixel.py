@@ -4,29 +4,34 @@ With dilation 1, output row oy receives tap kh from input row (oy + p - kh) / s 
 that is an integer. Writing oy + p = Q*s + r (r the output phase), the taps are
 kh = r, r + s, r + 2s, ... and they read input rows Q, Q - 1, Q - 2, ...: phase r
 is a stride-1 correlation of the (undilated) input with the sub-kernel w[..., r::s]
-reversed, and its outputs land on every s-th output row. No zeros are inserted
-into the input and no tap of a phase multiplies a structural zero except the ones
-below.
+reversed, n_r = ceil((kernel - r) / s) taps long, and its outputs land on every s-th
+output row. No zeros are inserted into the input.
 
-The s_h*s_w phases are stacked as output channels (channel k*S + phase, S the phase
-count) of one grouped dense convolution, so one call of the register-blocked dense
-kernel (`dense.execute_dense`) computes them all, with a wide channel dimension
-even where k is small; sub-kernels shorter than T = ceil(kernel/stride) are
-zero-padded at the front to T taps (5x5 stride 2: 3x3 for all four phases, 36
-products where 25 are real; kernels that are a multiple of the stride, like 4x4 or
-2x2 stride 2, pad nothing). With T = 1 (kernel <= stride: U-Net's 2x2 stride 2, four
-1x1 sub-kernels) the dense convolution is the pointwise GEMM with S*k output
-channels (`pointwise.execute_pointwise`). Its output z[n, k*S + phase, u, v] (u, v
-index Q) is interleaved into y in one pass; with stride 1 there is one phase and z
-is y.
+Phases whose sub-kernels have the same shape are stacked as output channels
+(channel k*P + i for the group's i-th phase) of one grouped dense convolution, so one
+call of the register-blocked dense kernel (`dense.execute_dense`) computes them all,
+with a wide channel dimension even where k is small: a kernel that is a multiple of
+the stride (4x4 or 2x2 stride 2) is one stage of all s_h*s_w phases; 5x5 stride 2 is
+four stages (3x3, 3x2, 2x3, 2x2 sub-kernels), no tap multiplying a structural zero.
+1x1 sub-kernels make the stage the pointwise GEMM (`pointwise.execute_pointwise`).
+A stage's output z[n, k*P + i, u, v] (u, v the phase grid) is interleaved into y;
+phases without taps (kernel < stride) are zeros; with stride 1 there is one phase
+and z is y.
 
-The weights are split, flipped, zero-padded and packed for the register block in
-one parallel pass straight from the raw w[c, k/g, kh, kw] (prepare), into the layout
-of `gemm.pack_blocked_weights` (tests/test_subpixel.py holds the two equal).
+Where the 1x1 phase grids tile y exactly (kernel <= stride, padding and output
+multiples of the stride: U-Net's 2x2 stride 2), all s_h*s_w phases are one pointwise
+GEMM with s_h*s_w*k output channels that stores straight into y through a strided
+view (`conv_phases_into`), with no staging array and no interleave pass.
+
+The weights are split, flipped, zero-padded where a phase is short and packed for the
+register block in one parallel pass straight from the raw w[c, k/g, kh, kw] (prepare),
+into the layout of `gemm.pack_blocked_weights` (tests/test_subpixel.py holds the two
+equal).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +66,15 @@ class PhaseAxis:
         q1 = (out - 1 + padding) // stride
         return cls(stride, taps, q0, q1 - q0 + 1, q0 - taps + 1, size)
 
+    def with_taps(self, taps: int) -> PhaseAxis:
+        """The same grid read by a sub-kernel `taps` long (its windows end where the
+        common one's do)."""
+        return dataclasses.replace(self, taps=taps, start=self.q0 - taps + 1)
+
+    def phase_taps(self, kernel: int) -> list[int]:
+        """Sub-kernel length of each phase r: ceil((kernel - r) / s), 0 past the kernel."""
+        return [max(0, -(-(kernel - r) // self.stride)) for r in range(self.stride)]
+
     @property
     def window(self) -> int:
         """Input indices the dense convolution reads: count + taps - 1."""
@@ -76,14 +90,24 @@ class PhaseAxis:
 
 
 @dataclass(frozen=True)
-class SubpixelPlan:
-    """Everything a sub-pixel call needs besides x: the stacked dense problem and its
-    packed weights (from `prepare_subpixel`)."""
+class PhaseStage:
+    """One dense (or pointwise) convolution computing the phases (rh[i], rw[i]), stacked
+    as channel k*P + i, with sub-kernels the size of its axes' taps."""
 
     axes: tuple[PhaseAxis, PhaseAxis]
-    stage: ConvSpec       # the dense (or pointwise) problem with k*S output channels
-    symmetric: bool       # its padding is the spec's own (else the input is windowed first)
+    rh: np.ndarray        # phase of each stacked position i, per axis (int64, length P)
+    rw: np.ndarray
+    spec: ConvSpec        # the dense problem with k*P output channels
+    symmetric: bool       # its padding is its own (else the input is windowed first)
     packed: PackedDense
+
+
+@dataclass(frozen=True)
+class SubpixelPlan:
+    """Everything a sub-pixel call needs besides x (from `prepare_subpixel`)."""
+
+    stages: tuple[PhaseStage, ...]
+    zero_phases: tuple[tuple[int, int], ...]  # phases without taps: zero outputs
     scatter: np.ndarray | None  # for `conv_phases_into`: where stacked channels land in y
 
 
@@ -92,39 +116,51 @@ def subpixel_axes(spec: ConvSpec) -> tuple[PhaseAxis, PhaseAxis]:
                                                 spec.padding, spec.out_size))
 
 
-def stage_spec(spec: ConvSpec, axes) -> tuple[ConvSpec, bool]:
-    """The stacked dense problem (padding on both sides when the window allows it,
-    otherwise on an input windowed by `window_input`) and whether it is padded itself."""
+def stage_spec(spec: ConvSpec, axes, phases: int) -> tuple[ConvSpec, bool]:
+    """The stacked dense problem of `phases` phases (padding on both sides when the
+    window allows it, otherwise on an input windowed by `window_input`) and whether it
+    is padded itself."""
     symmetric = all(-a.start == a.start + a.window - a.size >= 0 for a in axes)
     size = tuple(a.size for a in axes) if symmetric else tuple(a.window for a in axes)
-    stage = ConvSpec(n=spec.n, c=spec.c, k=spec.k * _phases(axes), size=size,
+    stage = ConvSpec(n=spec.n, c=spec.c, k=spec.k * phases, size=size,
                      kernel=tuple(a.taps for a in axes),
                      padding=tuple(a.pad_lo for a in axes) if symmetric else 0,
                      groups=spec.groups)
     return stage, symmetric
 
 
-def _phases(axes) -> int:
-    return axes[0].stride * axes[1].stride
+def phase_groups(spec: ConvSpec, axes) -> tuple[list, list]:
+    """([(taps_h, taps_w, [(rh, rw), ...]), ...], zero phases): phases grouped by the
+    shape of their sub-kernels, rh-major within a group."""
+    groups, zeros = {}, []
+    th, tw = (a.phase_taps(k) for a, k in zip(axes, spec.kernel))
+    for rh in range(axes[0].stride):
+        for rw in range(axes[1].stride):
+            if th[rh] and tw[rw]:
+                groups.setdefault((th[rh], tw[rw]), []).append((rh, rw))
+            else:
+                zeros.append((rh, rw))
+    return [(a, b, ph) for (a, b), ph in groups.items()], zeros
 
 
 @njit(**JIT)
-def _tap_offsets(blk, width, kg, KH, KW, sh, sw, th_n, tw_n, flip):
-    """off[tw, th, q]: where stacked channel j = blk*width + q = kk*S + rh*sw + rw reads
-    its tap (th, tw) in one input channel's weights w[c].ravel() (kk, kh, kw), -1 for a
-    zero: kh = rh + (T_h-1-th)*sh past the kernel (a short phase) or j past k/g*S."""
-    S = sh * sw
+def _tap_offsets(blk, width, kg, KH, KW, sh, sw, rhs, rws, th_n, tw_n, flip):
+    """off[tw, th, q]: where stacked channel j = blk*width + q = kk*P + i (phase (rhs[i],
+    rws[i])) reads its tap (th, tw) in one input channel's weights w[c].ravel() (kk, kh,
+    kw); -1 for a zero: kh = rh + (T_h-1-th)*sh past the kernel (a phase shorter than
+    T) or j past k/g*P."""
+    P = rhs.shape[0]
     off = np.empty((tw_n, th_n, width), np.int64)
     for q in range(width):
         j = blk * width + q
-        kk = j // S
-        rh = (j % S) // sw
-        rw = j % sw
+        kk = j // P
+        rh = rhs[j % P]
+        rw = rws[j % P]
         for tw in range(tw_n):
             kw = rw + (tw_n - 1 - tw) * sw
             for th in range(th_n):
                 kh = rh + (th_n - 1 - th) * sh
-                if j < kg * S and kh < KH and kw < KW:
+                if j < kg * P and kh < KH and kw < KW:
                     fh = KH - 1 - kh if flip else kh
                     fw = KW - 1 - kw if flip else kw
                     off[tw, th, q] = (kk * KH + fh) * KW + fw
@@ -134,7 +170,7 @@ def _tap_offsets(blk, width, kg, KH, KW, sh, sw, th_n, tw_n, flip):
 
 
 @njit(**PAR)
-def _pack_taps(w, groups, flip, sh, sw, th_n, tw_n, outer, out):
+def _pack_taps(w, groups, flip, sh, sw, rhs, rws, th_n, tw_n, outer, out):
     """Pack w[c, k/g, KH, KW] by `_tap_offsets`: out[g, blk, tw, th, c, q] (outer) or
     out[g, blk, q, tw, th, c] (dot)."""
     C, kg, KH, KW = w.shape
@@ -145,7 +181,7 @@ def _pack_taps(w, groups, flip, sh, sw, th_n, tw_n, outer, out):
     for item in prange(G * nblk):
         g = item // nblk
         blk = item % nblk
-        off = _tap_offsets(blk, width, kg, KH, KW, sh, sw, th_n, tw_n, flip)
+        off = _tap_offsets(blk, width, kg, KH, KW, sh, sw, rhs, rws, th_n, tw_n, flip)
         if outer:
             for c in range(cg):
                 src = wf[g * cg + c]
@@ -165,26 +201,27 @@ def _pack_taps(w, groups, flip, sh, sw, th_n, tw_n, outer, out):
                             dst[c] = wf[g * cg + c, o] if o >= 0 else np.float32(0)
 
 
-def pack_subpixel_weights(w: np.ndarray, groups: int, flip: bool, axes) -> PackedDense:
-    """Raw transposed weights w[c, k/g, KH, KW] -> the stacked dense problem's packed
-    weights, in the layout `gemm.pack_blocked_weights` gives its (k*S, c/g, 1, T_h, T_w)
-    kernel (flipped first when the spec says so)."""
+def pack_subpixel_weights(w: np.ndarray, groups: int, flip: bool, axes, rh: np.ndarray,
+                          rw: np.ndarray) -> PackedDense:
+    """Raw transposed weights w[c, k/g, KH, KW] -> one stage's packed weights: the layout
+    `gemm.pack_blocked_weights` gives the stacked (k*P, c/g, 1, T_h, T_w) kernel whose
+    channel k*P + i is phase (rh[i], rw[i])'s reversed sub-kernel, zero-padded in front
+    to T taps (flipped first when the spec says so)."""
     c, kg, _, _ = w.shape
     cg = c // groups
     (sh, sw), (th, tw) = (a.stride for a in axes), (a.taps for a in axes)
-    kgs = kg * sh * sw
+    kgs = kg * rh.shape[0]
     width = outer_width(kgs)
     w = np.ascontiguousarray(w)
     if width:
         nblk = -(-kgs // width)
         out = np.empty((groups, nblk, tw, th, cg, width), np.float32)
-        _pack_taps(w, groups, flip, sh, sw, th, tw, True, out)
         wb = out.reshape(groups, nblk, tw * th * cg, width)
     else:
         nblk = -(-kgs // KB)
         out = np.empty((groups, nblk, KB, tw, th, cg), np.float32)
-        _pack_taps(w, groups, flip, sh, sw, th, tw, False, out)
         wb = out.reshape(groups, nblk, KB, tw * th * cg)
+    _pack_taps(w, groups, flip, sh, sw, rh, rw, th, tw, bool(width), out)
     return PackedDense(wb, bool(width), np.arange(kgs * groups))
 
 
@@ -196,21 +233,45 @@ def writes_in_place(spec: ConvSpec, axes) -> bool:
                for a, p, o in zip(axes, spec.padding, spec.out_size))
 
 
-def scatter_rows(spec: ConvSpec, axes) -> np.ndarray:
-    """Stacked channel k*S + rh*sw + rw -> its first element in y[b].ravel() (k*OH*OW +
-    rh*OW + rw): a row of the strided view of `phase_view`."""
+def scatter_rows(spec: ConvSpec, rh: np.ndarray, rw: np.ndarray) -> np.ndarray:
+    """Stacked channel k*P + i -> its first element in y[b].ravel() (k*OH*OW + rh[i]*OW
+    + rw[i]): a row of the strided view of `phase_view`."""
     OH, OW = spec.out_size
-    (sh, sw) = (a.stride for a in axes)
-    k, rh, rw = np.meshgrid(np.arange(spec.k), np.arange(sh), np.arange(sw), indexing="ij")
+    k = np.arange(spec.k)[:, None]
     return (k * OH * OW + rh * OW + rw).astype(np.int64).ravel()
+
+
+def _stage(spec: ConvSpec, w: np.ndarray, axes, phases) -> PhaseStage:
+    rh, rw = (np.array(r, np.int64) for r in zip(*phases))
+    stage, symmetric = stage_spec(spec, axes, len(phases))
+    return PhaseStage(axes, rh, rw, stage, symmetric,
+                      pack_subpixel_weights(w, spec.groups, spec.flip, axes, rh, rw))
+
+
+EXACT_PACK_BYTES = 16 << 20  # weights each stage's packing pass re-reads (from L3)
+
+
+def exact_stages(spec: ConvSpec, w: np.ndarray) -> bool:
+    """One stage per sub-kernel shape (no zero taps) where a phase's k/g channels fill
+    the outer-product block's panel and the packing passes, one per stage, re-read
+    weights that stay in cache; otherwise one stage of all phases, zero-padded to T x T
+    (DCGAN's 3-channel output layer: 12 stacked channels in one panel, not 3 per call;
+    its 52 MB 1024x512 layer: one pass over the weights, not four)."""
+    return bool(outer_width(spec.k // spec.groups)) and w.nbytes <= EXACT_PACK_BYTES
 
 
 def prepare_subpixel(spec: ConvSpec, w: np.ndarray) -> SubpixelPlan:
     axes = subpixel_axes(spec)
-    stage, symmetric = stage_spec(spec, axes)
-    scatter = scatter_rows(spec, axes) if writes_in_place(spec, axes) else None
-    return SubpixelPlan(axes, stage, symmetric,
-                        pack_subpixel_weights(w, spec.groups, spec.flip, axes), scatter)
+    every = [(rh, rw) for rh in range(axes[0].stride) for rw in range(axes[1].stride)]
+    if writes_in_place(spec, axes):  # every phase, short ones zero-padded to T = 1
+        st = _stage(spec, w, axes, every)
+        return SubpixelPlan((st,), (), scatter_rows(spec, st.rh, st.rw))
+    if not exact_stages(spec, w):
+        return SubpixelPlan((_stage(spec, w, axes, every),), (), None)
+    groups, zeros = phase_groups(spec, axes)
+    stages = tuple(_stage(spec, w, (axes[0].with_taps(th), axes[1].with_taps(tw)), phases)
+                   for th, tw, phases in groups)
+    return SubpixelPlan(stages, tuple(zeros), None)
 
 
 def window_input(x: np.ndarray, axes) -> np.ndarray:
@@ -229,28 +290,29 @@ def window_input(x: np.ndarray, axes) -> np.ndarray:
 
 
 @njit(**PAR)
-def interleave(z, y, geo):
-    """y[b, k, oy, ox] = z[b, k*S + rh*sw + rw, u, v] where oy + ph = (q0h + u)*sh + rh
-    and ox + pw = (q0w + v)*sw + rw; geo = (sh, sw, ph, pw, q0h, q0w)."""
+def interleave(z, y, rhs, rws, geo):
+    """y[b, k, oy, ox] = z[b, k*P + i, u, v] where oy + ph = (q0h + u)*sh + rhs[i] and
+    ox + pw = (q0w + v)*sw + rws[i], for the oy, ox inside y; geo = (sh, sw, ph, pw,
+    q0h, q0w)."""
     n, K, OH, OW = y.shape
+    P = rhs.shape[0]
+    U, V = z.shape[2], z.shape[3]
     sh, sw, ph, pw, q0h, q0w = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
-    S = sh * sw
-    for item in prange(n * K * OH):
-        oy = item % OH
-        k = (item // OH) % K
-        b = item // (OH * K)
-        u = (oy + ph) // sh - q0h
-        rh = (oy + ph) % sh
-        row = y[b, k, oy]
-        for rw in range(sw):
-            src = z[b, k * S + rh * sw + rw, u]
-            # phase rw holds the outputs ox = (q0w + v)*sw + rw - pw
-            v0 = max(0, -((q0w * sw + rw - pw) // sw))
-            for v in range(v0, src.shape[0]):
-                ox = (q0w + v) * sw + rw - pw
-                if ox >= OW:
-                    break
-                row[ox] = src[v]
+    for item in prange(n * K * P):
+        i = item % P
+        k = (item // P) % K
+        b = item // (P * K)
+        oy0 = q0h * sh + rhs[i] - ph
+        ox0 = q0w * sw + rws[i] - pw
+        v0 = max(0, -(ox0 // sw))  # the first v with ox >= 0
+        v1 = min(V, (OW - 1 - ox0) // sw + 1) if OW > ox0 else 0
+        for u in range(U):
+            oy = oy0 + u * sh
+            if 0 <= oy < OH:
+                src = z[b, k * P + i, u]
+                row = y[b, k, oy]
+                for v in range(v0, v1):
+                    row[ox0 + v * sw] = src[v]
 
 
 @njit(**PAR)
@@ -298,31 +360,39 @@ def phase_view(y: np.ndarray, axes) -> np.ndarray:
 
 def execute_in_place(spec: ConvSpec, xs: np.ndarray, sp: SubpixelPlan) -> np.ndarray:
     """The stacked 1x1 GEMM of `writes_in_place` stores straight into y (no staging)."""
-    ah, aw = sp.axes
+    st = sp.stages[0]
+    ah, aw = st.axes
     cg = spec.c // spec.groups
     xp = pack_channels_last(xs[:, :, None], spec.groups, (0, 0, 0), (0, 0, 0), (1, 1, 1))
     xp = xp.reshape(spec.n, spec.groups, ah.count, aw.count, cg)
     y = new_output(spec.output_shape)
     rows = max(1, min(ah.count, ROW_BUFFER_BYTES // (4 * cg * aw.count)))
     items = spec.n * spec.groups * -(-ah.count // rows)
-    wb = sp.packed.wb
-    conv_phases_into(xp, wb, sp.packed.outer, phase_view(y, sp.axes), sp.scatter,
+    wb = st.packed.wb
+    conv_phases_into(xp, wb, st.packed.outer, phase_view(y, st.axes), sp.scatter,
                      ah.stride * aw.count, rows, kchunks_for(items, wb.shape[1]))
     return y
 
 
 def execute_subpixel(spec: ConvSpec, x: np.ndarray, sp: SubpixelPlan) -> np.ndarray:
-    """Transposed conv of x through the stacked dense convolution of `prepare_subpixel`."""
-    xs = x if sp.symmetric else window_input(x, sp.axes)
+    """Transposed conv of x through the stages of `prepare_subpixel`."""
     if sp.scatter is not None:
-        return execute_in_place(spec, xs, sp)
-    if sp.stage.kernel == (1, 1):
-        z = execute_pointwise(sp.stage, xs, sp.packed)
-    else:
-        z = execute_dense(sp.stage, xs, sp.packed)
-    if _phases(sp.axes) == 1:
-        return z  # one phase on the grid q0 = p ... p + out - 1: z is y
+        st = sp.stages[0]
+        return execute_in_place(spec, x if st.symmetric else window_input(x, st.axes), sp)
+    if len(sp.stages) == 1 and sp.stages[0].rh.shape[0] == 1 and spec.stride == (1, 1):
+        return _run_stage(sp.stages[0], x)  # one phase on the grid p ... p + out - 1: y
     y = new_output(spec.output_shape)
-    ah, aw = sp.axes
-    interleave(z, y, np.array([ah.stride, aw.stride, *spec.padding, ah.q0, aw.q0], np.int64))
+    for st in sp.stages:
+        ah, aw = st.axes
+        interleave(_run_stage(st, x), y, st.rh, st.rw,
+                   np.array([ah.stride, aw.stride, *spec.padding, ah.q0, aw.q0], np.int64))
+    for rh, rw in sp.zero_phases:  # (o + p) % s == r
+        y[:, :, (rh - spec.padding[0]) % spec.stride[0]::spec.stride[0],
+          (rw - spec.padding[1]) % spec.stride[1]::spec.stride[1]] = 0
     return y
+
+
+def _run_stage(st: PhaseStage, x: np.ndarray) -> np.ndarray:
+    xs = x if st.symmetric else window_input(x, st.axes)
+    run = execute_pointwise if st.spec.kernel == (1, 1) else execute_dense
+    return run(st.spec, xs, st.packed)
