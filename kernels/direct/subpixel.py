@@ -18,7 +18,7 @@ A stage's output z[n, k*P + i, u, v] (u, v the phase grid) is interleaved into y
 phases without taps (kernel < stride) are zeros; with stride 1 there is one phase
 and z is y.
 
-Where the 1x1 phase grids tile y exactly (kernel <= stride, padding and output
+Where the 1x1 phase grids tile y exactly (kernel == stride, padding and output
 multiples of the stride: U-Net's 2x2 stride 2), all s_h*s_w phases are one pointwise
 GEMM with s_h*s_w*k output channels that stores straight into y through a strided
 view (`conv_phases_into`), with no staging array and no interleave pass.
@@ -226,11 +226,11 @@ def pack_subpixel_weights(w: np.ndarray, groups: int, flip: bool, axes, rh: np.n
 
 
 def writes_in_place(spec: ConvSpec, axes) -> bool:
-    """1x1 sub-kernels whose phase grids tile the output exactly (every grid point of
-    every phase is an output: padding and output size multiples of the stride), so the
-    stacked GEMM can store straight into y."""
-    return all(a.taps == 1 and a.q0 * a.stride == p and (a.q0 + a.count) * a.stride == o + p
-               for a, p, o in zip(axes, spec.padding, spec.out_size))
+    """Kernel == stride: every phase has one tap, and phase grids that tile the output
+    exactly (every grid point of every phase is an output: padding and output size
+    multiples of the stride), so the stacked GEMM can store straight into y."""
+    return all(k == a.stride and a.q0 * a.stride == p and (a.q0 + a.count) * a.stride == o + p
+               for a, k, p, o in zip(axes, spec.kernel, spec.padding, spec.out_size))
 
 
 def scatter_rows(spec: ConvSpec, rh: np.ndarray, rw: np.ndarray) -> np.ndarray:
@@ -263,7 +263,7 @@ def exact_stages(spec: ConvSpec, w: np.ndarray) -> bool:
 def prepare_subpixel(spec: ConvSpec, w: np.ndarray) -> SubpixelPlan:
     axes = subpixel_axes(spec)
     every = [(rh, rw) for rh in range(axes[0].stride) for rw in range(axes[1].stride)]
-    if writes_in_place(spec, axes):  # every phase, short ones zero-padded to T = 1
+    if writes_in_place(spec, axes):
         st = _stage(spec, w, axes, every)
         return SubpixelPlan((st,), (), scatter_rows(spec, st.rh, st.rw))
     if not exact_stages(spec, w):
