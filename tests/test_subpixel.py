@@ -156,14 +156,19 @@ def test_packed_weights_equal_the_dense_packing(k, flip):
     axes = subpixel_axes(spec)
     groups, _ = subpixel.phase_groups(spec, axes)
     every = [(rh, rw) for rh in range(2) for rw in range(3)]
-    cases = [((axes[0].with_taps(th), axes[1].with_taps(tw)), ph) for th, tw, ph in groups]
-    for ax, phases in cases + [(axes, every)]:
-        expected, outer = gemm.pack_blocked_weights(
-            _stacked_dense_kernel(w, spec.groups, flip, ax, phases), spec.groups, False)
-        rh, rw = (np.array(r, np.int64) for r in zip(*phases))
-        packed = subpixel.pack_subpixel_weights(w, spec.groups, flip, ax, rh, rw)
-        assert packed.outer == outer
-        np.testing.assert_array_equal(packed.wb, expected)
+    exact = [((axes[0].with_taps(th), axes[1].with_taps(tw)), ph) for th, tw, ph in groups]
+    by_count = {}
+    for ax, phases in exact + [(axes, every)]:
+        by_count.setdefault(len(phases), []).append((ax, phases))
+    assert len(by_count[3]) == 2  # 3x1 and 2x1 sub-kernels, 3 phases each: one pass
+    for same in by_count.values():
+        stages = [(ax, *(np.array(r, np.int64) for r in zip(*ph))) for ax, ph in same]
+        for (ax, phases), packed in zip(same, subpixel.pack_subpixel_weights(
+                w, spec.groups, flip, stages)):
+            expected, outer = gemm.pack_blocked_weights(
+                _stacked_dense_kernel(w, spec.groups, flip, ax, phases), spec.groups, False)
+            assert packed.outer == outer
+            np.testing.assert_array_equal(packed.wb, expected)
 
 
 @settings(max_examples=15)

@@ -170,59 +170,77 @@ def _tap_offsets(blk, width, kg, KH, KW, sh, sw, rhs, rws, th_n, tw_n, flip):
 
 
 @njit(**PAR)
-def _pack_taps(w, groups, flip, sh, sw, rhs, rws, th_n, tw_n, outer, out):
-    """Pack w[c, k/g, KH, KW] by `_tap_offsets`: out[g, blk, tw, th, c, q] (outer) or
-    out[g, blk, q, tw, th, c] (dot)."""
+def _pack_taps(w, groups, flip, sh, sw, rhs, rws, taps, bases, nblk, width, outer, out):
+    """Pack w[c, k/g, KH, KW] for stages s = 0, 1, ... of P phases each (phases rhs[s],
+    rws[s]; sub-kernel taps[s] = (T_h, T_w)) by `_tap_offsets`, stage s at out[bases[s]:]
+    laid out [g, blk, tw, th, c, q] (outer) or [g, blk, q, tw, th, c] (dot). One pass
+    over w: each block's weights of one input channel are read once for every stage."""
     C, kg, KH, KW = w.shape
-    G, nblk = out.shape[0], out.shape[1]
-    width = out.shape[5] if outer else out.shape[2]
     cg = C // groups
+    nst = taps.shape[0]
     wf = w.reshape((C, kg * KH * KW))
-    for item in prange(G * nblk):
+    tmax = 0
+    for st in range(nst):
+        tmax = max(tmax, taps[st, 0], taps[st, 1])
+    for item in prange(groups * nblk):
         g = item // nblk
         blk = item % nblk
-        off = _tap_offsets(blk, width, kg, KH, KW, sh, sw, rhs, rws, th_n, tw_n, flip)
+        off = np.empty((nst, tmax, tmax, width), np.int64)
+        for st in range(nst):
+            off[st, :taps[st, 1], :taps[st, 0]] = _tap_offsets(
+                blk, width, kg, KH, KW, sh, sw, rhs[st], rws[st], taps[st, 0], taps[st, 1],
+                flip)
         if outer:
             for c in range(cg):
                 src = wf[g * cg + c]
-                for tw in range(tw_n):
-                    for th in range(th_n):
-                        dst = out[g, blk, tw, th, c]
-                        o = off[tw, th]
-                        for q in range(width):
-                            dst[q] = src[o[q]] if o[q] >= 0 else np.float32(0)
+                for st in range(nst):
+                    th_n, tw_n = taps[st, 0], taps[st, 1]
+                    for tw in range(tw_n):
+                        for th in range(th_n):
+                            o = bases[st] + (((item * tw_n + tw) * th_n + th) * cg + c) * width
+                            dst = out[o:o + width]
+                            ot = off[st, tw, th]
+                            for q in range(width):
+                                dst[q] = src[ot[q]] if ot[q] >= 0 else np.float32(0)
         else:
-            for q in range(width):
-                for tw in range(tw_n):
-                    for th in range(th_n):
-                        dst = out[g, blk, q, tw, th]
-                        o = off[tw, th, q]
-                        for c in range(cg):
-                            dst[c] = wf[g * cg + c, o] if o >= 0 else np.float32(0)
+            for st in range(nst):
+                th_n, tw_n = taps[st, 0], taps[st, 1]
+                for q in range(width):
+                    for tw in range(tw_n):
+                        for th in range(th_n):
+                            o = bases[st] + (((item * width + q) * tw_n + tw) * th_n + th) * cg
+                            t = off[st, tw, th, q]
+                            for c in range(cg):
+                                out[o + c] = wf[g * cg + c, t] if t >= 0 else np.float32(0)
 
 
-def pack_subpixel_weights(w: np.ndarray, groups: int, flip: bool, axes, rh: np.ndarray,
-                          rw: np.ndarray) -> PackedDense:
-    """Raw transposed weights w[c, k/g, KH, KW] -> one stage's packed weights: the layout
-    `gemm.pack_blocked_weights` gives the stacked (k*P, c/g, 1, T_h, T_w) kernel whose
-    channel k*P + i is phase (rh[i], rw[i])'s reversed sub-kernel, zero-padded in front
-    to T taps (flipped first when the spec says so)."""
+def pack_subpixel_weights(w: np.ndarray, groups: int, flip: bool, stages) -> list[PackedDense]:
+    """Raw transposed weights w[c, k/g, KH, KW] -> each stage's packed weights, for
+    stages (axes, rh, rw) of equally many phases: the layout `gemm.pack_blocked_weights`
+    gives the stacked (k*P, c/g, 1, T_h, T_w) kernel whose channel k*P + i is phase
+    (rh[i], rw[i])'s reversed sub-kernel, zero-padded in front to the axes' T taps
+    (flipped first when the spec says so)."""
     c, kg, _, _ = w.shape
     cg = c // groups
-    (sh, sw), (th, tw) = (a.stride for a in axes), (a.taps for a in axes)
-    kgs = kg * rh.shape[0]
+    P = stages[0][1].shape[0]
+    (sh, sw) = (a.stride for a in stages[0][0])
+    taps = np.array([[a.taps for a in axes] for axes, _, _ in stages], np.int64)
+    kgs = kg * P
     width = outer_width(kgs)
-    w = np.ascontiguousarray(w)
-    if width:
-        nblk = -(-kgs // width)
-        out = np.empty((groups, nblk, tw, th, cg, width), np.float32)
-        wb = out.reshape(groups, nblk, tw * th * cg, width)
-    else:
-        nblk = -(-kgs // KB)
-        out = np.empty((groups, nblk, KB, tw, th, cg), np.float32)
-        wb = out.reshape(groups, nblk, KB, tw * th * cg)
-    _pack_taps(w, groups, flip, sh, sw, rh, rw, th, tw, bool(width), out)
-    return PackedDense(wb, bool(width), np.arange(kgs * groups))
+    nblk = -(-kgs // (width or KB))
+    sizes = [groups * nblk * (width or KB) * th * tw * cg for th, tw in taps]
+    bases = np.cumsum([0] + sizes[:-1]).astype(np.int64)
+    out = np.empty(sum(sizes), np.float32)
+    _pack_taps(np.ascontiguousarray(w), groups, flip, sh, sw,
+               np.stack([rh for _, rh, _ in stages]), np.stack([rw for _, _, rw in stages]),
+               taps, bases, nblk, width or KB, bool(width), out)
+    packed = []
+    for base, size, (th, tw) in zip(bases, sizes, taps):
+        wb = out[base:base + size]
+        wb = (wb.reshape(groups, nblk, tw * th * cg, width) if width
+              else wb.reshape(groups, nblk, KB, tw * th * cg))
+        packed.append(PackedDense(wb, bool(width), np.arange(kgs * groups)))
+    return packed
 
 
 def writes_in_place(spec: ConvSpec, axes) -> bool:
@@ -241,37 +259,42 @@ def scatter_rows(spec: ConvSpec, rh: np.ndarray, rw: np.ndarray) -> np.ndarray:
     return (k * OH * OW + rh * OW + rw).astype(np.int64).ravel()
 
 
-def _stage(spec: ConvSpec, w: np.ndarray, axes, phases) -> PhaseStage:
-    rh, rw = (np.array(r, np.int64) for r in zip(*phases))
-    stage, symmetric = stage_spec(spec, axes, len(phases))
-    return PhaseStage(axes, rh, rw, stage, symmetric,
-                      pack_subpixel_weights(w, spec.groups, spec.flip, axes, rh, rw))
-
-
-EXACT_PACK_BYTES = 16 << 20  # weights each stage's packing pass re-reads (from L3)
+def _stages(spec: ConvSpec, w: np.ndarray, groups) -> tuple[PhaseStage, ...]:
+    """The stages of `groups` [(axes, phases), ...], those with equally many phases packed
+    in one pass."""
+    by_count = {}
+    for axes, phases in groups:
+        rh, rw = (np.array(r, np.int64) for r in zip(*phases))
+        by_count.setdefault(len(phases), []).append((axes, rh, rw))
+    stages = []
+    for count, same in by_count.items():
+        for (axes, rh, rw), packed in zip(same, pack_subpixel_weights(w, spec.groups,
+                                                                      spec.flip, same)):
+            stage, symmetric = stage_spec(spec, axes, count)
+            stages.append(PhaseStage(axes, rh, rw, stage, symmetric, packed))
+    return tuple(stages)
 
 
 def exact_stages(spec: ConvSpec, w: np.ndarray) -> bool:
     """One stage per sub-kernel shape (no zero taps) where a phase's k/g channels fill
-    the outer-product block's panel and the packing passes, one per stage, re-read
-    weights that stay in cache; otherwise one stage of all phases, zero-padded to T x T
-    (DCGAN's 3-channel output layer: 12 stacked channels in one panel, not 3 per call;
-    its 52 MB 1024x512 layer: one pass over the weights, not four)."""
-    return bool(outer_width(spec.k // spec.groups)) and w.nbytes <= EXACT_PACK_BYTES
+    the outer-product block's panel; otherwise one stage of all phases, zero-padded to
+    T x T (DCGAN's 3-channel output layer: 12 stacked channels in one panel, not 3 per
+    call)."""
+    return bool(outer_width(spec.k // spec.groups))
 
 
 def prepare_subpixel(spec: ConvSpec, w: np.ndarray) -> SubpixelPlan:
     axes = subpixel_axes(spec)
     every = [(rh, rw) for rh in range(axes[0].stride) for rw in range(axes[1].stride)]
     if writes_in_place(spec, axes):
-        st = _stage(spec, w, axes, every)
+        (st,) = _stages(spec, w, [(axes, every)])
         return SubpixelPlan((st,), (), scatter_rows(spec, st.rh, st.rw))
     if not exact_stages(spec, w):
-        return SubpixelPlan((_stage(spec, w, axes, every),), (), None)
+        return SubpixelPlan(_stages(spec, w, [(axes, every)]), (), None)
     groups, zeros = phase_groups(spec, axes)
-    stages = tuple(_stage(spec, w, (axes[0].with_taps(th), axes[1].with_taps(tw)), phases)
-                   for th, tw, phases in groups)
-    return SubpixelPlan(stages, tuple(zeros), None)
+    return SubpixelPlan(_stages(spec, w, [((axes[0].with_taps(th), axes[1].with_taps(tw)),
+                                           phases) for th, tw, phases in groups]),
+                        tuple(zeros), None)
 
 
 def window_input(x: np.ndarray, axes) -> np.ndarray:
