@@ -13,6 +13,9 @@ call of the register-blocked dense kernel (`dense.execute_dense`) computes them 
 with a wide channel dimension even where k is small: a kernel that is a multiple of
 the stride (4x4 or 2x2 stride 2) is one stage of all s_h*s_w phases; 5x5 stride 2 is
 four stages (3x3, 3x2, 2x3, 2x2 sub-kernels), no tap multiplying a structural zero.
+Where one phase's k/g channels would not fill the register block's panel (DCGAN's
+3-channel output layer) all phases are one stage instead, sub-kernels zero-padded
+at the front to T = ceil(kernel / stride) taps (`exact_stages`).
 1x1 sub-kernels make the stage the pointwise GEMM (`pointwise.execute_pointwise`).
 A stage's output z[n, k*P + i, u, v] (u, v the phase grid) is interleaved into y;
 phases without taps (kernel < stride) are zeros; with stride 1 there is one phase
@@ -83,10 +86,6 @@ class PhaseAxis:
     @property
     def pad_lo(self) -> int:
         return max(0, -self.start)
-
-    @property
-    def pad_hi(self) -> int:
-        return max(0, self.start + self.window - self.size)
 
 
 @dataclass(frozen=True)
