@@ -7,7 +7,9 @@
 - depthwise.py: one filter per channel (NCHW planes, or channels in vector lanes)
 - fused.py: depthwise separable, depthwise and pointwise fused per band of rows
 - pointwise.py: 1x1, grouped or not
-- transposed.py: transposed conv in gather form
+- transposed_choice.py: transposed conv, by shape: transposed_small.py (a serial loop
+  for tiny layers), subpixel.py (stride phases as one dense or pointwise convolution)
+  or transposed.py (gather form, for dilation > 1)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .depthwise import execute_depthwise, prepare_depthwise
 from .dilated import execute_dilated, prepare_dilated
 from .fused import execute_fused, prepare_fused
 from .pointwise import execute_pointwise, prepare_pointwise
-from .transposed import execute_transposed, prepare_transposed
+from .transposed_choice import execute_direct_transposed, prepare_direct_transposed
 
 # each output is one float32 sum of L products (see kernels.accuracy for the figures)
 declare_algorithm("direct", summary="sliding-window loop nests in register blocks",
@@ -56,8 +58,8 @@ for _t in select(transposed=False, kernel="1x1", shuffle=False):
         execute_pointwise)
 
 for _t in select(transposed=True, ndim=2):
-    cell(_t, "direct", prepare=lambda spec, weights: prepare_transposed(spec, weights[0]))(
-        execute_transposed)
+    cell(_t, "direct", prepare=lambda spec, weights: prepare_direct_transposed(spec, weights[0]))(
+        execute_direct_transposed)
 
 
 # one pass: the depthwise output of a band of rows stays in cache for the pointwise GEMM
