@@ -19,6 +19,14 @@ Two register blocks:
 
 Results go to `yb[kmap[k0 + q], ybase + p]`: the output of one image as
 (channels, flattened pixels), so both kernels write NCHW directly.
+
+The other orientation, `lane_block`, puts pixels in the vector lanes: the
+reduction operand is a panel of `width` pixels (`panel[i*width + l]`, built per
+call from the input, which is small) and six output channels are broadcast
+straight from the raw weights `w[k, i]` (each row a contiguous run over the
+reduction), so no weight packing is needed at all. In call mode that packing
+is a second pass over every weight, as costly as the GEMM itself where the
+image is small (7x7: 49 products per weight).
 """
 
 from __future__ import annotations
@@ -30,9 +38,11 @@ from ..blocks import JIT, KB, PAR, PB, add_block, add_block_2x6, dot_2x6, dot_4x
 from ..outer_block import LANES, WIDE, outer_product
 from ..types import flip_spatial
 
+LANE_PAD_GAIN = 0.85  # how much less padding makes the narrow lane panel worth its slower block
 REDUCTION_CHUNK = 1024  # reduction steps per pass over the pixel blocks (outer block)
 
-__all__ = ["channel_block", "outer_width", "pack_blocked_weights", "split_item"]
+__all__ = ["channel_block", "lane_block", "lane_width", "outer_width", "pack_blocked_weights",
+           "split_item"]
 
 
 @njit(**JIT)
@@ -108,6 +118,32 @@ def channel_block(buf, offs, npix, nrun, runlen, run_step, wf, width, outer, yb,
                 add_block_2x6(acc, dot_2x6(buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o, a5 + o,
                                            wf, w0, w0 + wrow, runlen))
         _store(yb, kmap, k0, kg, ybase, p0, npix, acc, width)
+
+
+@njit(**JIT)
+def lane_block(panel, po, width, w, rows, n, acc):
+    """acc[r*width + l] = sum_{i<n} w[rows[r] + i] * panel[po + i*width + l], r < 6: six
+    weight rows (offsets into the flat raw weights; a ragged tail repeats a row) against one
+    panel of `width` pixels."""
+    outer_product(width == 2 * LANES, False, panel, po, w, rows[0], rows[1], rows[2], rows[3],
+                  rows[4], rows[5], n, acc, 0)
+
+
+@njit(**JIT)
+def lane_rows(rows, base, k0, kg, step):
+    """rows[r] = base + (k0 + r) * step, r < 6, past kg repeating the group's last channel."""
+    for r in range(PB):
+        rows[r] = base + min(k0 + r, kg - 1) * step
+
+
+def lane_width(pixels: int) -> int:
+    """Pixels per lane panel: two panels of the target where it has the registers, unless
+    one panel pads `pixels` by LANE_PAD_GAIN less (the wide block is the faster: 12 FMAs per
+    6 broadcasts instead of 6)."""
+    def padded(width):
+        return -(-pixels // width) * width
+
+    return 2 * LANES if WIDE and padded(2 * LANES) * LANE_PAD_GAIN <= padded(LANES) else LANES
 
 
 @njit(**JIT)
