@@ -21,18 +21,22 @@ Results go to `yb[kmap[k0 + q], ybase + p]`: the output of one image as
 (channels, flattened pixels), so both kernels write NCHW directly.
 
 The other orientation, `lane_block`, puts pixels in the vector lanes: the
-reduction operand is a panel of `width` pixels (`panel[i*width + l]`, built per
-call from the input, which is small) and six output channels are broadcast
-straight from the raw weights `w[k, i]` (each row a contiguous run over the
-reduction), so no weight packing is needed at all. In call mode that packing
-is a second pass over every weight, as costly as the GEMM itself where the
-image is small (7x7: 49 products per weight).
+reduction operand is a panel of `width` output pixels (`lane_panel`: their
+windows, `panel[i*width + l]`, one contiguous copy per window step from an
+input split into stride phases) and six output channels are broadcast straight from the raw
+weights `w[k, i]` (each row a contiguous run over the window), so no weight
+packing is needed at all. In call mode that packing is a second pass over
+every weight, as costly as the GEMM itself where the image is small (7x7: 49
+products per weight); and a group of 4 output channels fills 4 of the 6
+broadcast rows, where the dot block (4 x 6) paid a horizontal sum per output.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from ..blocks import JIT, KB, PAR, PB, add_block, add_block_2x6, dot_2x6, dot_4x6
 from ..outer_block import LANES, WIDE, outer_product
@@ -41,8 +45,26 @@ from ..types import flip_spatial
 LANE_PAD_GAIN = 0.85  # how much less padding makes the narrow lane panel worth its slower block
 REDUCTION_CHUNK = 1024  # reduction steps per pass over the pixel blocks (outer block)
 
-__all__ = ["channel_block", "lane_block", "lane_width", "outer_width", "pack_blocked_weights",
-           "split_item"]
+__all__ = ["channel_block", "lane_block", "lane_panel", "lane_rows", "lane_width", "outer_width",
+           "pack_blocked_weights", "split_item", "store_lane_rows"]
+
+
+@intrinsic
+def move_vector(typingctx, dst, do, src, so):
+    """dst[do:do + LANES] = src[so:so + LANES] as one vector load and store. A Numba loop
+    of 32 floats ran its scalar remainder (LLVM's vector loop copies 64 per iteration, after
+    a runtime overlap check): 4x slower, where gathering a panel costs as much as the GEMM."""
+    sig = types.void(dst, do, src, so)
+
+    def codegen(context, builder, signature, args):
+        vec = ir.VectorType(ir.FloatType(), LANES).as_pointer()
+        darr = context.make_array(signature.args[0])(context, builder, args[0])
+        sarr = context.make_array(signature.args[2])(context, builder, args[2])
+        value = builder.load(builder.bitcast(builder.gep(sarr.data, [args[3]]), vec), align=4)
+        builder.store(value, builder.bitcast(builder.gep(darr.data, [args[1]]), vec), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(**JIT)
@@ -127,6 +149,55 @@ def lane_block(panel, po, width, w, rows, n, acc):
     panel of `width` pixels."""
     outer_product(width == 2 * LANES, False, panel, po, w, rows[0], rows[1], rows[2], rows[3],
                   rows[4], rows[5], n, acc, 0)
+
+
+@njit(**JIT)
+def lane_panel(xf, base, offs, q0, width, panel):
+    """panel[i*width + l] = xf[base + offs[i] + q0 + l]: step i of the window of the `width`
+    lanes from q0 on, each one contiguous run of the (phase-split) input; lanes past the end
+    of xf are zero (they are past the last pixel, never stored)."""
+    end = xf.shape[0]
+    for i in range(offs.shape[0]):
+        s = base + offs[i] + q0
+        if s + width <= end:
+            for v in range(0, width, LANES):
+                move_vector(panel, i * width + v, xf, s + v)
+            continue
+        d = panel[i * width:(i + 1) * width]
+        n = max(0, min(width, end - s))
+        src = xf[s:s + n]
+        for t in range(n):  # not a slice assignment: that checks for overlap, 5x slower
+            d[t] = src[t]
+        for t in range(n, width):
+            d[t] = 0
+
+
+@njit(**JIT)
+def store_lane_rows(yb, kmap, kbase, k0, kg, q0, plane, out_size, acc, width):
+    """yb[kmap[kbase + k0 + r], p] = acc[r*width + l] for the real channels, lane l standing
+    for point q0 + l of the (Dq, Hq, Wq) `plane` grid; only points inside out_size are
+    outputs, p their flattened index."""
+    OD, OH, OW = out_size
+    _, Hq, Wq = plane
+    rows = min(PB, kg - k0)
+    lane = 0
+    while lane < width:
+        q = q0 + lane
+        w0 = q % Wq
+        h0 = (q // Wq) % Hq
+        d0 = q // (Wq * Hq)
+        n = min(width - lane, Wq - w0)
+        if d0 >= OD:
+            return
+        if h0 < OH and w0 < OW:
+            m = min(n, OW - w0)
+            p = (d0 * OH + h0) * OW + w0
+            for r in range(rows):
+                dst = yb[kmap[kbase + k0 + r], p:p + m]
+                src = acc[r * width + lane:r * width + lane + m]
+                for t in range(m):  # explicit, as in lane_panel
+                    dst[t] = src[t]
+        lane += n
 
 
 @njit(**JIT)
