@@ -20,6 +20,7 @@ register-blocked GEMM of `gemm.channel_block` walks those runs.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -41,7 +42,7 @@ from .gemm import (
     store_lane_rows,
 )
 
-LANE_GROUP_CHANNELS = 8  # groups of at most this many output channels take conv_lanes
+LANE_GROUP_CHANNELS = 16  # groups of at most this many output channels take conv_lanes
 WEIGHT_CHUNK_BYTES = 512 * 1024  # the weights one conv_lanes work item keeps in L2
 ITEMS_PER_THREAD = 4  # conv_lanes work items per thread, so that uneven items still balance
 
@@ -147,6 +148,7 @@ def lane_split(images_groups: int, kg: int, window: int, npan: int) -> tuple[int
     return kchunks, pchunks
 
 
+@functools.lru_cache(maxsize=256)  # per layer shape: numpy on a few dozen values costs 25 us
 def window_offsets(cg: int, kernel: tuple, dilation: tuple, stride: tuple,
                    grid: tuple) -> tuple[np.ndarray, np.ndarray]:
     """(phases, offs): the stride phases the window reads, (ad, ah, aw) rows, numbered
@@ -166,7 +168,9 @@ def window_offsets(cg: int, kernel: tuple, dilation: tuple, stride: tuple,
         phase = np.searchsorted(residues[axis], t % s)
         step = phase * later * plane + (t // s) * pitch[axis]
         offs = offs + step.reshape([-1 if i == axis else 1 for i in range(3)])
-    return phases, offs.reshape(-1)
+    offs = offs.reshape(-1)
+    phases.flags.writeable = offs.flags.writeable = False  # shared by every call of the shape
+    return phases, offs
 
 
 def run_lanes(x5: np.ndarray, w: np.ndarray, y: np.ndarray, kmap: np.ndarray, groups: int,
