@@ -45,8 +45,8 @@ from ..types import flip_spatial
 LANE_PAD_GAIN = 0.85  # how much less padding makes the narrow lane panel worth its slower block
 REDUCTION_CHUNK = 1024  # reduction steps per pass over the pixel blocks (outer block)
 
-__all__ = ["channel_block", "lane_block", "lane_panel", "lane_rows", "lane_width", "outer_width",
-           "pack_blocked_weights", "split_item", "store_lane_rows"]
+__all__ = ["channel_block", "copy_run", "lane_block", "lane_panel", "lane_rows", "lane_width",
+           "outer_width", "pack_blocked_weights", "split_item", "store_lane_rows"]
 
 
 @intrinsic
@@ -65,6 +65,19 @@ def move_vector(typingctx, dst, do, src, so):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@njit(inline="always", **JIT)
+def copy_run(dst, do, src, so, n):
+    """dst[do:do + n] = src[so:so + n]: whole vectors, then the scalar rest (inlined: as a
+    call, its argument passing cost more than the copy)."""
+    full = n - n % LANES
+    for v in range(0, full, LANES):
+        move_vector(dst, do + v, src, so + v)
+    d = dst[do + full:do + n]
+    s = src[so + full:so + n]
+    for t in range(n - full):
+        d[t] = s[t]
 
 
 @njit(**JIT)
@@ -163,13 +176,11 @@ def lane_panel(xf, base, offs, q0, width, panel):
             for v in range(0, width, LANES):
                 move_vector(panel, i * width + v, xf, s + v)
             continue
-        d = panel[i * width:(i + 1) * width]
         n = max(0, min(width, end - s))
+        d = panel[i * width:(i + 1) * width]
         src = xf[s:s + n]
-        for t in range(n):  # not a slice assignment: that checks for overlap, 5x slower
-            d[t] = src[t]
-        for t in range(n, width):
-            d[t] = 0
+        for t in range(width):
+            d[t] = src[t] if t < n else 0
 
 
 @njit(**JIT)
@@ -193,10 +204,7 @@ def store_lane_rows(yb, kmap, kbase, k0, kg, q0, plane, out_size, acc, width):
             m = min(n, OW - w0)
             p = (d0 * OH + h0) * OW + w0
             for r in range(rows):
-                dst = yb[kmap[kbase + k0 + r], p:p + m]
-                src = acc[r * width + lane:r * width + lane + m]
-                for t in range(m):  # explicit, as in lane_panel
-                    dst[t] = src[t]
+                copy_run(yb[kmap[kbase + k0 + r]], p, acc, r * width + lane, m)
         lane += n
 
 
