@@ -3,10 +3,10 @@
 Two loop nests over the GEMM of `gemm`:
 
 - `conv_lanes` (pixels in the vector lanes, output channels broadcast from the
-  caller's weights, unpacked): for groups of few output channels (ResNeXt's
-  32 groups of 4..8), where the channel-blocked nest fills a dot block per
-  group and pays a horizontal sum per output, and for every 1x1 layer
-  (`pointwise`).
+  caller's weights, unpacked): for groups of at most LANE_GROUP_CHANNELS
+  output channels (ResNeXt's 32 groups of 4..16), where the channel-blocked
+  nest fills a dot block per group and pays a horizontal sum per output, and
+  for every 1x1 layer (`pointwise`).
 - `conv_dense` (output channels in the lanes, weights packed), below.
 
 Layout of `conv_dense`: the input is packed channels-last and zero-padded per group,
