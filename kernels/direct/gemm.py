@@ -191,6 +191,11 @@ def store_lane_rows(yb, kmap, kbase, k0, kg, q0, plane, out_size, acc, width):
     OD, OH, OW = out_size
     _, Hq, Wq = plane
     rows = min(PB, kg - k0)
+    if Hq == OH and Wq == OW:  # every point is an output (1x1, unpadded): one run, p = q
+        m = min(width, OD * OH * OW - q0)
+        for r in range(rows):
+            copy_run(yb[kmap[kbase + k0 + r]], q0, acc, r * width, m)
+        return
     lane = 0
     while lane < width:
         q = q0 + lane
