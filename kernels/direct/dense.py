@@ -1,6 +1,15 @@
 """Direct grouped convolution in 1, 2 or 3 dimensions: the sliding window, register-blocked.
 
-Layout: the input is packed channels-last and zero-padded per group,
+Two loop nests over the GEMM of `gemm`:
+
+- `conv_lanes` (pixels in the vector lanes, output channels broadcast from the
+  caller's weights, unpacked): for groups of at most LANE_GROUP_CHANNELS
+  output channels (ResNeXt's 32 groups of 4..16), where the channel-blocked
+  nest fills a dot block per group and pays a horizontal sum per output, and
+  for every 1x1 layer (`pointwise`).
+- `conv_dense` (output channels in the lanes, weights packed), below.
+
+Layout of `conv_dense`: the input is packed channels-last and zero-padded per group,
 xp[n, g, D, H, W, c/g]. For one output row the rows the kernel touches are
 interleaved into a buffer B[w][kd*kh][c/g], so the window of an output pixel,
 (kw, kd*kh, c/g), is one contiguous run of B (for dense kw), and the
@@ -11,6 +20,7 @@ register-blocked GEMM of `gemm.channel_block` walks those runs.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -20,7 +30,185 @@ from numba import njit, prange
 
 from ..blocks import JIT, PAR, PB, new_output, pack_channels_last
 from ..spec import ConvSpec
-from .gemm import channel_block, pack_blocked_weights, split_item
+from ..types import flip_spatial
+from .gemm import (
+    channel_block,
+    lane_block,
+    lane_panel,
+    lane_rows,
+    lane_width,
+    pack_blocked_weights,
+    split_item,
+    store_lane_rows,
+)
+
+LANE_GROUP_CHANNELS = 16  # groups of at most this many output channels take conv_lanes
+WEIGHT_CHUNK_BYTES = 512 * 1024  # the weights one conv_lanes work item keeps in L2
+ITEMS_PER_THREAD = 4  # conv_lanes work items per thread, so that uneven items still balance
+
+
+@njit(**PAR)
+def conv_lanes(xf, C, CH, offs, w, y, kmap, groups, plane, out_size, width, npan, kchunks,
+               pchunks, panels):
+    """y[b, kmap[g*kg + k], p] = sum_i w[g*kg + k, i] * xf[(b*C + g*cg)*CH + offs[i] + q(p)]:
+    the window of output pixel p, q(p) its point on the phase `plane` grid (`phase_split`).
+
+    A work item is one chunk of `width`-point panels x one chunk of 6-channel blocks. With
+    one channel chunk each panel is gathered by the item that uses it, then meets every
+    weight block; with several, all panels are gathered first into `panels[n, g, npan, ...]`
+    (else each item would gather them again), and each weight block meets the item's panels
+    in turn, so the weights stream from memory once (2048 x 512 on a 7x7 image: 4 MB of
+    weights against 200 KB of panels)."""
+    K, L = w.shape
+    cg = C // groups
+    kg = K // groups
+    nkb = (kg + PB - 1) // PB
+    kper = (nkb + kchunks - 1) // kchunks
+    pper = (npan + pchunks - 1) // pchunks
+    wf = w.ravel()
+    n = y.shape[0]
+    shared = panels.shape[0] > 0
+    if shared:
+        for item in prange(n * groups * npan):
+            bg = item // npan
+            j = item % npan
+            lane_panel(xf, ((bg // groups) * C + (bg % groups) * cg) * CH, offs, j * width,
+                       width, panels[bg // groups, bg % groups, j])
+    for item in prange(n * groups * pchunks * kchunks):
+        b, g, _, pc, kc = split_item(item, kchunks, pchunks, 1, groups)
+        base = (b * C + g * cg) * CH
+        yb = y[b]
+        acc = np.empty(PB * width, np.float32)
+        rows = np.empty(PB, np.int64)
+        j0, j1 = pc * pper, min(npan, (pc + 1) * pper)
+        if shared:
+            own = panels[b, g].ravel()
+            for kb in range(kc * kper, min(nkb, (kc + 1) * kper)):
+                lane_rows(rows, g * kg * L, kb * PB, kg, L)
+                for j in range(j0, j1):
+                    lane_block(own, j * L * width, width, wf, rows, L, acc)
+                    store_lane_rows(yb, kmap, g * kg, kb * PB, kg, j * width, plane, out_size,
+                                    acc, width)
+        else:
+            panel = np.empty(L * width, np.float32)
+            for j in range(j0, j1):
+                lane_panel(xf, base, offs, j * width, width, panel)
+                for kb in range(kc * kper, min(nkb, (kc + 1) * kper)):
+                    lane_rows(rows, g * kg * L, kb * PB, kg, L)
+                    lane_block(panel, 0, width, wf, rows, L, acc)
+                    store_lane_rows(yb, kmap, g * kg, kb * PB, kg, j * width, plane, out_size,
+                                    acc, width)
+
+
+@njit(**PAR)
+def phase_split(x, pad, stride, phases, out):
+    """out[b, c, f, zd, zh, zw] = x[b, c] zero-padded by `pad` at (zd*sd + ad, zh*sh + ah,
+    zw*sw + aw), (ad, ah, aw) = phases[f]: every window step of a strided layer then reads
+    one phase at a fixed offset, so a run of outputs reads a run of the phase."""
+    n, C, D, H, W = x.shape
+    nph, Dq, Hq, Wq = out.shape[2], out.shape[3], out.shape[4], out.shape[5]
+    pd, ph, pw = pad
+    sd, sh, sw = stride
+    for item in prange(n * C):
+        b = item // C
+        c = item % C
+        for f in range(nph):
+            ad, ah, aw = phases[f, 0], phases[f, 1], phases[f, 2]
+            # the zw whose source column zw*sw + aw - pw lies in [0, W)
+            lo = min(Wq, max(0, (pw - aw + sw - 1) // sw))
+            hi = max(lo, min(Wq, (W - 1 + pw - aw) // sw + 1))
+            for zd in range(Dq):
+                sdi = zd * sd + ad - pd
+                for zh in range(Hq):
+                    shi = zh * sh + ah - ph
+                    row = out[b, c, f, zd, zh]
+                    if 0 <= sdi < D and 0 <= shi < H:
+                        src = x[b, c, sdi, shi]
+                        for zw in range(lo):
+                            row[zw] = 0
+                        part = row[lo:hi]
+                        s0 = lo * sw + aw - pw
+                        for t in range(hi - lo):
+                            part[t] = src[s0 + t * sw]
+                        for zw in range(hi, Wq):
+                            row[zw] = 0
+                    else:
+                        for zw in range(Wq):
+                            row[zw] = 0
+
+
+def lane_split(images_groups: int, kg: int, window: int, npan: int) -> tuple[int, int]:
+    """(channel chunks, panel chunks) of conv_lanes: channel chunks whose weights fit L2,
+    then panel chunks, then more channel chunks, until every thread has ITEMS_PER_THREAD."""
+    nkb = -(-kg // PB)
+    want = ITEMS_PER_THREAD * numba.get_num_threads()
+    kchunks = max(1, min(nkb, math.ceil(kg * window * 4 / WEIGHT_CHUNK_BYTES)))
+    pchunks = max(1, min(npan, math.ceil(want / (images_groups * kchunks))))
+    kchunks = max(kchunks, min(nkb, math.ceil(want / (images_groups * pchunks))))
+    return kchunks, pchunks
+
+
+@functools.lru_cache(maxsize=256)  # per layer shape: numpy on a few dozen values costs 25 us
+def window_offsets(cg: int, kernel: tuple, dilation: tuple, stride: tuple,
+                   grid: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(phases, offs): the stride phases the window reads, (ad, ah, aw) rows, numbered
+    row-major; and the offset of each window step (c, kd, kh, kw), in weight-row order, in
+    one group of the phase-split input xph[c, phase, *grid]: tap t of an axis reads phase
+    t*d % s at offset t*d // s."""
+    residues = [sorted({t * d % s for t in range(kk)})
+                for kk, d, s in zip(kernel, dilation, stride)]
+    phases = np.array([(a, b, c) for a in residues[0] for b in residues[1] for c in residues[2]],
+                      np.int64).reshape(-1, 3)
+    plane = math.prod(grid)
+    pitch = (grid[1] * grid[2], grid[2], 1)
+    offs = np.arange(cg, dtype=np.int64).reshape(-1, 1, 1, 1) * (len(phases) * plane)
+    for axis, (kk, d, s) in enumerate(zip(kernel, dilation, stride)):
+        t = np.arange(kk) * d
+        later = math.prod(len(r) for r in residues[axis + 1:])
+        phase = np.searchsorted(residues[axis], t % s)
+        step = phase * later * plane + (t // s) * pitch[axis]
+        offs = offs + step.reshape([-1 if i == axis else 1 for i in range(3)])
+    offs = offs.reshape(-1)
+    phases.flags.writeable = offs.flags.writeable = False  # shared by every call of the shape
+    return phases, offs
+
+
+def run_lanes(x5: np.ndarray, w: np.ndarray, y: np.ndarray, kmap: np.ndarray, groups: int,
+              out_size: tuple, pad: tuple, stride: tuple, dilation: tuple,
+              kernel: tuple) -> None:
+    """y[n, k, P] = the grouped convolution of x5[n, c, D, H, W] with the raw weight rows
+    w[k, window], by conv_lanes: the input split into the stride phases the window reads
+    (a copy only where there is padding or a stride), each zero-padded to the `grid` of
+    points an output pixel's window can reach."""
+    n, C = x5.shape[:2]
+    grid = tuple(o + (kk - 1) * d // s for o, kk, d, s in zip(out_size, kernel, dilation, stride))
+    phases, offs = window_offsets(C // groups, kernel, dilation, stride, grid)
+    if any(pad) or any(s != 1 for s in stride):
+        xph = np.empty((n, C, len(phases)) + grid, np.float32)
+        phase_split(x5, pad, stride, phases, xph)
+    else:  # the input is its own only phase
+        xph = x5
+    OD, OH, OW = out_size
+    points = ((OD - 1) * grid[1] + OH - 1) * grid[2] + OW  # the last output's point, plus 1
+    width = lane_width(points)
+    npan = -(-points // width)
+    kchunks, pchunks = lane_split(n * groups, w.shape[0] // groups, w.shape[1], npan)
+    shared = (n, groups, npan, w.shape[1] * width) if kchunks > 1 else (0, 0, 0, 0)
+    conv_lanes(xph.reshape(-1), C, len(phases) * math.prod(grid), offs, w, y, kmap, groups,
+               grid, out_size, width, npan, kchunks, pchunks, np.empty(shared, np.float32))
+
+
+@dataclass(frozen=True)
+class LaneWeights:
+    """The weight-only part of a conv_lanes call: the weights as rows w[k, window], as the
+    caller gave them (flipped where the spec says so), never packed."""
+    w: np.ndarray       # float32 (k, c/g * taps), C-contiguous
+    kmap: np.ndarray    # output channel of each grouped channel (int64)
+
+
+def lane_weights(w: np.ndarray, kmap: np.ndarray | None, k: int) -> LaneWeights:
+    rows = np.ascontiguousarray(w, dtype=np.float32).reshape(w.shape[0], -1)
+    return LaneWeights(rows, np.arange(k) if kmap is None else kmap.astype(np.int64))
 
 
 @njit(**JIT)
@@ -119,20 +307,35 @@ class PackedDense:
     kmap: np.ndarray    # output channel of each grouped channel (int64)
 
 
+def takes_lanes(spec: ConvSpec) -> bool:
+    """Whether the dense kernel of `spec` runs on conv_lanes: groups of few output channels."""
+    return spec.groups > 1 and spec.k // spec.groups <= LANE_GROUP_CHANNELS
+
+
 def prepare_dense(spec: ConvSpec, w: np.ndarray,
-                  kmap: np.ndarray | None = None) -> PackedDense:
-    """Pack the dense kernel w[k, c/g, *kernel] (flipped if the spec says so)."""
+                  kmap: np.ndarray | None = None) -> PackedDense | LaneWeights:
+    """Pack the dense kernel w[k, c/g, *kernel] (flipped if the spec says so); for
+    conv_lanes, only flip it."""
+    if takes_lanes(spec):
+        return lane_weights(flip_spatial(w, spec.ndim) if spec.flip else w, kmap, spec.k)
     wb, outer = pack_blocked_weights(as_3d(np.ascontiguousarray(w), spec.ndim), spec.groups,
                                      spec.flip)
     kmap = np.arange(spec.k) if kmap is None else kmap.astype(np.int64)
     return PackedDense(wb, outer, kmap)
 
 
-def execute_dense(spec: ConvSpec, x: np.ndarray, packed: PackedDense) -> np.ndarray:
+def execute_dense(spec: ConvSpec, x: np.ndarray, packed: PackedDense | LaneWeights
+                  ) -> np.ndarray:
     """Direct grouped convolution of x with prepared weights."""
     nd = spec.ndim
     x5 = as_3d(x, nd)
     pad = _pad3(spec.padding, nd, 0)
+    if isinstance(packed, LaneWeights):
+        y = new_output(spec.output_shape)
+        run_lanes(x5, packed.w, y.reshape(spec.n, spec.k, -1), packed.kmap, spec.groups,
+                  _pad3(spec.out_size, nd, 1), pad, _pad3(spec.stride, nd, 1),
+                  _pad3(spec.dilation, nd, 1), _pad3(spec.kernel, nd, 1))
+        return y
     xp = pack_channels_last(x5, spec.groups, pad, pad, (1, 1, 1))
     y = new_output(spec.output_shape)
     y5 = as_3d(y, nd)

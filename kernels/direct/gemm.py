@@ -19,20 +19,65 @@ Two register blocks:
 
 Results go to `yb[kmap[k0 + q], ybase + p]`: the output of one image as
 (channels, flattened pixels), so both kernels write NCHW directly.
+
+The other orientation, `lane_block`, puts pixels in the vector lanes: the
+reduction operand is a panel of `width` output pixels (`lane_panel`: their
+windows, `panel[i*width + l]`, one contiguous copy per window step from an
+input split into stride phases) and six output channels are broadcast straight from the raw
+weights `w[k, i]` (each row a contiguous run over the window), so no weight
+packing is needed at all. In call mode that packing is a second pass over
+every weight, as costly as the GEMM itself where the image is small (7x7: 49
+products per weight); and a group of 4 output channels fills 4 of the 6
+broadcast rows, where the dot block (4 x 6) paid a horizontal sum per output.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from ..blocks import JIT, KB, PAR, PB, add_block, add_block_2x6, dot_2x6, dot_4x6
 from ..outer_block import LANES, WIDE, outer_product
 from ..types import flip_spatial
 
+LANE_PAD_GAIN = 0.85  # how much less padding makes the narrow lane panel worth its slower block
 REDUCTION_CHUNK = 1024  # reduction steps per pass over the pixel blocks (outer block)
 
-__all__ = ["channel_block", "outer_width", "pack_blocked_weights", "split_item"]
+__all__ = ["channel_block", "copy_run", "lane_block", "lane_panel", "lane_rows", "lane_width",
+           "outer_width", "pack_blocked_weights", "split_item", "store_lane_rows"]
+
+
+@intrinsic
+def move_vector(typingctx, dst, do, src, so):
+    """dst[do:do + LANES] = src[so:so + LANES] as one vector load and store. A Numba loop
+    of 32 floats ran its scalar remainder (LLVM's vector loop copies 64 per iteration, after
+    a runtime overlap check): 4x slower, where gathering a panel costs as much as the GEMM."""
+    sig = types.void(dst, do, src, so)
+
+    def codegen(context, builder, signature, args):
+        vec = ir.VectorType(ir.FloatType(), LANES).as_pointer()
+        darr = context.make_array(signature.args[0])(context, builder, args[0])
+        sarr = context.make_array(signature.args[2])(context, builder, args[2])
+        value = builder.load(builder.bitcast(builder.gep(sarr.data, [args[3]]), vec), align=4)
+        builder.store(value, builder.bitcast(builder.gep(darr.data, [args[1]]), vec), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(inline="always", **JIT)
+def copy_run(dst, do, src, so, n):
+    """dst[do:do + n] = src[so:so + n]: whole vectors, then the scalar rest (inlined: as a
+    call, its argument passing cost more than the copy)."""
+    full = n - n % LANES
+    for v in range(0, full, LANES):
+        move_vector(dst, do + v, src, so + v)
+    d = dst[do + full:do + n]
+    s = src[so + full:so + n]
+    for t in range(n - full):
+        d[t] = s[t]
 
 
 @njit(**JIT)
@@ -108,6 +153,81 @@ def channel_block(buf, offs, npix, nrun, runlen, run_step, wf, width, outer, yb,
                 add_block_2x6(acc, dot_2x6(buf, a0 + o, a1 + o, a2 + o, a3 + o, a4 + o, a5 + o,
                                            wf, w0, w0 + wrow, runlen))
         _store(yb, kmap, k0, kg, ybase, p0, npix, acc, width)
+
+
+@njit(**JIT)
+def lane_block(panel, po, width, w, rows, n, acc):
+    """acc[r*width + l] = sum_{i<n} w[rows[r] + i] * panel[po + i*width + l], r < 6: six
+    weight rows (offsets into the flat raw weights; a ragged tail repeats a row) against one
+    panel of `width` pixels."""
+    outer_product(width == 2 * LANES, False, panel, po, w, rows[0], rows[1], rows[2], rows[3],
+                  rows[4], rows[5], n, acc, 0)
+
+
+@njit(**JIT)
+def lane_panel(xf, base, offs, q0, width, panel):
+    """panel[i*width + l] = xf[base + offs[i] + q0 + l]: step i of the window of the `width`
+    lanes from q0 on, each one contiguous run of the (phase-split) input; lanes past the end
+    of xf are zero (they are past the last pixel, never stored)."""
+    end = xf.shape[0]
+    for i in range(offs.shape[0]):
+        s = base + offs[i] + q0
+        if s + width <= end:
+            for v in range(0, width, LANES):
+                move_vector(panel, i * width + v, xf, s + v)
+            continue
+        n = max(0, min(width, end - s))
+        d = panel[i * width:(i + 1) * width]
+        src = xf[s:s + n]
+        for t in range(width):
+            d[t] = src[t] if t < n else 0
+
+
+@njit(**JIT)
+def store_lane_rows(yb, kmap, kbase, k0, kg, q0, plane, out_size, acc, width):
+    """yb[kmap[kbase + k0 + r], p] = acc[r*width + l] for the real channels, lane l standing
+    for point q0 + l of the (Dq, Hq, Wq) `plane` grid; only points inside out_size are
+    outputs, p their flattened index."""
+    OD, OH, OW = out_size
+    _, Hq, Wq = plane
+    rows = min(PB, kg - k0)
+    if Hq == OH and Wq == OW:  # every point is an output (1x1, unpadded): one run, p = q
+        m = min(width, OD * OH * OW - q0)
+        for r in range(rows):
+            copy_run(yb[kmap[kbase + k0 + r]], q0, acc, r * width, m)
+        return
+    lane = 0
+    while lane < width:
+        q = q0 + lane
+        w0 = q % Wq
+        h0 = (q // Wq) % Hq
+        d0 = q // (Wq * Hq)
+        n = min(width - lane, Wq - w0)
+        if d0 >= OD:
+            return
+        if h0 < OH and w0 < OW:
+            m = min(n, OW - w0)
+            p = (d0 * OH + h0) * OW + w0
+            for r in range(rows):
+                copy_run(yb[kmap[kbase + k0 + r]], p, acc, r * width + lane, m)
+        lane += n
+
+
+@njit(**JIT)
+def lane_rows(rows, base, k0, kg, step):
+    """rows[r] = base + (k0 + r) * step, r < 6, past kg repeating the group's last channel."""
+    for r in range(PB):
+        rows[r] = base + min(k0 + r, kg - 1) * step
+
+
+def lane_width(pixels: int) -> int:
+    """Pixels per lane panel: two panels of the target where it has the registers, unless
+    one panel pads `pixels` by LANE_PAD_GAIN less (the wide block is the faster: 12 FMAs per
+    6 broadcasts instead of 6)."""
+    def padded(width):
+        return -(-pixels // width) * width
+
+    return 2 * LANES if WIDE and padded(2 * LANES) * LANE_PAD_GAIN <= padded(LANES) else LANES
 
 
 @njit(**JIT)
