@@ -16,7 +16,7 @@ four stages (3x3, 3x2, 2x3, 2x2 sub-kernels), no tap multiplying a structural ze
 Where one phase's k/g channels would not fill the register block's panel (DCGAN's
 3-channel output layer) all phases are one stage instead, sub-kernels zero-padded
 at the front to T = ceil(kernel / stride) taps (`exact_stages`).
-1x1 sub-kernels make the stage the pointwise GEMM (`pointwise.execute_pointwise`).
+1x1 sub-kernels make the stage a GEMM (the dense kernel with a 1x1 window).
 A stage's output z[n, k*P + i, u, v] (u, v the phase grid) is interleaved into y;
 phases without taps (kernel < stride) are zeros; with stride 1 there is one phase
 and z is y.
@@ -44,7 +44,6 @@ from ..blocks import JIT, KB, PAR, PB, new_output, pack_channels_last
 from ..spec import ConvSpec
 from .dense import ROW_BUFFER_BYTES, PackedDense, execute_dense, kchunks_for
 from .gemm import channel_block, outer_width, split_item
-from .pointwise import execute_pointwise
 
 
 @dataclass(frozen=True)
@@ -416,5 +415,6 @@ def execute_subpixel(spec: ConvSpec, x: np.ndarray, sp: SubpixelPlan) -> np.ndar
 
 def _run_stage(st: PhaseStage, x: np.ndarray) -> np.ndarray:
     xs = x if st.symmetric else window_input(x, st.axes)
-    run = execute_pointwise if st.spec.kernel == (1, 1) else execute_dense
-    return run(st.spec, xs, st.packed)
+    # a 1x1 stage too: its weights are packed for the register blocks (PackedDense), which
+    # the dense kernel reads; the pointwise kernel takes unpacked rows (LaneWeights)
+    return execute_dense(st.spec, xs, st.packed)
