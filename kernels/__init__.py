@@ -9,6 +9,7 @@ set_memory_limit (the memory guard, see kernels.memory).
 import importlib
 
 from . import target  # noqa: F401  first: decides what Numba compiles for  isort: skip
+from . import compile_cache  # noqa: F401  before any kernel module  isort: skip
 from . import registry
 from .memory import estimate as memory_estimate
 from .memory import memory_limit, set_memory_limit
