@@ -21,6 +21,12 @@ direction whose singular value is below `RANK_RTOL * k_axis` of the largest
 (float32 rounding of the weights) carries nothing and is dropped; one rank
 per axis serves the whole layer (the largest any channel needs), so the bank
 and the mix have a fixed shape.
+
+Range: each basis column is scaled by the power of two that brings its sum of
+|taps| into (1/2, 1] (exact; the core takes the inverse), so no bank plane is
+larger than the input: an orthonormal 3-tap filter sums up to sqrt(3) |taps|,
+a 3x3x3 product filter 5.2, and the planes of an input near the float32
+maximum would overflow before the output does.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from .factor import RANK_RTOL
 
 @dataclass(frozen=True)
 class ChannelBank:
-    """bases[a][c] (k_a x r_a) of axis a = depth, height, width per input channel c; the
+    """bases[a][c] (k_a x r_a) of axis a = depth, height, width per input channel c
+    (orthogonal columns, each |taps| summing to at most 1); the
     channel mix core[k, cl * R + (i*rh + j)*rw + l] (R = rd*rh*rw, cl the channel in its
     group), both float32."""
     bases: tuple
@@ -69,6 +76,9 @@ def channel_bank(w: np.ndarray, groups: int) -> ChannelBank:
         keep = s > RANK_RTOL * size * s[:, :1]
         bases.append(u[:, :, :max(1, int(keep.sum(axis=1).max()))])
     core = np.einsum("ckabe,cai,cbj,cel->ckijl", wc, *bases, optimize=True)
+    scales = [np.exp2(-np.ceil(np.log2(np.abs(b).sum(axis=1)))) for b in bases]  # [c, r]
+    bases = [b * sc[:, None, :] for b, sc in zip(bases, scales)]
+    core /= np.einsum("ci,cj,cl->cijl", *scales)[:, None]
     R = core[0, 0].size
     core = core.reshape(groups, cg, kg, R).swapaxes(1, 2).reshape(K, cg * R)
     return ChannelBank(tuple(np.ascontiguousarray(b, np.float32) for b in bases),
