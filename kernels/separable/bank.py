@@ -32,6 +32,8 @@ from .counts import volume_geometry
 from .engine import SLACK, blocks_for, pad_volumes, taps
 from .tucker import ChannelBank, channel_bank
 
+MIX_SLAB_BYTES = 8 << 20  # one group's bank planes the mix keeps in L3 across all pixels
+
 
 @njit(**PAR)
 def filter_bank(xf, Af, Uf, Vf, z, geo, kernel, nblocks):
@@ -148,11 +150,20 @@ def execute_bank(spec: ConvSpec, x: np.ndarray, plan: BankPlan) -> np.ndarray:
 
 def mix(spec: ConvSpec, z: np.ndarray, packed: PackedDense) -> np.ndarray:
     """The 1x1 convolution `spec` of z[n, g, pixels, c/g], already channels-last: the
-    direct pointwise kernel without its packing step (execute_pointwise's pixel chunks
-    and channel split)."""
+    direct pointwise kernel without its packing step.
+
+    Pixel chunks: the bank's reduction is long (c/g * R: 13,824 on C3D conv5a), so
+    pointwise's own L2-sized chunks are a few pixels and every chunk streams all the
+    weights again (28 MB x 17 on conv5a). While a group's z fits in L3 (MIX_SLAB_BYTES)
+    one chunk takes every pixel and the work splits by output channels instead: the
+    weights are read once and z is re-read from L3 (conv5a's mix 9.9 -> 5.8 ms on one
+    core; ResNet-50's 3x3 layers 2-10% faster)."""
     P, cg = z.shape[2], z.shape[3]
     y = new_output(spec.output_shape)
-    pixels = max(PB, min(P, PIXEL_CHUNK_BYTES // (4 * cg)) // PB * PB)
+    if 4 * P * cg <= MIX_SLAB_BYTES:
+        pixels = -(-P // PB) * PB
+    else:
+        pixels = max(PB, min(P, PIXEL_CHUNK_BYTES // (4 * cg)) // PB * PB)
     items = spec.n * spec.groups * -(-P // pixels)
     conv_pointwise(z, packed.wb, packed.outer, y.reshape(spec.n, spec.k, P), packed.kmap,
                    pixels, kchunks_for(items, packed.wb.shape[1]))
