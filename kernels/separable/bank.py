@@ -29,22 +29,24 @@ from ..direct.pointwise import PIXEL_CHUNK_BYTES, conv_pointwise, prepare_pointw
 from ..spec import ConvSpec
 from ..types import flip_spatial
 from .counts import volume_geometry
-from .engine import SLACK, blocks_for, pad_volumes, taps
+from .engine import SLACK, blocks_for, taps
 from .tucker import ChannelBank, channel_bank
 
 MIX_SLAB_BYTES = 8 << 20  # one group's bank planes the mix keeps in L3 across all pixels
 
 
 @njit(**PAR)
-def filter_bank(xf, Af, Uf, Vf, z, geo, kernel, nblocks):
+def filter_bank(x, Af, Uf, Vf, z, geo, kernel, nblocks):
     """z[b, g, p, cl*R + (i*rh + j)*rw + l] = sum over (a, e, f) of A[c, i, a] U[c, j, e]
     V[c, l, f] xp[b, c, od*sd + a*dd, oh*sh + e*dh, ow*sw + f*dw], for input channel
     c = g*cg + cl and output pixel p = (od*OH + oh)*OW + ow: the bank planes laid out
     channels-last per group, the layout the 1x1 mix reads.
 
-    xf: the zero-padded input xp[n, c, D', H', W'] flattened plus SLACK; Af, Uf, Vf the
-    filters A[c, i, :] (kd taps) etc. flattened; geo = (sd, sh, sw, dd, dh, dw, D', H',
-    W', OD, OH, OW); kernel = (kd, kh, kw, rd, rh, rw). Per (i): one depth pass into q
+    x: the input [n, c, D, H, W]; each channel is first copied into xv, zero-padded to
+    the D' x H' x W' the passes read (here, not in a parallel region of its own: one
+    fork-join fewer per call); Af, Uf, Vf the filters A[c, i, :] (kd taps) etc.
+    flattened; geo = (sd, sh, sw, dd, dh, dw, D', H', W', OD, OH, OW, pd, ph, pw);
+    kernel = (kd, kh, kw, rd, rh, rw). Per (i): one depth pass into q
     (OD planes of H' x W'), per (i, j) one vertical pass of q into t (OD x OH rows of
     W'), per (i, j, l) one horizontal pass of t into h, copied into z.
 
@@ -64,10 +66,13 @@ def filter_bank(xf, Af, Uf, Vf, z, geo, kernel, nblocks):
     plane = Hp * Wp
     vol = Dp * plane
     rows = OD * OH
-    items = n * C  # item = b*C + c, the order of xf's volumes
+    pd, ph, pw = geo[12], geo[13], geo[14]
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    items = n * C  # item = b*C + c
     per = (items + nblocks - 1) // nblocks
     for blk in prange(nblocks):
         # zeroed once: the slack the blocked loops run into is read, never used
+        xv = np.zeros(vol + SLACK, np.float32)
         q = np.zeros(OD * plane + SLACK, np.float32)
         t = np.zeros(rows * Wp + (KW - 1) * dw + SLACK, np.float32)
         h = np.zeros(rows * Wp + SLACK, np.float32)
@@ -84,9 +89,17 @@ def filter_bank(xf, Af, Uf, Vf, z, geo, kernel, nblocks):
             c = item % C
             b = item // C
             zc = z[b, c // cg].reshape(-1)
+            for d in range(Dp):
+                for hh in range(Hp):
+                    o = (d * Hp + hh) * Wp
+                    sd_, sh_ = d - pd, hh - ph
+                    inside = 0 <= sd_ < D and 0 <= sh_ < H
+                    for ww in range(Wp):
+                        sw_ = ww - pw
+                        xv[o + ww] = x[b, c, sd_, sh_, sw_] if inside and 0 <= sw_ < W else 0
             for i in range(RD):
                 for od in range(OD):
-                    taps(q, od * plane, xf, item * vol + od * sd * plane, offd, Af,
+                    taps(q, od * plane, xv, od * sd * plane, offd, Af,
                           (c * RD + i) * KD, KD, plane, 1, False)
                 for j in range(RH):
                     u0 = (c * RH + j) * KH
@@ -140,10 +153,10 @@ def prepare_bank(spec: ConvSpec, w: np.ndarray, kmap: np.ndarray | None = None) 
 
 def execute_bank(spec: ConvSpec, x: np.ndarray, plan: BankPlan) -> np.ndarray:
     out, kernel, stride, dilation, padding, spans = volume_geometry(spec)
-    xf = pad_volumes(as_3d(x, spec.ndim), *spans, *padding, SLACK)
     ms = plan.mix_spec
     z = np.empty((spec.n, ms.groups, math.prod(out), ms.c // ms.groups), np.float32)
-    filter_bank(xf, *plan.filters, z, np.array([*stride, *dilation, *spans, *out], np.int64),
+    filter_bank(np.ascontiguousarray(as_3d(x, spec.ndim)), *plan.filters, z,
+                np.array([*stride, *dilation, *spans, *out, *padding], np.int64),
                 np.array([*kernel, *plan.bank.ranks], np.int64), blocks_for(spec.n * spec.c))
     return mix(ms, z, plan.mix)
 
