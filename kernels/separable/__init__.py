@@ -1,9 +1,14 @@
 """The `separable` algorithm: spatial kernels as sums of rank-1 terms, run as 1-D passes.
 
 - factor.py: SVD split, numerical rank and `rank_error` (how separable a kernel is)
-- engine.py: the Numba vertical/horizontal (and conv3d depth) passes
-- counts.py: multiplications of the passes, as the seed counts them
-- cells.py: one cell per type with spatial extent (registers on import)
+- engine.py: the Numba vertical/horizontal (and conv3d depth) passes of the rank-1 terms
+- tucker.py: a grouped kernel as a separable filter bank per input channel plus a
+  channel mix (per-channel Tucker decomposition, exact at full rank)
+- bank.py: that bank as 1-D passes, then the mix as the direct 1x1 GEMM (the path of
+  wide dense 2-D layers and conv3d)
+- counts.py: multiplications of the passes (and the bank), as the seed counts them
+- cells.py: one cell per type with spatial extent (registers on import); picks the
+  path that counts fewer multiplications
 """
 
 from __future__ import annotations

@@ -5,6 +5,13 @@ read them) is the cells' prepare step: `kernels.plan` does it once,
 `kernels.run` on every call. The order depends on the thread count (how the
 output channels are chunked), so a prepared order is kept for the thread count
 it was made for and made again, from the stored terms, under another one.
+
+The dense 2-D types and conv3d have two paths: the per-(k, c) rank-1 terms
+(engine.py) and the channel bank (bank.py: a separable filter bank per input
+channel, then a 1x1 mix). Each spec takes the one that counts fewer
+multiplications at full rank (`uses_bank`): the bank on wide layers, whose
+passes are shared by all the outputs of a group; the terms where a group has
+few outputs (depthwise), whose bank would need more passes than the terms.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from ..spec import ConvSpec
 from ..types import conv_type as type_of
 from ..types import flip_spatial, select, separable_stages, shuffle_permutation
 from . import counts
+from .bank import BankPlan, execute_bank, prepare_bank
 from .engine import SLACK, blocks_for, pad_volumes, separable2d, separable3d
 from .factor import rank1_terms
+from .tucker import channel_bank
 
 BAND_FLOATS = 2048  # floats of the intermediate band z: stays in L1 with its input rows
 ACC_FLOATS = 65536  # floats of output bands one work item accumulates (L2)
@@ -149,6 +158,24 @@ def _execute_terms(spec, x, ordered):
     return execute_terms2d(x, ordered)
 
 
+def uses_bank(spec: ConvSpec, term_count) -> bool:
+    """The channel-bank path where it counts fewer multiplications than the terms
+    (`term_count`, at full rank): a choice by the spec alone, so counts, plans and
+    runs agree."""
+    return counts.bank_count(spec) < term_count(spec)
+
+
+def _cheaper_path(term_count):
+    """The registered count of a two-path cell: the path `uses_bank` picks."""
+    return lambda spec: min(term_count(spec), counts.bank_count(spec))
+
+
+def bank_ranks(spec: ConvSpec, w: np.ndarray) -> tuple[int, int, int]:
+    """The bank's axis ranks on these weights (a 2-D kernel as depth 1)."""
+    return channel_bank(w.reshape(w.shape[:2] + (1,) * (5 - w.ndim) + w.shape[2:]),
+                        spec.groups).ranks
+
+
 # --------------------------------------------------------------------- 2-D dense types
 
 DENSE_2D = select(ndim=2, transposed=False, composition="dense", kernel="any")
@@ -158,11 +185,19 @@ def _dense_cell(conv_type):
     shuffle = type_of(conv_type).shuffle
 
     def prepare(spec, weights):
-        return _prepare_dense(spec, weights[0],
-                              shuffle_permutation(spec.k, spec.groups) if shuffle else None)
+        kmap = shuffle_permutation(spec.k, spec.groups) if shuffle else None
+        if uses_bank(spec, counts.dense_count):
+            return prepare_bank(spec, weights[0], kmap)
+        return _prepare_dense(spec, weights[0], kmap)
 
-    cell(conv_type, "separable", prepare=prepare, multiplications=counts.dense_count)(
-        _execute_terms)
+    cell(conv_type, "separable", prepare=prepare,
+         multiplications=_cheaper_path(counts.dense_count))(_execute_dense)
+
+
+def _execute_dense(spec, x, state):
+    if isinstance(state, BankPlan):
+        return execute_bank(spec, x, state)
+    return execute_terms2d(x, state)
 
 
 for _t in DENSE_2D:
@@ -327,9 +362,17 @@ def order_terms3d(spec: ConvSpec, terms: tuple, threads: int | None = None) -> O
                      np.ascontiguousarray(V[take]).reshape(-1, kw))
 
 
-@cell("conv3d", "separable", prepare=lambda spec, weights: order_terms3d(
-    spec, conv3d_terms(spec, weights[0])), multiplications=counts.conv3d_count)
+def _prepare_conv3d(spec, weights):
+    if uses_bank(spec, counts.conv3d_count):
+        return prepare_bank(spec, weights[0])
+    return order_terms3d(spec, conv3d_terms(spec, weights[0]))
+
+
+@cell("conv3d", "separable", prepare=_prepare_conv3d,
+      multiplications=_cheaper_path(counts.conv3d_count))
 def _conv3d(spec, x, ordered):
+    if isinstance(ordered, BankPlan):
+        return execute_bank(spec, x, ordered)
     threads = numba.get_num_threads()
     if ordered.threads != threads:  # the caller changed the thread count since preparing
         ordered = order_terms3d(spec, ordered.terms, threads)
@@ -356,6 +399,9 @@ for _t in select(kernel="1x1"):
 
 def separable_multiplications(conv_type: str, spec: ConvSpec, weights) -> int:
     """Multiplications of the separable cell on these weights (actual ranks, not full rank)."""
+    if conv_type in DENSE_2D and uses_bank(spec, counts.dense_count) or (
+            conv_type == "conv3d" and uses_bank(spec, counts.conv3d_count)):
+        return counts.bank_count(spec, bank_ranks(spec, weights[0]))
     if conv_type in DENSE_2D:
         return counts.count_terms(spec, len(dense_terms(spec, weights[0])[0]))
     if conv_type == "depthwise_separable":

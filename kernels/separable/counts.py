@@ -25,10 +25,23 @@ depthwise_separable adds its pointwise stage N * OH * OW * K * C to the
 factored depthwise stage. flattened counts its three native passes: the
 lateral 1x1 over the unpadded input, N * K * C * H * W, then one term per
 output channel. conv3d adds a depth pass of OD * H' * W' * kd per depth
-filter (S = min(kd, kh*kw) per slice, each with T = min(kh, kw) 2-D terms).
+filter (S = min(kd, kh*kw) per slice, each with T = min(kh, kw) 2-D terms,
+whose pass pairs run on every one of the OD output depth slices).
 transposed2d runs the stride-1 correlation of the zero-upsampled input, so
 its count (in cells.py) is c * k/g * min(kh, kw) terms on that grid: the
 inserted zeros are multiplied and counted.
+
+The channel-bank path (bank.py; dense 2-D types and conv3d, where it counts
+fewer multiplications than the terms) runs, per image and input channel,
+rd depth passes over OD x H' x W', rd*rh vertical passes over OD x OH x W'
+and R = rd*rh*rw horizontal passes over OD x OH x OW (a 2-D problem is depth
+1: one kd = 1 "pass" copying the plane), then the 1x1 mix of the c*R bank
+planes into k outputs:
+
+    N * C * (rd*kd*OD*H'*W' + rd*rh*kh*OD*OH*W' + R*kw*OD*OH*OW + k/g * R*OD*OH*OW)
+
+At full rank (R = kd*kh*kw for k/g >= kernel taps) the mix alone is the direct
+count, and the passes add ~1% on a wide layer (C3D conv5a: 1.01x direct).
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ import math
 import numpy as np
 
 from ..spec import ConvSpec
+from .tucker import axis_ranks
 
 
 def padded_span(out: int, k: int, s: int, d: int) -> int:
@@ -46,10 +60,11 @@ def padded_span(out: int, k: int, s: int, d: int) -> int:
 
 
 def term_multiplications(spec: ConvSpec) -> int:
-    """One (vertical, horizontal) pass pair over every image of the batch."""
+    """One (vertical, horizontal) pass pair over every image of the batch (and, for
+    conv3d, every output depth slice: the passes run once per slice)."""
     (OH, OW), (kh, kw) = spec.out_size[-2:], spec.kernel[-2:]
     wspan = padded_span(OW, kw, spec.stride[-1], spec.dilation[-1])
-    return spec.n * OH * (wspan * kh + OW * kw)
+    return spec.n * math.prod(spec.out_size[:-2]) * OH * (wspan * kh + OW * kw)
 
 
 def depth_pass_multiplications(spec: ConvSpec) -> int:
@@ -95,3 +110,27 @@ def count_terms(spec: ConvSpec, terms: int, depth_filters: int = 0) -> int:
     """Multiplications for a given number of 2-D terms (and conv3d depth filters)."""
     extra = depth_filters * depth_pass_multiplications(spec) if depth_filters else 0
     return int(np.int64(terms) * term_multiplications(spec) + extra)
+
+
+def volume_geometry(spec: ConvSpec):
+    """(out_size, kernel, stride, dilation, padding, spans) as 3-D tuples: a 2-D problem
+    is depth 1. spans are the padded input positions the passes read per axis."""
+    def vol(t, fill):
+        return (fill,) * (3 - len(t)) + tuple(t)
+
+    out, kernel = vol(spec.out_size, 1), vol(spec.kernel, 1)
+    stride, dilation = vol(spec.stride, 1), vol(spec.dilation, 1)
+    spans = tuple(padded_span(*a) for a in zip(out, kernel, stride, dilation))
+    return out, kernel, stride, dilation, vol(spec.padding, 0), spans
+
+
+def bank_count(spec: ConvSpec, ranks: tuple | None = None) -> int:
+    """The channel-bank path: per-channel passes plus the 1x1 mix (full rank by default)."""
+    (OD, OH, OW), kernel, _, _, _, (_, hspan, wspan) = volume_geometry(spec)
+    kd, kh, kw = kernel
+    kg = spec.k // spec.groups
+    rd, rh, rw = axis_ranks(kernel, kg) if ranks is None else ranks
+    R = rd * rh * rw
+    per_channel = OD * (rd * kd * hspan * wspan + rd * rh * kh * OH * wspan
+                        + R * kw * OH * OW + kg * R * OH * OW)
+    return spec.n * spec.c * per_channel

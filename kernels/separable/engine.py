@@ -17,7 +17,7 @@ Why the loops look like this: at stride 1 the rows of a band are adjacent
 in xp and in z, so each pass over a band is ONE long unit-stride loop over
 R*W' elements (the last (kw-1)*dw columns of each acc row are junk, never
 copied out) instead of R short ones. The passes work on flat arrays at
-unsigned offsets (`_taps`, inlined): no slices, whose two atomic reference
+unsigned offsets (`taps`, inlined): no slices, whose two atomic reference
 count updates each cost as much as a short loop, and no negative-index
 wraparound selects. Each loop runs to a whole BLOCK of floats into SLACK past
 every buffer, so that even a 7x7 plane (63 floats) runs in the vectoriser's
@@ -122,7 +122,7 @@ def _up_to_3(dst, d, src, r0, r1, r2, a0, a1, a2, k, n, step, accumulate):
 
 
 @njit(**JIT, inline="always")  # a call costs the reference counts of four arrays
-def _taps(dst, d0, src, s0, offs, w, w0, nv, n, step, accumulate):
+def taps(dst, d0, src, s0, offs, w, w0, nv, n, step, accumulate):
     """dst[d0 + p] (+)= sum_q w[w0 + q] * src[s0 + offs[q] + p*step] for p < n, q < nv,
     three taps per pass over dst.
 
@@ -154,15 +154,15 @@ def _term(src, s0, af, a0, z, Uf, u0, Vf, v0, KH, KW, offv, offh, R, OW, sh, sw,
     over R*W' elements (the last (kw-1)*dw columns of each af row are junk)."""
     L = R * Wp
     if sh == 1:
-        _taps(z, 0, src, s0, offv, Uf, u0, KH, L, 1, False)
+        taps(z, 0, src, s0, offv, Uf, u0, KH, L, 1, False)
     else:
         for r in range(R):
-            _taps(z, r * Wp, src, s0 + r * sh * Wp, offv, Uf, u0, KH, Wp, 1, False)
+            taps(z, r * Wp, src, s0 + r * sh * Wp, offv, Uf, u0, KH, Wp, 1, False)
     if sw == 1:
-        _taps(af, a0, z, 0, offh, Vf, v0, KW, L - offh[KW - 1], 1, True)
+        taps(af, a0, z, 0, offh, Vf, v0, KW, L - offh[KW - 1], 1, True)
     else:
         for r in range(R):
-            _taps(af, a0 + r * Wp, z, r * Wp, offh, Vf, v0, KW, OW, sw, True)
+            taps(af, a0 + r * Wp, z, r * Wp, offh, Vf, v0, KW, OW, sw, True)
 
 
 @njit(**JIT)
@@ -250,7 +250,7 @@ def _slice3d(xf, y, acc, q, z, offd, offv, offh, b, od, k0, k1, g0, g1, gc, gk, 
     for j in range(KW):
         offh[j] = j * dw
     for g in range(g0, g1):
-        _taps(q, 0, xf, (b * C + gc[g]) * vol, offd, Af, g * KD, KD, plane, 1, False)
+        taps(q, 0, xf, (b * C + gc[g]) * vol, offd, Af, g * KD, KD, plane, 1, False)
         a0 = (gk[g] - k0) * La
         for t in range(gt[g], gt[g + 1]):
             _term(q, 0, af, a0, z, Uf, t * KH, Vf, t * KW, KH, KW, offv, offh, OH, OW, sh, sw,
