@@ -4,7 +4,7 @@
 here the bank runs as 1-D passes (depth, vertical, horizontal) on each
 zero-padded input channel, writing its R planes channels-last,
 z[n, g, pixel, cl*R + r], and the core mixes z into the output with the direct
-1x1 kernel (`direct.pointwise.conv_pointwise`, a register-blocked GEMM over
+1x1 kernel (`direct.pointwise.packed_pointwise`, a register-blocked GEMM over
 (c, r) -> k, grouped like the layer) straight from that layout.
 
 Why: a term path applies every rank-1 term of every (k, c) slice to the
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from ..blocks import PAR, PB, new_output
-from ..direct.dense import PackedDense, as_3d, kchunks_for
-from ..direct.pointwise import PIXEL_CHUNK_BYTES, conv_pointwise, prepare_pointwise
+from ..blocks import PAR, PB
+from ..direct.dense import PackedDense, as_3d
+from ..direct.pointwise import pack_pointwise, packed_pointwise
 from ..spec import ConvSpec
 from ..types import flip_spatial
 from .counts import volume_geometry
@@ -148,7 +148,7 @@ def prepare_bank(spec: ConvSpec, w: np.ndarray, kmap: np.ndarray | None = None) 
     bank = channel_bank(as_3d(w, spec.ndim), spec.groups)
     ms = mix_spec(spec, math.prod(bank.ranks))
     filters = tuple(np.ascontiguousarray(b.swapaxes(1, 2)).reshape(-1) for b in bank.bases)
-    return BankPlan(bank, filters, ms, prepare_pointwise(ms, bank.core, kmap))
+    return BankPlan(bank, filters, ms, pack_pointwise(ms, bank.core, kmap))
 
 
 def execute_bank(spec: ConvSpec, x: np.ndarray, plan: BankPlan) -> np.ndarray:
@@ -172,12 +172,5 @@ def mix(spec: ConvSpec, z: np.ndarray, packed: PackedDense) -> np.ndarray:
     weights are read once and z is re-read from L3 (conv5a's mix 9.9 -> 5.8 ms on one
     core; ResNet-50's 3x3 layers 2-10% faster)."""
     P, cg = z.shape[2], z.shape[3]
-    y = new_output(spec.output_shape)
-    if 4 * P * cg <= MIX_SLAB_BYTES:
-        pixels = -(-P // PB) * PB
-    else:
-        pixels = max(PB, min(P, PIXEL_CHUNK_BYTES // (4 * cg)) // PB * PB)
-    items = spec.n * spec.groups * -(-P // pixels)
-    conv_pointwise(z, packed.wb, packed.outer, y.reshape(spec.n, spec.k, P), packed.kmap,
-                   pixels, kchunks_for(items, packed.wb.shape[1]))
-    return y
+    pixels = -(-P // PB) * PB if 4 * P * cg <= MIX_SLAB_BYTES else None
+    return packed_pointwise(spec, z, packed, pixels)
