@@ -276,12 +276,17 @@ def _separable(conv_type: str, spec: ConvSpec) -> dict:
     weights = F64 * 3 * spec.k * cg * (kh * kh + kw * kw + kh * kw) * (
         spec.kernel[0] if spec.ndim == 3 else 1)
     per_thread = t * (PER_THREAD_BYTES + F32 * 65536)
+    # the channel-bank path (separable/bank.py), where it is chosen: every input channel's
+    # R <= prod(kernel) filtered planes at the output size, channels-last for the mix
+    bank = (F32 * spec.n * spec.c * _prod(spec.kernel) * _prod(spec.out_size)
+            if not (_staged(conv_type) or _depthwise(conv_type) or conv_type == "flattened")
+            else 0)
     if spec.ndim == 3:
         spans = [(o - 1) * s + (k - 1) * d + 1 for o, k, s, d in zip(
             spec.out_size, spec.kernel, spec.stride, spec.dilation)]
         # the padded input volumes, and per thread a plane and a row band of them
         ws = F32 * (spec.n * spec.c * _prod(spans) + 2 * t * _prod(spans[1:]))
-        return dict(output=out, workspace=ws + per_thread, weights=weights)
+        return dict(output=out, workspace=max(ws, bank) + per_thread, weights=weights)
     spans = tuple((o - 1) * (1 if spec.transposed else s) + (k - 1) * d + 1
                   for o, k, s, d in zip(spec.out_size, spec.kernel, spec.stride,
                                         spec.dilation))
@@ -293,7 +298,7 @@ def _separable(conv_type: str, spec: ConvSpec) -> dict:
         ws += 2 * F32 * _out(spec, spec.c)  # the depthwise output and its packed copy
     if conv_type == "flattened":
         ws += F32 * spec.n * (spec.k + spec.c) * _prod(spec.size)  # lateral output, packing
-    return dict(output=out, workspace=ws, weights=weights)
+    return dict(output=out, workspace=max(ws, bank + per_thread), weights=weights)
 
 
 def _conv_nd64(n: int, c: int, k: int, padded: int, out: int, taps: int) -> int:
