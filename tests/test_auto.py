@@ -93,7 +93,19 @@ def test_falls_back_to_the_rule_without_a_table(tmp_path, monkeypatch):
     assert auto.current_table() is None
     dw = kernels.ConvSpec(n=1, c=32, k=32, size=(8, 8), kernel=3, padding=1, groups=32)
     cases = [
-        ("pointwise", kernels.ConvSpec(n=1, c=32, k=64, size=(8, 8), kernel=1), "im2col"),
+        ("pointwise", kernels.ConvSpec(n=1, c=32, k=64, size=(8, 8), kernel=1), "direct"),
+        ("shuffled_grouped", kernels.ConvSpec(n=1, c=24, k=24, size=(8, 8), kernel=1, groups=3),
+         "im2col"),
+        ("dilated2d", CONV.replace(dilation=2, padding=2), "direct"),
+        ("conv3d", kernels.ConvSpec(n=1, c=3, k=8, size=(4, 8, 8), kernel=3, padding=1),
+         "winograd_f4"),                                        # 3-D: from 3 channels
+        ("depthwise_separable", CONV, "direct"),
+        ("flattened", CONV, "separable"),
+        ("transposed2d", kernels.ConvSpec(n=1, c=64, k=32, size=(16, 16), kernel=2, stride=2,
+                                          transposed=True), "direct"),   # kernel == stride
+        ("transposed2d", kernels.ConvSpec(n=1, c=64, k=32, size=(16, 16), kernel=5, stride=2,
+                                          padding=2, output_padding=1, transposed=True),
+         "im2col"),
         ("conv2d", CONV, "winograd_f4"),
         ("conv2d", CONV.replace(c=8, k=8), "direct"),             # too few channels
         ("conv2d", CONV.replace(stride=2), "direct"),

@@ -106,7 +106,7 @@ def _decide(conv_type: str, spec: ConvSpec) -> Choice:
         for entry in table.nearest(conv_type, spec):
             if _runs(conv_type, entry.algorithm, spec):
                 return Choice(entry.algorithm, f"table: nearest {entry.problem}")
-    for algorithm in (*rule.preferences(spec), *CANDIDATES):
+    for algorithm in (*rule.preferences(conv_type, spec), *CANDIDATES):
         if _runs(conv_type, algorithm, spec):
             return Choice(algorithm, "rule")
     why = registry.supports(conv_type, "direct", spec) if "direct" in CANDIDATES else None

@@ -1,14 +1,25 @@
 """The fallback rule: what `auto` runs where no tuning table answers.
 
-From the measured figures in the README (2-core AVX-512 and AVX2, 2 threads), in order:
+From the per-type figures of `python -m harness.checks.types` (2-core AVX-512, 2
+threads; README "Every type against torch"), in order:
 
-1. a 1x1 kernel (pointwise, pointwise_grouped, any 1x1 spec): im2col (a bare GEMM);
-2. a 3x3 (or 3x3x3) kernel at stride 1 with at least 16 input and output channels per
+1. a dilated layer: direct (space-to-batch with the padded taps skipped beats the
+   Winograd sub-grids 1.5-5x on ENet and DeepLab);
+2. a transposed layer: direct when tiny, or when its kernel equals its stride (the
+   sub-pixel form is one GEMM storing into y: U-Net's 2x2 upconvs); otherwise im2col
+   (GEMM + col2im wins on DCGAN's 4x4 and 5x5 layers);
+3. flattened with at least 16 channels: separable (its 1-D passes are what the type
+   is; 3-13x torch on MobileNet's layers);
+4. depthwise separable: direct (depthwise and pointwise fused per band of rows);
+5. a 1x1 kernel: direct (the pixels-in-lanes GEMM on unpacked weights), im2col when
+   the output is shuffled (its GEMM writes the shuffled channel for free);
+6. a 3x3 (or 3x3x3) kernel at stride 1 with at least 16 input and output channels per
    group: winograd_f4 (1.3-1.6x torch on ResNet-50; below 16 channels the transforms
-   cost more than the multiplications they save);
-3. a kernel of 5 taps or more per axis at stride 1 with at least 64 channels per group:
+   cost more than the multiplications they save); any 3x3x3 stride-1 conv3d (the
+   depth-taps form wins from 3 channels: 2x direct on C3D conv1a);
+7. a kernel of 5 taps or more per axis at stride 1 with at least 64 channels per group:
    fft (its products per tile fall with the kernel's size, Winograd's matrices stop at 3);
-4. anything else: direct.
+8. anything else: direct.
 
 The first candidate the spec's cell supports is taken (`kernels.supports`, memory limit
 included); if none of the rule's picks do, direct, then the first algorithm that does.
@@ -16,20 +27,36 @@ included); if none of the rule's picks do, direct, then the first algorithm that
 
 from __future__ import annotations
 
+from ..direct.transposed_small import is_small
 from ..spec import ConvSpec
+from ..types import conv_type as type_of
 
 WINOGRAD_MIN_CHANNELS = 16
 FFT_MIN_CHANNELS = 64
 FFT_MIN_TAPS = 5
+FLATTENED_MIN_CHANNELS = 16
 
 
-def preferences(spec: ConvSpec) -> tuple[str, ...]:
-    """The algorithms the rule prefers for `spec`, best first (direct always last)."""
+def preferences(conv_type: str, spec: ConvSpec) -> tuple[str, ...]:
+    """The algorithms the rule prefers for `spec` run as `conv_type`, best first (direct
+    always last)."""
     per_group = min(spec.c, spec.k) // spec.groups
     stride_1 = all(s == 1 for s in spec.stride)
-    if all(k == 1 for k in spec.kernel):
+    kind = type_of(conv_type)
+    if any(d > 1 for d in spec.dilation):
+        return ("direct",)
+    if kind.transposed:
+        if is_small(spec) or tuple(spec.kernel) == tuple(spec.stride):
+            return ("direct",)
         return ("im2col", "direct")
-    if stride_1 and all(k == 3 for k in spec.kernel) and per_group >= WINOGRAD_MIN_CHANNELS:
+    if conv_type == "flattened" and per_group >= FLATTENED_MIN_CHANNELS:
+        return ("separable", "direct")
+    if conv_type == "depthwise_separable":
+        return ("direct",)
+    if all(k == 1 for k in spec.kernel):
+        return ("im2col", "direct") if kind.shuffle else ("direct",)
+    if stride_1 and all(k == 3 for k in spec.kernel) and (
+            per_group >= WINOGRAD_MIN_CHANNELS or spec.ndim == 3):
         return ("winograd_f4", "direct")
     if stride_1 and min(spec.kernel) >= FFT_MIN_TAPS and per_group >= FFT_MIN_CHANNELS:
         return ("fft", "direct")
