@@ -24,13 +24,14 @@ at 16/64/256/512, 5x5 at 64, pointwise 512, conv3d 3x3x3 at 64 and 512 channels)
     algorithm    worst error / (EPS32 sqrt(L))   worst at L = 13,824   bound declared
     direct       0.39 (depthwise L=9)            3.9e-6                Bound(8, 2e-6)
     im2col       0.39 (depthwise L=9)            4.0e-7                Bound(8, 2e-6)
-    separable    0.45 (conv2d L=9)               5.2e-6                Bound(8, 2e-6)
-    winograd_f2  0.50 (depthwise L=9)            8.2e-7                Bound(8, 4e-6)
-    winograd_f4  6.3 (conv3d L=1728); 3.6e-6     3.8e-5                Bound(64, 5e-5)
+    separable    0.45 (conv2d L=9)               4.6e-6                Bound(8, 2e-6)
+    winograd_f2  0.50 (depthwise L=9)            1.2e-6                Bound(8, 4e-6)
+    winograd_f4  6.9 (conv3d L=1728, nested     2.1e-5                Bound(64, 5e-5)
+                 F(4,3) x F(4x4,3x3)); 3.6e-6
                  absolute at L=9 (transforms)
 
-Every measured worst is at least 10x under its bound (10x for F(4x4,3x3) conv3d at
-L=1728, 14-280x elsewhere). The other side: one weight doubled (a perturbation by
+Every measured worst is at least 9x under its bound (9x for the nested 3-D Winograd
+at L=1728, 14-280x elsewhere). The other side: one weight doubled (a perturbation by
 its own magnitude, the smallest real kernel bug) gives an error of about
 0.5 / sqrt(L) (0.15 at L=9, 6.3e-3 at L=4608, 4.3e-3 at L=13,824), 39x over the
 single-sum bounds and 5x over F(4x4,3x3)'s at L=13,824, 12x at L=4608; the
