@@ -110,6 +110,17 @@ def depth_filter_transform(w, G, wd):
 
 
 @njit(**JIT)
+def _scaled_into(dst, coef, src, n, accumulate):
+    """dst[:n] (+)= coef * src[:n]: one term of a depth transform, the first one stored."""
+    if accumulate:
+        for p in range(n):
+            dst[p] += coef * src[p]
+    else:
+        for p in range(n):
+            dst[p] = coef * src[p]
+
+
+@njit(**JIT)
 def _image(img, dd, tz):
     """Virtual image img = (b*dd + r)*tz + t -> (image b, depth sub-grid r, depth tile t)."""
     return img // (tz * dd), (img // tz) % dd, img % tz
@@ -133,14 +144,8 @@ def depth_input_transform(x, BT, x2, md, lo_d, dd, tz):
                 z = r + dd * (t * md + j) - lo_d
                 if coef == 0 or z < 0 or z >= D:
                     continue
-                src = x[b, ci, z]
-                if first:
-                    for p in range(HW):
-                        dst[p] = coef * src[p]
-                    first = False
-                else:
-                    for p in range(HW):
-                        dst[p] += coef * src[p]
+                _scaled_into(dst, coef, x[b, ci, z], HW, not first)
+                first = False
             if first:
                 dst[:] = 0
 
@@ -207,14 +212,8 @@ def depth_output_transform(y2, AT, y, dd, tz):
                 coef = AT[i, f]
                 if coef == 0:
                     continue
-                src = y2[img, f * k + kk]
-                if first:
-                    for p in range(HW):
-                        dst[p] = coef * src[p]
-                    first = False
-                else:
-                    for p in range(HW):
-                        dst[p] += coef * src[p]
+                _scaled_into(dst, coef, y2[img, f * k + kk], HW, not first)
+                first = False
 
 
 def filter3d(w: np.ndarray, m: int, groups: int, md: int,
