@@ -95,7 +95,7 @@ def _child(job: dict) -> dict[str, float]:
     return out
 
 
-def traffic_bytes(conv_type: str, spec, weights) -> int:
+def traffic_bytes(spec, weights) -> int:
     """Input + weights + output, float32, each touched once."""
     out = math.prod(spec.output_shape)
     return 4 * (math.prod(spec.input_shape) + sum(int(w.size) for w in weights) + out)
@@ -124,7 +124,7 @@ def layer_row(conv_type: str, layer, algos, threads: int, repeat: int, rounds: i
     best = min(ours, key=ours.get)
     flops = 2 * kernels.multiplications(conv_type, "direct", spec)
     _, w = kernels.make_inputs(conv_type, spec)
-    intensity = flops / traffic_bytes(conv_type, spec, w)
+    intensity = flops / traffic_bytes(spec, w)
     roof = min(peak, intensity * bandwidth)
     gflops = flops / ours[best] / 1e9
     return {"layer": layer.label, "best": best, "ms": ours[best] * 1e3,
