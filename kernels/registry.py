@@ -12,6 +12,7 @@ itself as not implemented, so `convbench list` shows the whole matrix.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ def _raw_weights(spec: ConvSpec, weights: tuple) -> tuple:
     return weights
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: a cell is a cache key (see _accepted)
 class Cell:
     prepare: Preparer   # weights -> state: every weight-only step (run: once per call)
     prepare_for_plan: Preparer  # the same for a state that serves many calls (a plan)
@@ -188,11 +189,27 @@ def supports(conv_type: str, algorithm: str, spec: ConvSpec) -> str | None:
 
 def _runnable_cell(conv_type: str, algorithm: str, spec: ConvSpec) -> Cell:
     """The cell, after its shape rules and the memory limit accepted `spec`."""
+    cell_ = _CELLS.get((conv_type, algorithm))
+    if cell_ is None or not isinstance(spec, ConvSpec):
+        _refuse(conv_type, algorithm, spec)  # raises: no such cell, or not a spec
+    return _accepted(cell_, conv_type, algorithm, spec, memory.memory_limit())
+
+
+@functools.lru_cache(maxsize=4096)
+def _accepted(cell_: Cell, conv_type: str, algorithm: str, spec: ConvSpec, limit: int) -> Cell:
+    """`cell_` once it accepted `spec` under memory limit `limit`. Cached (a refusal
+    raises and is not): on a tiny layer these checks were a third of the call. The cell
+    is part of the key, so a cell registered anew is checked anew."""
+    _refuse(conv_type, algorithm, spec)
+    return cell_
+
+
+def _refuse(conv_type: str, algorithm: str, spec: ConvSpec) -> None:
+    """Raise ValueError if the cell cannot run `spec` (its shape rules, the memory limit)."""
     why = _shape_reason(conv_type, algorithm, spec)
     if why:
         raise ValueError(f"algorithm: {algorithm} cannot run {conv_type} on {spec}: {why}")
     memory.check(conv_type, algorithm, spec)
-    return _CELLS[(conv_type, algorithm)]
 
 
 def run(conv_type: str, algorithm: str, spec: ConvSpec, x, weights) -> np.ndarray:

@@ -8,6 +8,7 @@ weights are laid out and which specs fit it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -164,12 +165,23 @@ class ConvSpec:
                     raise ValueError(f"{fname}: the {what} would have {count:.3g} elements, "
                                      f"more than an int64 can count")
 
+    def __hash__(self) -> int:
+        # cached: specs key the per-call caches (checks, geometry), and hashing 12 fields
+        # anew was a tenth of a tiny layer's call
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.compare))
+            self.__dict__["_hash"] = h
+        return h
+
     # ------------------------------------------------------------- derived
+    # The shapes are cached on the instance (a spec is immutable): `kernels.run` reads
+    # them on every call, and working them out took most of a tiny layer's microseconds.
     @property
     def ndim(self) -> int:
         return len(self.size)
 
-    @property
+    @functools.cached_property
     def out_size(self) -> tuple[int, ...]:
         if self.transposed:
             return tuple(
@@ -182,11 +194,11 @@ class ConvSpec:
             for t in zip(self.size, self.kernel, self.stride, self.padding, self.dilation)
         )
 
-    @property
+    @functools.cached_property
     def input_shape(self) -> tuple[int, ...]:
         return (self.n, self.c, *self.size)
 
-    @property
+    @functools.cached_property
     def output_shape(self) -> tuple[int, ...]:
         return (self.n, self.k, *self.out_size)
 

@@ -176,28 +176,16 @@ def check_spec(name: str, spec: ConvSpec) -> None:
 
 def check_inputs(name: str, spec: ConvSpec, x, weights) -> tuple[np.ndarray, tuple]:
     """Validate x and weights against the spec; return them as C-contiguous float32."""
-    check_spec(name, spec)
-    x = check_x(spec, x)
-    return x, check_weights(name, spec, weights)
+    x_shape, weight_names, weight_shapes = _expected_shapes(name, spec)
+    x = _checked_array("x", x, x_shape)
+    return x, _checked_weights(name, weight_names, weight_shapes, weights)
 
 
 def check_weights(name: str, spec: ConvSpec, weights) -> tuple:
     """Validate the spec and the weights (one array, or a tuple in the type's order)
     against the type; return them as a tuple of C-contiguous float32 arrays."""
-    check_spec(name, spec)
-    t = conv_type(name)
-    if isinstance(weights, np.ndarray):
-        weights = (weights,)
-    if not isinstance(weights, (tuple, list)) or len(weights) != len(t.weight_names):
-        raise ValueError(
-            f"weights: {name} takes {len(t.weight_names)} weight arrays "
-            f"({', '.join(t.weight_names)})"
-        )
-    shapes = t.weight_shapes(spec)
-    return tuple(
-        _checked_array(f"weights[{wname}]", w, shape)
-        for wname, w, shape in zip(t.weight_names, weights, shapes)
-    )
+    _, weight_names, weight_shapes = _expected_shapes(name, spec)
+    return _checked_weights(name, weight_names, weight_shapes, weights)
 
 
 def check_x(spec: ConvSpec, x) -> np.ndarray:
@@ -205,14 +193,47 @@ def check_x(spec: ConvSpec, x) -> np.ndarray:
     return _checked_array("x", x, spec.input_shape)
 
 
-def _checked_array(field: str, a, shape) -> np.ndarray:
+def _expected_shapes(name: str, spec: ConvSpec) -> tuple:
+    """(x's shape, the weight names, their shapes) once `spec` passed the type's rules."""
+    if not isinstance(spec, ConvSpec):
+        check_spec(name, spec)  # raises (and such a spec may not be hashable)
+    return _shapes_of(name, spec)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shapes_of(name: str, spec: ConvSpec) -> tuple:
+    """Cached (a refusal raises and is not): a small layer's call is a few microseconds,
+    and the checks were a fifth of them."""
+    check_spec(name, spec)
+    t = conv_type(name)
+    return (spec.input_shape, t.weight_names,
+            tuple(tuple(shape) for shape in t.weight_shapes(spec)))
+
+
+def _checked_weights(name: str, weight_names, weight_shapes, weights) -> tuple:
+    if isinstance(weights, np.ndarray):
+        weights = (weights,)
+    if not isinstance(weights, (tuple, list)) or len(weights) != len(weight_names):
+        raise ValueError(
+            f"weights: {name} takes {len(weight_names)} weight arrays "
+            f"({', '.join(weight_names)})"
+        )
+    checked = [_checked_array("weights", w, shape, wname)
+               for wname, w, shape in zip(weight_names, weights, weight_shapes)]
+    return tuple(checked)
+
+
+def _checked_array(field: str, a, shape: tuple, item: str = "") -> np.ndarray:
+    if type(a) is np.ndarray and a.dtype == np.float32 and a.shape == shape:
+        return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    field = f"{field}[{item}]" if item else field  # built only for the message
     if not isinstance(a, np.ndarray):
         raise ValueError(f"{field}: expected a numpy array, got {type(a).__name__}")
     if a.dtype != np.float32:
         raise ValueError(f"{field}: dtype must be float32, got {a.dtype}")
-    if a.shape != tuple(shape):
-        raise ValueError(f"{field}: shape must be {tuple(shape)}, got {a.shape}")
-    return np.ascontiguousarray(a)
+    if a.shape != shape:
+        raise ValueError(f"{field}: shape must be {shape}, got {a.shape}")
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 def make_inputs(name: str, spec: ConvSpec, seed: int = 0) -> tuple[np.ndarray, tuple]:

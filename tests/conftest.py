@@ -24,6 +24,18 @@ requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not instal
 
 
 @pytest.fixture(autouse=True)
+def register_blocked_forms(request, monkeypatch):
+    """The direct cells run tiny layers as a serial loop (kernels/direct/small.py), and
+    most test specs are tiny: so that the tests exercise the register-blocked forms they
+    are written for, the loop is off unless a test is marked `small_layers`
+    (tests/test_small.py checks the loop itself on every type)."""
+    if request.node.get_closest_marker("small_layers") is None:
+        from kernels.direct import small
+
+        monkeypatch.setattr(small, "SMALL_WORK", 0)
+
+
+@pytest.fixture(autouse=True)
 def poisoned_outputs():
     """Kernel outputs start as NaN, so an element a kernel never writes shows up."""
     blocks.POISON_OUTPUTS = True

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import kernels
 from kernels import accuracy
-from kernels.direct import gemm, subpixel, transposed_choice, transposed_small
+from kernels.direct import gemm, subpixel, transposed_choice
+from kernels.direct import small as small_loop
 from kernels.direct.subpixel import prepare_subpixel, subpixel_axes, writes_in_place
 
 from .conftest import assert_close
@@ -184,6 +185,7 @@ def test_small_loop_dilated():
     _check_form("small", spec)
 
 
+@pytest.mark.small_layers
 @pytest.mark.parametrize("spec, form", [
     (kernels.ConvSpec(c=1, k=1, size=2, kernel=3, transposed=True), "small"),
     (kernels.ConvSpec(c=16, k=16, size=8, kernel=4, stride=2, padding=1, transposed=True),
@@ -214,5 +216,5 @@ def test_plan_equals_run(small):
         assert not np.array_equal(ys[0], ys[1])
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(transposed_small, "SMALL_PRODUCTS", small)
+        mp.setattr(small_loop, "SMALL_WORK", small)
         check()

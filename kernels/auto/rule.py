@@ -27,7 +27,7 @@ included); if none of the rule's picks do, direct, then the first algorithm that
 
 from __future__ import annotations
 
-from ..direct.transposed_small import is_small
+from ..direct.small import is_small
 from ..spec import ConvSpec
 from ..types import conv_type as type_of
 

@@ -1,5 +1,6 @@
 """The `direct` algorithm: sliding-window loop nests, one per shape family.
 
+- small.py: tiny layers of every type (a serial loop: the call's fixed cost is all there is)
 - dense.py: any grouped 1/2/3-D convolution with a full kernel (conv2d,
   conv3d, grouped, shuffled_grouped writing straight into the
   shuffled channel, and spatially_separable / flattened on their full kernel)
@@ -14,6 +15,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from ..accuracy import Bound
 from ..registry import cell, declare_algorithm
 from ..types import conv_type as type_of
@@ -23,6 +26,7 @@ from .depthwise import execute_depthwise, prepare_depthwise
 from .dilated import execute_dilated, prepare_dilated
 from .fused import execute_fused, prepare_fused
 from .pointwise import execute_pointwise, prepare_pointwise
+from .small import small_or
 from .transposed_choice import execute_direct_transposed, prepare_direct_transposed
 
 # each output is one float32 sum of L products (see kernels.accuracy for the figures)
@@ -30,14 +34,28 @@ declare_algorithm("direct", summary="sliding-window loop nests in register block
                   accuracy=Bound(scale=8, floor=2e-6))
 
 
+def _direct_cell(conv_type, prepare, execute, kmap=None):
+    """Register conv_type's direct cell: tiny layers take the serial loop (small.py) on the
+    full kernel, the rest `prepare` and `execute`."""
+    prepare_cell, execute_cell = small_or(
+        prepare, execute, lambda spec, weights: full_kernel(conv_type, spec, weights), kmap)
+    cell(conv_type, "direct", prepare=prepare_cell)(execute_cell)
+
+
+@functools.lru_cache(maxsize=256)
+def _shuffle_map(spec):
+    """Cached (tiny layers ask on every call); no kernel writes it."""
+    return shuffle_permutation(spec.k, spec.groups)
+
+
 def _dense_cell(conv_type):
-    shuffle = type_of(conv_type).shuffle
+    kmap = _shuffle_map if type_of(conv_type).shuffle else None
 
     def prepare(spec, weights):
         return prepare_dense(spec, full_kernel(conv_type, spec, weights),
-                             kmap=shuffle_permutation(spec.k, spec.groups) if shuffle else None)
+                             kmap=kmap(spec) if kmap else None)
 
-    cell(conv_type, "direct", prepare=prepare)(execute_dense)
+    _direct_cell(conv_type, prepare, execute_dense, kmap)
 
 
 # every single-kernel type of any dimensionality, grouped or not, shuffled or not
@@ -46,16 +64,14 @@ for _t in select(transposed=False, composition=("dense", "product"), kernel="any
     if _t != "dilated2d":  # runs by space-to-batch (dilated.py)
         _dense_cell(_t)
 
-cell("dilated2d", "direct", prepare=lambda spec, weights: prepare_dilated(spec, weights[0]))(
-    execute_dilated)
+_direct_cell("dilated2d", lambda spec, weights: prepare_dilated(spec, weights[0]),
+             execute_dilated)
 
 for _t in select(transposed=False, composition="dense", kernel="any", grouping="depthwise"):
-    cell(_t, "direct", prepare=lambda spec, weights: prepare_depthwise(spec, weights[0]))(
-        execute_depthwise)
+    _direct_cell(_t, lambda spec, weights: prepare_depthwise(spec, weights[0]), execute_depthwise)
 
 for _t in select(transposed=False, kernel="1x1", shuffle=False):
-    cell(_t, "direct", prepare=lambda spec, weights: prepare_pointwise(spec, weights[0]))(
-        execute_pointwise)
+    _direct_cell(_t, lambda spec, weights: prepare_pointwise(spec, weights[0]), execute_pointwise)
 
 for _t in select(transposed=True, ndim=2):
     cell(_t, "direct", prepare=lambda spec, weights: prepare_direct_transposed(spec, weights[0]))(
