@@ -117,6 +117,16 @@ def test_falls_back_to_the_rule_without_a_table(tmp_path, monkeypatch):
         assert auto.explain(conv_type, spec) == auto.Choice(expected, "rule"), (conv_type, spec)
 
 
+@pytest.mark.small_layers
+def test_the_rule_runs_tiny_layers_direct(tmp_path, monkeypatch):
+    """Tiny layers go to direct's serial loop, whatever the rule says for their shape."""
+    monkeypatch.setattr(auto, "REPO_ROOT", tmp_path)
+    tiny_shuffled = kernels.ConvSpec(n=1, c=24, k=24, size=(8, 8), kernel=1, groups=3)
+    seed_3d = kernels.ConvSpec(n=1, c=1, k=1, size=(5, 5, 5), kernel=3)  # else winograd_f4
+    for conv_type, spec in (("shuffled_grouped", tiny_shuffled), ("conv3d", seed_3d)):
+        assert auto.explain(conv_type, spec) == auto.Choice("direct", "rule"), conv_type
+
+
 @pytest.mark.parametrize("conv_type", kernels.CONV_TYPES)
 @given(data=st.data())
 def test_the_choice_always_supports_the_spec(conv_type, data):

@@ -3,9 +3,12 @@
 From the per-type figures of `python -m harness.checks.types` (2-core AVX-512, 2
 threads; README "Every type against torch"), in order:
 
+0. a tiny layer (`direct.small.is_small`: the seed article's examples): direct, whose
+   serial loop is all a few hundred products need (4-6 us against 12-35 us for any
+   register-blocked form);
 1. a dilated layer: direct (space-to-batch with the padded taps skipped beats the
    Winograd sub-grids 1.5-5x on ENet and DeepLab);
-2. a transposed layer: direct when tiny, or when its kernel equals its stride (the
+2. a transposed layer: direct when its kernel equals its stride (the
    sub-pixel form is one GEMM storing into y: U-Net's 2x2 upconvs); otherwise im2col
    (GEMM + col2im wins on DCGAN's 4x4 and 5x5 layers);
 3. flattened with at least 16 channels: separable (its 1-D passes are what the type
@@ -43,10 +46,10 @@ def preferences(conv_type: str, spec: ConvSpec) -> tuple[str, ...]:
     per_group = min(spec.c, spec.k) // spec.groups
     stride_1 = all(s == 1 for s in spec.stride)
     kind = type_of(conv_type)
-    if any(d > 1 for d in spec.dilation):
+    if is_small(spec) or any(d > 1 for d in spec.dilation):
         return ("direct",)
     if kind.transposed:
-        if is_small(spec) or tuple(spec.kernel) == tuple(spec.stride):
+        if tuple(spec.kernel) == tuple(spec.stride):
             return ("direct",)
         return ("im2col", "direct")
     if conv_type == "flattened" and per_group >= FLATTENED_MIN_CHANNELS:
