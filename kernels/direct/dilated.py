@@ -25,9 +25,10 @@ kernel row's weights.
 
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -91,15 +92,26 @@ def bands(spec: ConvSpec, axis: int, kept: tuple[int, int], crop: bool) -> np.nd
 
 
 @dataclass(frozen=True)
-class PackedDilated:
-    """The weight-only part of a dilated call: the kept taps packed in (kh, kw, c) order."""
-    wb: np.ndarray      # the kept taps: pack_taps_outer, or gemm's packer for the dot block
-    outer: bool         # which register block wb is laid out for
-    kmap: np.ndarray    # output channel of each grouped channel (int64)
+class Geometry:
+    """What a dilated call works out from the spec alone (`geometry`, cached per spec:
+    working it out took 40 us a call, a sixth of ENet's 64x64 layers on two threads)."""
+    outer: bool             # which register block: outer-product (live taps only) or dot
     first: tuple[int, int]  # first kept kernel row and column
     kept: tuple[int, int]   # kept kernel rows and columns
     row_bands: np.ndarray   # bands(axis 0): output row bands and the kept rows they run
     col_bands: np.ndarray   # bands(axis 1): output column bands and the kept columns they run
+    kmap: np.ndarray        # output channel of each grouped channel (int64)
+    phase_width: int        # V: padded columns per phase
+    where: np.ndarray       # the xq column of each input column (phase_columns)
+    colpos: np.ndarray      # the xq column of each output column's first live tap
+    items: np.ndarray       # work_items: (first output row, rows, first live row, live rows)
+
+
+@dataclass(frozen=True)
+class PackedDilated:
+    """The weight-only part of a dilated call: the kept taps packed in (kh, kw, c) order."""
+    wb: np.ndarray          # the kept taps: pack_taps_outer, or gemm's packer for the dot block
+    geometry: Geometry      # the spec's geometry (shared by every call of the spec)
 
 
 @njit(**PAR)
@@ -141,27 +153,45 @@ def pack_taps_outer(w, groups, first_row, first_col, flip, out):
                             d[q] = 0
 
 
-def prepare_dilated(spec: ConvSpec, w: np.ndarray) -> PackedDilated:
-    """Crop w[k, c/g, kh, kw] (flipped if the spec says so) to its live taps and pack it."""
+@functools.lru_cache(maxsize=256)
+def geometry(spec: ConvSpec) -> Geometry:
+    """The spec's kept taps, bands, phase layout and work items (see Geometry). The
+    arrays are shared by every call of the spec: nothing writes to them."""
     rows, cols = live_span(spec, 0), live_span(spec, 1)
     if rows[0] == rows[1] or cols[0] == cols[1]:  # no output reads any input: all zeros
         rows, cols = (0, 1), (0, 1)
-    kept = (rows[1] - rows[0], cols[1] - cols[0])
+    outer = bool(outer_width(spec.k // spec.groups))
+    # the dot block strides its weight rows by the whole window: it runs every kept tap
+    row_bands, col_bands = bands(spec, 0, rows, crop=outer), bands(spec, 1, cols, crop=outer)
+    (W, pw, sw, dw, OW) = (spec.size[1], spec.padding[1], spec.stride[1], spec.dilation[1],
+                           spec.out_size[1])
+    V = -(-(W + 2 * pw) // dw)  # columns per phase
+    # each output column's first live tap: its band's first live kept column
+    first_live = np.repeat(col_bands[:, 2], col_bands[:, 1]) + cols[0]
+    return Geometry(outer, (rows[0], cols[0]), (rows[1] - rows[0], cols[1] - cols[0]),
+                    row_bands, col_bands, np.arange(spec.k), V,
+                    phase_columns(np.arange(pw, W + pw), dw, V),
+                    phase_columns(np.arange(OW) * sw + first_live * dw, dw, V),
+                    work_items(row_bands, OW))
+
+
+def prepare_dilated(spec: ConvSpec, w: np.ndarray) -> PackedDilated:
+    """Crop w[k, c/g, kh, kw] (flipped if the spec says so) to its live taps and pack it."""
+    geo = geometry(spec)
+    (first_row, first_col), kept = geo.first, geo.kept
     kg, cg = spec.k // spec.groups, spec.c // spec.groups
     width = outer_width(kg)
-    if width:
+    if geo.outer:
         out = np.empty((spec.groups, -(-kg // width), *kept, cg, width), np.float32)
-        pack_taps_outer(np.ascontiguousarray(w), spec.groups, rows[0], cols[0], spec.flip, out)
-        wb = out.reshape(out.shape[0], out.shape[1], -1, width)
-    else:
-        taps = (flip_spatial(w, 2) if spec.flip else w)[:, :, rows[0]:rows[1], cols[0]:cols[1]]
-        # pack_blocked_weights orders a window (KW, KD, KH, c): pass (kw, kh) as (KH, KW)
-        wb, _ = pack_blocked_weights(np.ascontiguousarray(taps.transpose(0, 1, 3, 2)[:, :, None]),
-                                     spec.groups, False)
-    # the dot block strides its weight rows by the whole window: it runs every kept tap
-    return PackedDilated(wb, bool(width), np.arange(spec.k), (rows[0], cols[0]), kept,
-                         bands(spec, 0, rows, crop=bool(width)),
-                         bands(spec, 1, cols, crop=bool(width)))
+        pack_taps_outer(np.ascontiguousarray(w), spec.groups, first_row, first_col, spec.flip,
+                        out)
+        return PackedDilated(out.reshape(out.shape[0], out.shape[1], -1, width), geo)
+    taps = (flip_spatial(w, 2) if spec.flip else w)[:, :, first_row:first_row + kept[0],
+                                                    first_col:first_col + kept[1]]
+    # pack_blocked_weights orders a window (KW, KD, KH, c): pass (kw, kh) as (KH, KW)
+    wb, _ = pack_blocked_weights(np.ascontiguousarray(taps.transpose(0, 1, 3, 2)[:, :, None]),
+                                 spec.groups, False)
+    return PackedDilated(wb, geo)
 
 
 def phase_columns(cols: np.ndarray, dw: int, V: int) -> np.ndarray:
@@ -250,17 +280,11 @@ def _store_band(yb, kmap, k0, kg, ybase, out_w, nrows, ncols, accs, width, live)
                 dst[:] = 0
 
 
-@njit(**PAR)
-def conv_dilated(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands, colpos,
-                 kchunks):
-    """y[n, kmap[k], oh, ow] = sum over the live taps of xq * w.
-
-    xq from pack_phases; wb the kept kernel in (kh, kw, c) order; items[i] = (first
-    output row, rows, first live kept row, live rows), every row of an item running the
-    same kernel rows; col_bands the same for columns (`bands`); colpos[ow] the xq
-    column of output column ow's first live tap. An item's pixels are ordered band by
-    band, each band's rows after one another.
-    """
+@njit(**JIT)
+def _run_unit(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands, colpos,
+              kchunks, unit):
+    """One work unit of conv_dilated: one item's output rows, one chunk of its channel
+    blocks, of one image and group."""
     n, groups, _, Wq, cg = xq.shape
     K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     kg = K // groups
@@ -269,68 +293,114 @@ def conv_dilated(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands
     per_chunk = (nblk + kchunks - 1) // kchunks
     wrun = KW * cg  # one kernel row of weights (kw, c)
     run_step = dh * Wq * cg  # one kernel row of input: dilation rows further on
-    nitems = items.shape[0]
-    for item in prange(n * groups * nitems * kchunks):
-        b, g, _, it, ch = split_item(item, kchunks, nitems, 1, groups)
-        oh0, nrows, t0, nt = items[it, 0], items[it, 1], items[it, 2], items[it, 3]
-        npix = nrows * OW
-        offs = np.empty(npix, np.int64)
+    b, g, _, it, ch = split_item(unit, kchunks, items.shape[0], 1, groups)
+    oh0, nrows, t0, nt = items[it, 0], items[it, 1], items[it, 2], items[it, 3]
+    npix = nrows * OW
+    offs = np.empty(npix, np.int64)
+    s = 0
+    for j in range(col_bands.shape[0]):
+        ow0, ncols = col_bands[j, 0], col_bands[j, 1]
+        for r in range(nrows):
+            row = (oh0 + r) * sh + (first_row + t0) * dh
+            for ow in range(ow0, ow0 + ncols):
+                offs[s] = (row * Wq + colpos[ow]) * cg
+                s += 1
+    buf = xq[b, g].ravel()
+    yb = y[b].reshape((K, OH * OW))
+    km = kmap[g * kg:(g + 1) * kg]
+    accs = np.empty((npix + PB) * width, np.float32)
+    for blk in range(ch * per_chunk, min(nblk, (ch + 1) * per_chunk)):
+        wf = wb[g, blk].ravel()
+        if not outer:  # one band of all columns (prepare): pixels in output order
+            channel_block(buf, offs, npix, nt, wrun, run_step, wf, width, False, yb, km,
+                          blk * width, kg, oh0 * OW, accs)
+            continue
         s = 0
         for j in range(col_bands.shape[0]):
-            ow0, ncols = col_bands[j, 0], col_bands[j, 1]
-            for r in range(nrows):
-                row = (oh0 + r) * sh + (first_row + t0) * dh
-                for ow in range(ow0, ow0 + ncols):
-                    offs[s] = (row * Wq + colpos[ow]) * cg
-                    s += 1
-        buf = xq[b, g].ravel()
-        yb = y[b].reshape((K, OH * OW))
-        km = kmap[g * kg:(g + 1) * kg]
-        accs = np.empty((npix + PB) * width, np.float32)
-        for blk in range(ch * per_chunk, min(nblk, (ch + 1) * per_chunk)):
-            wf = wb[g, blk].ravel()
-            if not outer:  # one band of all columns (prepare): pixels in output order
-                channel_block(buf, offs, npix, nt, wrun, run_step, wf, width, False, yb, km,
-                              blk * width, kg, oh0 * OW, accs)
-                continue
-            s = 0
-            for j in range(col_bands.shape[0]):
-                ow0, ncols, u0, nu = col_bands[j, 0], col_bands[j, 1], col_bands[j, 2], \
-                    col_bands[j, 3]
-                m = nrows * ncols
-                live = nt > 0 and nu > 0
-                if live:
-                    _outer_band(buf, offs[s:s + m], m, nt, nu * cg, run_step,
-                                wf[(t0 * KW + u0) * cg * width:], wrun, width, accs)
-                _store_band(yb, km, blk * width, kg, oh0 * OW + ow0, OW, nrows, ncols, accs,
-                            width, live)
-                s += m
+            ow0, ncols, u0, nu = col_bands[j, 0], col_bands[j, 1], col_bands[j, 2], \
+                col_bands[j, 3]
+            m = nrows * ncols
+            live = nt > 0 and nu > 0
+            if live:
+                _outer_band(buf, offs[s:s + m], m, nt, nu * cg, run_step,
+                            wf[(t0 * KW + u0) * cg * width:], wrun, width, accs)
+            _store_band(yb, km, blk * width, kg, oh0 * OW + ow0, OW, nrows, ncols, accs,
+                        width, live)
+            s += m
+
+
+@njit(**PAR)
+def conv_dilated(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands, colpos,
+                 kchunks, order, starts):
+    """y[n, kmap[k], oh, ow] = sum over the live taps of xq * w.
+
+    xq from pack_phases; wb the kept kernel in (kh, kw, c) order; items[i] = (first
+    output row, rows, first live kept row, live rows), every row of an item running the
+    same kernel rows; col_bands the same for columns (`bands`); colpos[ow] the xq
+    column of output column ow's first live tap. An item's pixels are ordered band by
+    band, each band's rows after one another. Thread t runs the work units
+    order[starts[t]:starts[t + 1]] (`schedule`).
+    """
+    for t in prange(starts.shape[0] - 1):
+        for u in range(starts[t], starts[t + 1]):
+            _run_unit(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands,
+                      colpos, kchunks, order[u])
 
 
 def work_items(row_bands: np.ndarray, out_w: int) -> np.ndarray:
-    """Split each row band into items of about PIXELS_PER_ITEM output pixels:
-    (first row, rows, first live kept row, live rows)."""
-    rows = max(1, math.ceil(PIXELS_PER_ITEM / out_w))
-    items = [(start + r, min(rows, count - r), first, live)
-             for start, count, first, live in row_bands.tolist() for r in range(0, count, rows)]
+    """Split each row band into items of about PIXELS_PER_ITEM output pixels, its rows
+    shared out evenly (a band of 25 rows: 5 x 5, not 6, 6, 6, 6, 1): (first row, rows,
+    first live kept row, live rows)."""
+    items = []
+    for start, count, first, live in row_bands.tolist():
+        parts = max(1, round(count * out_w / PIXELS_PER_ITEM))
+        base, extra = divmod(count, parts)
+        for i in range(parts):
+            rows = base + (i < extra)
+            items.append((start, rows, first, live))
+            start += rows
     return np.array(items, np.int64)
+
+
+@functools.lru_cache(maxsize=256)
+def schedule(spec: ConvSpec, threads: int, nblk: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """(kchunks, order, starts): the work units (image, group, item, chunk of nblk channel
+    blocks) shared out over `threads` by their work (longest first, each to the least
+    loaded thread), thread t's units order[starts[t]:starts[t + 1]] in unit order.
+
+    By work, not by count: items differ in live kernel rows and columns (ASPP's edge
+    bands run two of three), so an even split of the units left one of two threads
+    with 10-16% more work on DeepLab's 33x33 layers."""
+    geo = geometry(spec)
+    items, cb = geo.items, geo.col_bands
+    per_pixel = cb[:, 1] * (cb[:, 3] if geo.outer else geo.kept[1])  # live columns x pixels
+    item_work = items[:, 1] * (items[:, 3] * per_pixel.sum() + spec.out_size[1])  # + store
+    kchunks = kchunks_for(spec.n * spec.groups * len(items), nblk)
+    per_chunk = -(-nblk // kchunks)
+    chunk_blocks = [min(nblk, (ch + 1) * per_chunk) - ch * per_chunk for ch in range(kchunks)]
+    units = [(int(item_work[it]) * chunk_blocks[ch], u)
+             for u in range(spec.n * spec.groups * len(items) * kchunks)
+             for it, ch in [divmod(u % (len(items) * kchunks), kchunks)]]
+    load, assigned = [0] * threads, [[] for _ in range(threads)]
+    for work, u in sorted(units, reverse=True):
+        t = load.index(min(load))
+        load[t] += work
+        assigned[t].append(u)
+    order = np.array([u for own in assigned for u in sorted(own)], np.int64)
+    starts = np.cumsum([0] + [len(own) for own in assigned]).astype(np.int64)
+    return kchunks, order, starts
 
 
 def execute_dilated(spec: ConvSpec, x: np.ndarray, packed: PackedDilated) -> np.ndarray:
     """Direct dilated convolution of x with prepared weights."""
-    (H, W), (ph, pw), (sh, sw), (dh, dw) = spec.size, spec.padding, spec.stride, spec.dilation
-    V = -(-(W + 2 * pw) // dw)  # columns per phase
+    geo, wb = packed.geometry, packed.wb
+    H, ph, sh, dh = spec.size[0], spec.padding[0], spec.stride[0], spec.dilation[0]
     # new_output: NaN under test (POISON_OUTPUTS), so a read of unzeroed padding shows
-    xq = new_output((spec.n, spec.groups, H + 2 * ph, dw * V, spec.c // spec.groups))
-    pack_phases(x, spec.groups, ph, phase_columns(np.arange(pw, W + pw), dw, V),
-                not packed.outer, xq)
-    # each output column's first live tap: its band's first live kept column
-    cb = packed.col_bands
-    first_live = np.repeat(cb[:, 2], cb[:, 1]) + packed.first[1]
-    colpos = phase_columns(np.arange(spec.out_size[1]) * sw + first_live * dw, dw, V)
+    xq = new_output((spec.n, spec.groups, H + 2 * ph, spec.dilation[1] * geo.phase_width,
+                     spec.c // spec.groups))
+    pack_phases(x, spec.groups, ph, geo.where, not geo.outer, xq)
     y = new_output(spec.output_shape)
-    items = work_items(packed.row_bands, spec.out_size[1])
-    wb = packed.wb
-    conv_dilated(xq, wb, packed.outer, y, packed.kmap, sh, dh, packed.first[0], packed.kept[1],
-                 items, cb, colpos, kchunks_for(spec.n * spec.groups * len(items), wb.shape[1]))
+    kchunks, order, starts = schedule(spec, numba.get_num_threads(), wb.shape[1])
+    conv_dilated(xq, wb, geo.outer, y, geo.kmap, sh, dh, geo.first[0], geo.kept[1], geo.items,
+                 geo.col_bands, geo.colpos, kchunks, order, starts)
     return y
