@@ -36,6 +36,7 @@ from ..blocks import JIT, PAR, PB, new_output
 from ..outer_block import LANES, outer_product
 from ..spec import ConvSpec
 from ..types import flip_spatial
+from ..workspace import scratch
 from .dense import kchunks_for
 from .gemm import REDUCTION_CHUNK, channel_block, outer_width, pack_blocked_weights, split_item
 
@@ -395,9 +396,9 @@ def execute_dilated(spec: ConvSpec, x: np.ndarray, packed: PackedDilated) -> np.
     """Direct dilated convolution of x with prepared weights."""
     geo, wb = packed.geometry, packed.wb
     H, ph, sh, dh = spec.size[0], spec.padding[0], spec.stride[0], spec.dilation[0]
-    # new_output: NaN under test (POISON_OUTPUTS), so a read of unzeroed padding shows
-    xq = new_output((spec.n, spec.groups, H + 2 * ph, spec.dilation[1] * geo.phase_width,
-                     spec.c // spec.groups))
+    # scratch: NaN under test (POISON_OUTPUTS), so a read of unzeroed padding shows
+    xq = scratch((spec.n, spec.groups, H + 2 * ph, spec.dilation[1] * geo.phase_width,
+                     spec.c // spec.groups), "dilated.xq")
     pack_phases(x, spec.groups, ph, geo.where, not geo.outer, xq)
     y = new_output(spec.output_shape)
     kchunks, order, starts = schedule(spec, numba.get_num_threads(), wb.shape[1])
