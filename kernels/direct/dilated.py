@@ -35,6 +35,7 @@ from numba import njit, prange
 from ..blocks import JIT, PAR, PB, new_output
 from ..outer_block import LANES, outer_product
 from ..spec import ConvSpec
+from ..transpose_block import TN, transpose_block
 from ..types import flip_spatial
 from ..workspace import scratch
 from .dense import kchunks_for
@@ -204,15 +205,19 @@ def phase_columns(cols: np.ndarray, dw: int, V: int) -> np.ndarray:
 def pack_phases(x, groups, pad_h, where, zero_padding, out):
     """out[n, g, pad_h + i, where[j], c] = x[n, g*cg + c, i, j]: the channels-last padded
     input, its columns in phase-major order (where: phase_columns of the padded columns
-    j + pad_w). The padding is zeroed only if asked: the outer-product path reads live
-    taps only, so it never reads padding (ASPP's rate 18 pads 33x33 to 69x72).
+    j + pad_w); x C-contiguous. The padding is zeroed only if asked: the outer-product
+    path reads live taps only, so it never reads padding (ASPP's rate 18 pads 33x33 to
+    69x72).
 
-    Transposed through a TILE x TILE (columns x channels) buffer: contiguous reads of
-    each channel's columns, contiguous writes of each column's channels (writing the
-    columns one channel at a time took 20x longer on 2048 channels)."""
+    Transposed through a TILE x TILE (columns x channels) buffer, TN x TN blocks at a
+    time in registers (transpose_block; the ragged edges one float at a time), then
+    copied out a column's channels at a time (writing the columns one channel at a time
+    took 20x longer on 2048 channels)."""
     n, C, H, W = x.shape
     cg = C // groups
     Hp = out.shape[2]
+    xf = x.ravel()
+    plane = H * W
     for item in prange(n * groups * Hp):
         b = item // (groups * Hp)
         g = (item // Hp) % groups
@@ -223,20 +228,26 @@ def pack_phases(x, groups, pad_h, where, zero_padding, out):
         i = h - pad_h
         if i < 0 or i >= H:
             continue
-        tile = np.empty((TILE, TILE), np.float32)
+        tile = np.empty(TILE * TILE, np.float32)  # tile[j*TILE + c]
         for c0 in range(0, cg, TILE):
             nc = min(cg - c0, TILE)
+            full_c = nc - nc % TN
+            base = ((b * C + g * cg + c0) * H + i) * W
             for w0 in range(0, W, TILE):
                 nw = min(W - w0, TILE)
-                for c in range(nc):
-                    src = x[b, g * cg + c0 + c, i, w0:w0 + nw]
-                    for j in range(nw):
-                        tile[j, c] = src[j]
+                full_w = nw - nw % TN
+                for cc in range(0, full_c, TN):
+                    for jj in range(0, full_w, TN):
+                        transpose_block(tile, jj * TILE + cc, TILE, xf,
+                                        base + cc * plane + w0 + jj, plane)
+                for c in range(nc):  # the ragged columns, and the ragged channels' all
+                    src = base + c * plane + w0
+                    for j in range(full_w if c < full_c else 0, nw):
+                        tile[j * TILE + c] = xf[src + j]
                 for j in range(nw):
                     d = dst[where[w0 + j], c0:c0 + nc]
-                    t = tile[j]
                     for c in range(nc):
-                        d[c] = t[c]
+                        d[c] = tile[j * TILE + c]
 
 
 @njit(**JIT)
@@ -266,19 +277,29 @@ def _outer_band(buf, offs, npix, nrun, runlen, run_step, wf, wrun, width, accs):
 
 
 @njit(**JIT)
-def _store_band(yb, kmap, k0, kg, ybase, out_w, nrows, ncols, accs, width, live):
-    """yb[kmap[k0+q], ybase + r*out_w + j] = accs[(r*ncols + j)*width + q]: a column
-    band's rows (zero where no tap is live)."""
-    for q in range(min(width, kg - k0)):
-        row = yb[kmap[k0 + q]]
-        for r in range(nrows):
-            dst = row[ybase + r * out_w:ybase + r * out_w + ncols]
-            if live:
-                src = accs[r * ncols * width + q:(r + 1) * ncols * width:width]
-                for j in range(ncols):
-                    dst[j] = src[j]
-            else:
-                dst[:] = 0
+def _store_band(yf, plane, k0, nk, ybase, out_w, nrows, ncols, accs, width, live):
+    """yf[(k0 + q)*plane + ybase + r*out_w + j] = accs[(r*ncols + j)*width + q], q < nk:
+    a column band's rows of output channels k0.. of a flat NCHW image whose planes are
+    `plane` floats (zero where no tap is live). TN x TN blocks are transposed in registers
+    (transpose_block), the ragged rest one float at a time."""
+    for r in range(nrows):
+        for q0 in range(0, nk, TN):
+            nq = min(TN, nk - q0)
+            out0 = (k0 + q0) * plane + ybase + r * out_w
+            if not live:
+                for q in range(nq):
+                    yf[out0 + q * plane:out0 + q * plane + ncols] = 0
+                continue
+            a0 = r * ncols * width + q0
+            j0 = 0
+            if nq == TN:
+                for j0 in range(0, ncols - ncols % TN, TN):
+                    transpose_block(yf, out0 + j0, plane, accs, a0 + j0 * width, width)
+                j0 = ncols - ncols % TN
+            for q in range(nq):
+                dst = out0 + q * plane
+                for j in range(j0, ncols):
+                    yf[dst + j] = accs[a0 + j * width + q]
 
 
 @njit(**JIT)
@@ -308,6 +329,7 @@ def _run_unit(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands, c
                 s += 1
     buf = xq[b, g].ravel()
     yb = y[b].reshape((K, OH * OW))
+    yf = y[b].ravel()
     km = kmap[g * kg:(g + 1) * kg]
     accs = np.empty((npix + PB) * width, np.float32)
     for blk in range(ch * per_chunk, min(nblk, (ch + 1) * per_chunk)):
@@ -325,8 +347,9 @@ def _run_unit(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands, c
             if live:
                 _outer_band(buf, offs[s:s + m], m, nt, nu * cg, run_step,
                             wf[(t0 * KW + u0) * cg * width:], wrun, width, accs)
-            _store_band(yb, km, blk * width, kg, oh0 * OW + ow0, OW, nrows, ncols, accs,
-                        width, live)
+            # kmap is the identity here: the output channel of k is g*kg + k
+            _store_band(yf, OH * OW, g * kg + blk * width, min(width, kg - blk * width),
+                        oh0 * OW + ow0, OW, nrows, ncols, accs, width, live)
             s += m
 
 
@@ -350,7 +373,7 @@ def conv_dilated(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands
 
 def work_items(row_bands: np.ndarray, out_w: int) -> np.ndarray:
     """Split each row band into items of about PIXELS_PER_ITEM output pixels, its rows
-    shared out evenly (a band of 25 rows: 5 x 5, not 6, 6, 6, 6, 1): (first row, rows,
+    shared out evenly (25 rows of 33 pixels: 7, 6, 6, 6, not 6, 6, 6, 6, 1): (first row, rows,
     first live kept row, live rows)."""
     items = []
     for start, count, first, live in row_bands.tolist():
@@ -399,7 +422,7 @@ def execute_dilated(spec: ConvSpec, x: np.ndarray, packed: PackedDilated) -> np.
     # scratch: NaN under test (POISON_OUTPUTS), so a read of unzeroed padding shows
     xq = scratch((spec.n, spec.groups, H + 2 * ph, spec.dilation[1] * geo.phase_width,
                      spec.c // spec.groups), "dilated.xq")
-    pack_phases(x, spec.groups, ph, geo.where, not geo.outer, xq)
+    pack_phases(np.ascontiguousarray(x), spec.groups, ph, geo.where, not geo.outer, xq)
     y = new_output(spec.output_shape)
     kchunks, order, starts = schedule(spec, numba.get_num_threads(), wb.shape[1])
     conv_dilated(xq, wb, geo.outer, y, geo.kmap, sh, dh, geo.first[0], geo.kept[1], geo.items,
