@@ -26,13 +26,14 @@ kernel row's weights.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 from numba import njit, prange
 
-from ..blocks import JIT, PAR, PB, new_output
+from ..blocks import JIT, KB, PAR, PB, new_output
 from ..outer_block import LANES, outer_product
 from ..spec import ConvSpec
 from ..transpose_block import TN, transpose_block
@@ -43,6 +44,7 @@ from .gemm import REDUCTION_CHUNK, channel_block, outer_width, pack_blocked_weig
 
 TILE = 64  # columns and channels per transposed tile of pack_phases (fastest of 16-128)
 WEIGHT_TILE = 16  # channels per tile of pack_taps_outer
+F32 = 4  # bytes per float32
 PIXELS_PER_ITEM = 192  # output pixels per work item: 32 register blocks share each weight pass
 
 
@@ -415,13 +417,38 @@ def schedule(spec: ConvSpec, threads: int, nblk: int) -> tuple[int, np.ndarray, 
     return kchunks, order, starts
 
 
+def packed_input_shape(spec: ConvSpec) -> tuple[int, ...]:
+    """xq's shape: (n, groups, padded rows, dilation x V phase columns, c/g)."""
+    return (spec.n, spec.groups, spec.size[0] + 2 * spec.padding[0],
+            spec.dilation[1] * geometry(spec).phase_width, spec.c // spec.groups)
+
+
+def buffer_bytes(spec: ConvSpec) -> dict:
+    """Bytes a call allocates besides its output (for kernels.memory): the packed input
+    (`xq`: every padded row, dilation x V phase columns), the packed weights (`weights`,
+    padded to whole register blocks; the dot block's packer also copies the kept taps,
+    and a flipped kernel first), and the scratch of one thread (`per_thread`: a work
+    unit's window offsets and sums, the transpose tiles of both packers)."""
+    geo = geometry(spec)
+    kg, cg = spec.k // spec.groups, spec.c // spec.groups
+    taps = geo.kept[0] * geo.kept[1]
+    width = outer_width(kg) or KB
+    weights = F32 * spec.groups * -(-kg // width) * width * cg * taps
+    if not geo.outer:
+        weights += F32 * spec.k * cg * (taps + (math.prod(spec.kernel) if spec.flip else 0))
+    pixels = int(geo.items[:, 1].max()) * spec.out_size[1]
+    per_thread = (8 * pixels + F32 * (pixels + PB) * width + F32 * TILE * TILE
+                  + F32 * width * WEIGHT_TILE * math.prod(spec.kernel))
+    return dict(xq=F32 * math.prod(packed_input_shape(spec)), weights=weights,
+                per_thread=per_thread)
+
+
 def execute_dilated(spec: ConvSpec, x: np.ndarray, packed: PackedDilated) -> np.ndarray:
     """Direct dilated convolution of x with prepared weights."""
     geo, wb = packed.geometry, packed.wb
-    H, ph, sh, dh = spec.size[0], spec.padding[0], spec.stride[0], spec.dilation[0]
+    ph, sh, dh = spec.padding[0], spec.stride[0], spec.dilation[0]
     # scratch: NaN under test (POISON_OUTPUTS), so a read of unzeroed padding shows
-    xq = scratch((spec.n, spec.groups, H + 2 * ph, spec.dilation[1] * geo.phase_width,
-                     spec.c // spec.groups), "dilated.xq")
+    xq = scratch(packed_input_shape(spec), "dilated.xq")
     pack_phases(np.ascontiguousarray(x), spec.groups, ph, geo.where, not geo.outer, xq)
     y = new_output(spec.output_shape)
     kchunks, order, starts = schedule(spec, numba.get_num_threads(), wb.shape[1])
