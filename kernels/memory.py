@@ -161,6 +161,13 @@ def _depthwise(conv_type: str) -> bool:
 def _direct(conv_type: str, spec: ConvSpec) -> dict:
     t = _threads()
     out = F32 * _out(spec)
+    if conv_type == "dilated2d":  # space-to-batch (direct/dilated.py): its own buffers
+        from .direct.dilated import buffer_bytes
+
+        parts = buffer_bytes(spec)
+        return dict(output=out, workspace=parts["xq"] + t * (PER_THREAD_BYTES
+                                                             + parts["per_thread"]),
+                    weights=parts["weights"])
     weights = F32 * 2 * _kernel_elems(spec)  # packed blocks (padded to the register block)
     if _type(conv_type).transposed:
         span = tuple(i + 2 * (k * d // s + 2) for i, k, d, s in

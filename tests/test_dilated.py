@@ -89,8 +89,8 @@ def test_aspp_rate18_runs_only_live_taps():
         [0, 15, 1, 2], [15, 3, 1, 1], [18, 15, 0, 2]]
     assert bands(spec, 1, (0, 3), crop=True).tolist() == [
         [0, 17, 1, 2], [17, 1, 1, 1], [18, 17, 0, 2]]
-    packed = prepare_dilated(spec, kernels.make_inputs("dilated2d", spec)[1][0])
-    assert packed.outer and len(packed.row_bands) == len(packed.col_bands) == 3
+    geo = prepare_dilated(spec, kernels.make_inputs("dilated2d", spec)[1][0]).geometry
+    assert geo.outer and len(geo.row_bands) == len(geo.col_bands) == 3
     assert_conforms("dilated2d", "direct", spec)
 
 
@@ -99,7 +99,7 @@ def test_taps_that_only_read_padding_are_cropped():
     spec = kernels.ConvSpec(n=1, c=2, k=5, size=(6, 7), kernel=3, padding=8, dilation=8)
     assert live_span(spec, 0) == live_span(spec, 1) == (1, 2)
     packed = prepare_dilated(spec, kernels.make_inputs("dilated2d", spec)[1][0])
-    assert (packed.first, packed.kept) == ((1, 1), (1, 1))
+    assert (packed.geometry.first, packed.geometry.kept) == ((1, 1), (1, 1))
     assert_conforms("dilated2d", "direct", spec)
 
 
@@ -117,9 +117,9 @@ def test_the_dot_block_runs_every_kept_tap():
     """The dot block strides weight rows by the whole window: one band, all kept taps."""
     spec = kernels.ConvSpec(n=1, c=2, k=3, size=(9, 10), kernel=3, padding=4, dilation=4)
     packed = prepare_dilated(spec, kernels.make_inputs("dilated2d", spec)[1][0])
-    assert not packed.outer
-    assert packed.row_bands.tolist() == [[0, 9, 0, 3]]
-    assert packed.col_bands.tolist() == [[0, 10, 0, 3]]
+    assert not packed.geometry.outer
+    assert packed.geometry.row_bands.tolist() == [[0, 9, 0, 3]]
+    assert packed.geometry.col_bands.tolist() == [[0, 10, 0, 3]]
     assert_conforms("dilated2d", "direct", spec)
 
 
