@@ -1,0 +1,153 @@
+"""Grouped convolution with the groups in the vector lanes (ResNeXt's 32 groups of 4..32
+channels): the weight layout, the rule that picks it and the call of `lane_nest`'s
+nest for the `direct` cell of grouped / shuffled_grouped.
+
+Why: `dense.conv_lanes` puts pixels in the lanes and runs group by group; a stride-2
+layer first copies the whole input into stride phases, and a 7x7 image fills 49 of 64
+lanes. With one group per lane every vector is full (when the groups fill a block),
+strides cost nothing, and each input vector gathered into lanes feeds all kg outputs
+of its group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import njit
+
+from ..blocks import JIT, new_output
+from ..spec import ConvSpec
+from ..types import flip_spatial
+from .lane_block import CL, KB_CHOICES
+from .lane_nest import (
+    band_rows,
+    conv_group_lanes,
+    gather_lanes,
+    item_band,
+    lane_tables,
+    tap_offsets,
+    window_span,
+)
+
+# The rule, from 1-thread timings against conv_lanes / conv_dense (AVX-512; see
+# takes_group_lanes): groups that fill at least half a vector block ...
+MIN_LANE_FILL = 0.5
+CHUNK = 4  # pixels per pass over the output channels (see lane_nest.conv_group_lanes)
+BAND_BYTES = 256 * 1024  # the gathered input of one work item, kept in L2
+L2_BYTES = 1024 * 1024  # ... and one output row's gathered input must fit L2
+
+
+def lane_fill(groups: int) -> float:
+    """The fraction of the lanes of its vector blocks that `groups` groups fill."""
+    return groups / (-(-groups // CL) * CL)
+
+
+def row_bytes(spec: ConvSpec) -> int:
+    """Bytes of gathered input per output row (cg planes of stride-many padded rows)."""
+    Wp = spec.size[1] + 2 * spec.padding[1]
+    return (spec.c // spec.groups) * spec.stride[0] * Wp * CL * 4
+
+
+def takes_group_lanes(spec: ConvSpec) -> bool:
+    """Whether a grouped 2-D convolution runs with its groups in lanes: enough groups to
+    fill the lane blocks (few groups, 3 or 4, would leave most lanes empty) and the
+    input rows of one output row small enough for L2."""
+    if spec.ndim != 2 or spec.groups < 2 or lane_fill(spec.groups) < MIN_LANE_FILL:
+        return False
+    Wp = spec.size[1] + 2 * spec.padding[1]
+    first = (spec.c // spec.groups) * window_span(spec) * Wp * CL * 4
+    return first <= L2_BYTES
+
+
+def workspace_bytes(spec: ConvSpec) -> int:
+    """Scratch of one work item: its gathered input (band) and its outputs in lanes."""
+    OH, OW = spec.out_size
+    band = band_rows(OH, row_bytes(spec), BAND_BYTES)
+    Wp = spec.size[1] + 2 * spec.padding[1]
+    rows = (band - 1) * spec.stride[0] + window_span(spec)
+    return 4 * CL * ((spec.c // spec.groups) * rows * Wp + max(KB_CHOICES) * (band * OW + 1))
+
+
+@dataclass(frozen=True)
+class GroupLanes:
+    """The weight-only part of a groups-in-lanes call."""
+    wl: np.ndarray         # [group blocks, kg/kb * cg*taps * kb * CL] (lane_nest's layout)
+    kb: int                # output channels per register block
+    kmap0: np.ndarray      # output channel of group 0's channel kk (int64)
+    kstep: int             # kmap0[kk] + g*kstep: the channel of group g's channel kk
+    taps: np.ndarray       # each tap's offset in one gathered plane
+    pixels_in: np.ndarray  # see lane_nest.lane_tables
+    windows: np.ndarray
+    Wp: int                # padded width of a gathered plane
+
+
+def block_outputs(kg: int) -> int:
+    """Output channels per register block: the widest the ISA holds that divides kg (the
+    blocks then need no padding channels)."""
+    return max(kb for kb in KB_CHOICES if kg % kb == 0)
+
+
+@njit(**JIT)
+def _to_lanes(w3, wl):
+    """wl[gb, i, t, k, l] = w3[gb*CL + l, i*kb + k, t] for the groups there are: per
+    (gb, i, k) a CL x taps transpose, CL x CL in registers (lane_nest.gather_lanes; a
+    plain copy of 1.2 MB, numpy's or a loop's, took 0.1 to 0.15 ms)."""
+    G, kg, L = w3.shape
+    ngb, nkb, kb = wl.shape[0], wl.shape[1], wl.shape[3]
+    steps = np.arange(L) * (kb * CL)
+    src, dst = w3.reshape(-1), wl.reshape(-1)
+    for gb in range(ngb):
+        for i in range(nkb):
+            for k in range(kb):
+                gather_lanes(src, (gb * CL * kg + i * kb + k) * L, kg * L, min(CL, G - gb * CL),
+                             L, dst, ((gb * nkb + i) * L * kb + k) * CL, steps)
+
+
+def lane_layout(w: np.ndarray, groups: int, kb: int) -> np.ndarray:
+    """w[k, cg, KH, KW] -> wl[group blocks, kg/kb, cg*taps, kb, CL] (flat per block): for
+    group g = block*CL + l and its output channel kk = i*kb + k, lane l of row
+    [block, i, window step, k]; zero past the last group."""
+    kg = w.shape[0] // groups
+    ngb = -(-groups // CL)
+    alloc = np.empty if groups % CL == 0 else np.zeros
+    wl = alloc((ngb, kg // kb, w[0].size, kb, CL), np.float32)
+    _to_lanes(np.ascontiguousarray(w, np.float32).reshape(groups, kg, -1), wl)
+    return wl.reshape(ngb, -1)
+
+
+def group_channel_map(kmap: np.ndarray, groups: int) -> tuple[np.ndarray, int]:
+    """(kmap0, kstep) with kmap[g*kg + kk] = kmap0[kk] + g*kstep: one channel stride for
+    the lanes of every output channel (identity: kg; ShuffleNet's shuffle: 1)."""
+    kg = kmap.shape[0] // groups
+    kmap0 = np.ascontiguousarray(kmap[:kg], dtype=np.int64)
+    kstep = int(kmap[kg] - kmap[0]) if groups > 1 else 0
+    if not np.array_equal(kmap.reshape(groups, kg),
+                          kmap0 + kstep * np.arange(groups).reshape(-1, 1)):
+        raise ValueError("kmap: the groups in lanes need one channel stride between groups")
+    return kmap0, kstep
+
+
+def prepare_group_lanes(spec: ConvSpec, w: np.ndarray,
+                        kmap: np.ndarray | None = None) -> GroupLanes:
+    """Orient w[k, c/g, KH, KW] (flip) and lay it out for the groups-in-lanes nest."""
+    w = flip_spatial(w, 2) if spec.flip else w
+    kg = spec.k // spec.groups
+    kb = block_outputs(kg)
+    kmap = np.arange(spec.k) if kmap is None else kmap
+    kmap0, kstep = group_channel_map(kmap, spec.groups)
+    Wp = spec.size[1] + 2 * spec.padding[1]
+    return GroupLanes(lane_layout(w, spec.groups, kb), kb, kmap0,
+                      kstep, tap_offsets(spec, Wp), *lane_tables(spec, Wp), Wp)
+
+
+def execute_group_lanes(spec: ConvSpec, x: np.ndarray, state: GroupLanes) -> np.ndarray:
+    y = new_output(spec.output_shape)
+    OH = spec.out_size[0]
+    band = item_band(OH, band_rows(OH, row_bytes(spec), BAND_BYTES),
+                     spec.n * state.wl.shape[0], numba.get_num_threads())
+    conv_group_lanes(x, state.wl, state.taps, state.pixels_in, state.windows, y, state.kmap0,
+                     state.kstep, spec.stride, spec.padding, state.Wp, window_span(spec), band,
+                     state.kb, CHUNK)
+    return y
