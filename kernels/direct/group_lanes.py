@@ -11,6 +11,7 @@ of its group.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
@@ -31,12 +32,9 @@ from .lane_nest import (
     window_span,
 )
 
-# The rule, from 1-thread timings against conv_lanes / conv_dense (AVX-512; see
-# takes_group_lanes): groups that fill at least half a vector block ...
-MIN_LANE_FILL = 0.5
 CHUNK = 4  # pixels per pass over the output channels (see lane_nest.conv_group_lanes)
 BAND_BYTES = 256 * 1024  # the gathered input of one work item, kept in L2
-L2_BYTES = 1024 * 1024  # ... and one output row's gathered input must fit L2
+L2_BYTES = 1024 * 1024  # one output row's gathered input must fit L2
 
 
 def lane_fill(groups: int) -> float:
@@ -50,15 +48,28 @@ def row_bytes(spec: ConvSpec) -> int:
     return (spec.c // spec.groups) * spec.stride[0] * Wp * CL * 4
 
 
+def max_group_channels(spec: ConvSpec) -> int:
+    """The most input channels per group the lanes win at (1 thread, AVX-512, call mode,
+    against conv_lanes / conv_dense; old/new time): at least 3/4 of the lanes filled, 16
+    (g32 cg16 14x14 1.6x, g16 cg16 28x28 1.5x, g16 cg32 14x14 0.9x, g32 cg32 7x7 1.0x),
+    32 at a stride (g32 cg32 7x7 s2 1.2x: no phase copy); half of them filled, 8 (g8 cg8
+    28x28 1.2x, s2 1.6x; g8 cg16 0.7x); fewer, none (ShuffleNet's g3: 0.2-0.5x)."""
+    fill = lane_fill(spec.groups)
+    if fill >= 0.75:
+        return 32 if max(spec.stride) > 1 else 16
+    return 8 if fill >= 0.5 else 0
+
+
 def takes_group_lanes(spec: ConvSpec) -> bool:
-    """Whether a grouped 2-D convolution runs with its groups in lanes: enough groups to
-    fill the lane blocks (few groups, 3 or 4, would leave most lanes empty) and the
-    input rows of one output row small enough for L2."""
-    if spec.ndim != 2 or spec.groups < 2 or lane_fill(spec.groups) < MIN_LANE_FILL:
+    """Whether a grouped 2-D convolution runs with its groups in lanes: a window of more
+    than one tap (1x1 layers: conv_lanes needs no transposes, 0.8x), groups that fill
+    the lane blocks and few channels per group (max_group_channels), and the input rows
+    of one output row small enough for L2."""
+    if spec.ndim != 2 or spec.groups < 2 or math.prod(spec.kernel) == 1:
         return False
+    cg = spec.c // spec.groups
     Wp = spec.size[1] + 2 * spec.padding[1]
-    first = (spec.c // spec.groups) * window_span(spec) * Wp * CL * 4
-    return first <= L2_BYTES
+    return cg <= max_group_channels(spec) and cg * window_span(spec) * Wp * CL * 4 <= L2_BYTES
 
 
 def workspace_bytes(spec: ConvSpec) -> int:
