@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ..blocks import JIT, new_output
+from ..blocks import PAR, new_output
 from ..spec import ConvSpec
 from ..types import flip_spatial
 from .lane_block import CL, KB_CHOICES
@@ -101,7 +101,7 @@ def block_outputs(kg: int) -> int:
     return max(kb for kb in KB_CHOICES if kg % kb == 0)
 
 
-@njit(**JIT)
+@njit(**PAR)
 def _to_lanes(w3, wl):
     """wl[gb, i, t, k, l] = w3[gb*CL + l, i*kb + k, t] for the groups there are: per
     (gb, i, k) a CL x taps transpose, CL x CL in registers (lane_nest.gather_lanes; a
@@ -110,11 +110,11 @@ def _to_lanes(w3, wl):
     ngb, nkb, kb = wl.shape[0], wl.shape[1], wl.shape[3]
     steps = np.arange(L) * (kb * CL)
     src, dst = w3.reshape(-1), wl.reshape(-1)
-    for gb in range(ngb):
-        for i in range(nkb):
-            for k in range(kb):
-                gather_lanes(src, (gb * CL * kg + i * kb + k) * L, kg * L, min(CL, G - gb * CL),
-                             L, dst, ((gb * nkb + i) * L * kb + k) * CL, steps)
+    for item in prange(ngb * nkb):  # in call mode the copy is on every call's path
+        gb, i = item // nkb, item % nkb
+        for k in range(kb):
+            gather_lanes(src, (gb * CL * kg + i * kb + k) * L, kg * L, min(CL, G - gb * CL), L,
+                         dst, ((gb * nkb + i) * L * kb + k) * CL, steps)
 
 
 def lane_layout(w: np.ndarray, groups: int, kb: int) -> np.ndarray:
