@@ -33,7 +33,7 @@ from .lane_nest import (
 )
 
 CHUNK = 4  # pixels per pass over the output channels (see lane_nest.conv_group_lanes)
-BAND_BYTES = 256 * 1024  # the gathered input of one work item, kept in L2
+BAND_BYTES = 256 * 1024  # the gathered input and outputs of one work item, kept in L2
 L2_BYTES = 1024 * 1024  # one output row's gathered input must fit L2
 
 
@@ -43,9 +43,11 @@ def lane_fill(groups: int) -> float:
 
 
 def row_bytes(spec: ConvSpec) -> int:
-    """Bytes of gathered input per output row (cg planes of stride-many padded rows)."""
+    """Bytes of a work item's buffers per output row: the gathered input (cg planes of
+    stride-many padded rows) and the outputs in lanes (kg channels)."""
     Wp = spec.size[1] + 2 * spec.padding[1]
-    return (spec.c // spec.groups) * spec.stride[0] * Wp * CL * 4
+    cg, kg = spec.c // spec.groups, spec.k // spec.groups
+    return (cg * spec.stride[0] * Wp + kg * spec.out_size[1]) * CL * 4
 
 
 def max_group_channels(spec: ConvSpec) -> int:
@@ -79,7 +81,8 @@ def workspace_bytes(spec: ConvSpec) -> int:
     band = band_rows(OH, row_bytes(spec), BAND_BYTES)
     Wp = spec.size[1] + 2 * spec.padding[1]
     rows = (band - 1) * spec.stride[0] + window_span(spec)
-    return 4 * CL * ((spec.c // spec.groups) * rows * Wp + max(KB_CHOICES) * (band * OW + 1))
+    cg, kg = spec.c // spec.groups, spec.k // spec.groups
+    return 4 * CL * (cg * rows * Wp + kg * (band * OW + 1))
 
 
 @dataclass(frozen=True)
