@@ -112,14 +112,11 @@ RESNEXT = {line.split('"')[1]: ConvSpec.parse(line.split()[1].split('n"')[0])
 
 @pytest.mark.parametrize("name", sorted(RESNEXT))
 def test_rule_takes_resnext_3x3_layers(name):
-    """Every 32-group 3x3 layer runs with its groups in lanes, but on 16 lanes the stride-1
-    7x7 ones (32 channels per group, where conv_dense measured as fast)."""
+    """Every 32-group 3x3 layer (4 to 32 channels per group) runs with its groups in lanes."""
     spec = RESNEXT[name]
-    old = name.startswith("resnext50:conv5_x") and CL == 16
-    assert group_lanes.takes_group_lanes(spec) == (not old)
+    assert group_lanes.takes_group_lanes(spec)
     w = np.zeros((spec.k, spec.c // spec.groups, 3, 3), np.float32)
-    state = dense.prepare_dense(spec, w)
-    assert isinstance(state, group_lanes.GroupLanes) == group_lanes.takes_group_lanes(spec)
+    assert isinstance(dense.prepare_dense(spec, w), group_lanes.GroupLanes)
 
 
 @pytest.mark.parametrize("spec, why", [

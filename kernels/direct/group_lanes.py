@@ -52,14 +52,13 @@ def row_bytes(spec: ConvSpec) -> int:
 
 def max_group_channels(spec: ConvSpec) -> int:
     """The most input channels per group the lanes win at (1 thread, call mode, against
-    conv_lanes / conv_dense; old/new time). At least 3/4 of the lanes filled: 16 on
-    AVX-512 (g32 cg16 14x14 1.6x, g16 cg16 28x28 1.5x; g16 cg32 14x14 0.9x, g32 cg32 7x7
-    1.0x), 32 at a stride (g32 cg32 7x7 s2 1.2x: no phase copy) or on 8 lanes (AVX2: g32
-    cg32 7x7 1.3x, g16 cg32 14x14 1.1x). Half of them filled: 8 (AVX-512 g8 cg8 28x28
-    1.2x, s2 1.6x; g8 cg16 0.7x). Fewer: none (ShuffleNet's g3: 0.2-0.5x)."""
+    conv_lanes / conv_dense; old/new time). At least 3/4 of the lanes filled: 32 (AVX-512:
+    g32 cg4..16 1.4-2.7x; g32 cg32 7x7 1.2-1.3x, s2 1.15-1.2x; g16 cg32 14x14 0.94-1.04x;
+    AVX2: g32 cg32 7x7 1.3x, g16 cg32 14x14 1.1x). Half of them filled: 8 (AVX-512 g8 cg8
+    28x28 1.2x, s2 1.6x; g8 cg16 0.7x). Fewer: none (ShuffleNet's g3: 0.2-0.6x)."""
     fill = lane_fill(spec.groups)
     if fill >= 0.75:
-        return 32 if max(spec.stride) > 1 or CL <= 8 else 16
+        return 32
     return 8 if fill >= 0.5 else 0
 
 
