@@ -203,10 +203,10 @@ def band_rows(rows: int, row_bytes: int, budget: int) -> int:
     return max(1, min(rows, budget // max(row_bytes, 1)))
 
 
-def item_band(rows: int, band: int, blocks: int, threads: int) -> int:
+def item_band(rows: int, band: int, blocks: int, threads: int, per_thread: int = 4) -> int:
     """`band` output rows per item, fewer when the `blocks` (images x lane blocks) leave
-    some of the threads under 4 items each."""
-    return min(band, max(1, rows * blocks // (4 * threads)))
+    some of the threads under `per_thread` items each."""
+    return min(band, max(1, rows * blocks // (per_thread * threads)))
 
 
 def window_span(spec: ConvSpec) -> int:
