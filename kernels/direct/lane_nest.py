@@ -12,9 +12,9 @@ Lane l of a block holds group g0 + l. For cg input and kg output channels per gr
 - transposes the outputs back (`lanes_out`): output channel kk of group g0 + l is
   kmap0[kk] + (g0 + l)*kstep (kstep = kg, or 1 after ShuffleNet's shuffle).
 
-Strides and dilations need no copy of the input: the window offsets encode them.
-
-Indices are cast to uint64 nowhere here: every index is an offset handed to an intrinsic.
+Strides and dilations need no copy of the input: the window offsets encode them. The
+pixels of a band meet the output channels `chunk` at a time, so a few pixels' input rows
+stay in L1 while the weights of every output channel stream past them.
 """
 
 from __future__ import annotations
