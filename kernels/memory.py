@@ -7,7 +7,8 @@ to hold at its peak, by part:
 - workspace: scratch besides input, weights and output: im2col's unfolded
   tiles (its own `workspace_bytes`, under its budget), Winograd's packed
   sub-grid input and transformed input V (and conv3d's NumPy intermediates),
-  direct's channels-last packed (padded) input and per-thread row buffers,
+  direct's channels-last packed (padded) input and per-thread row buffers (or, groups
+  in lanes, only per-thread bands of rows),
   separable's padded planes, zero-upsampled input and stage intermediates,
   depthwise_separable's middle tensor, plus a per-thread allowance;
 - weights: packed / transformed / multiplied-out copies of the weights.
@@ -185,6 +186,11 @@ def _direct(conv_type: str, spec: ConvSpec) -> dict:
     if _type(conv_type).kernel == "1x1":
         ws = F32 * spec.n * spec.c * _prod(spec.out_size) + t * PER_THREAD_BYTES
         return dict(output=out, workspace=ws, weights=weights)
+    from .direct.group_lanes import takes_group_lanes, workspace_bytes
+
+    if takes_group_lanes(spec):  # no input copy: per thread, a band of rows in lanes
+        return dict(output=out, workspace=t * (PER_THREAD_BYTES + workspace_bytes(spec)),
+                    weights=weights)
     cg = spec.c // spec.groups
     window = cg * _prod(spec.kernel)
     padded = _padded(spec)

@@ -139,8 +139,8 @@ for conv_type, algorithm, spec in CASES[:int(sys.argv[1])]:
     assert_conforms(conv_type, algorithm, spec, seed=1)
 out = {"target": TARGET.describe(), "asm": {}, "hits": 0, "misses": 0}
 for name in ("kernels.blocks", "kernels.direct.gemm", "kernels.direct.dense",
-             "kernels.direct.depthwise", "kernels.direct.fused", "kernels.tiled.pipeline",
-             "kernels.im2col.unfold", "kernels.im2col.dense"):
+             "kernels.direct.depthwise", "kernels.direct.lane_nest", "kernels.direct.fused",
+             "kernels.tiled.pipeline", "kernels.im2col.unfold", "kernels.im2col.dense"):
     for attr, obj in vars(importlib.import_module(name)).items():
         if not (isinstance(obj, numba.core.registry.CPUDispatcher) and obj.signatures
                 and obj.__module__ == name):
@@ -155,7 +155,7 @@ print(json.dumps(out))
 # the dispatchers whose code must follow the ISA (register-blocked or vectorised)
 IMPORTANT = ("conv_dense", "channel_block", "_outer_pixels", "products_and_output",
              "_product_block", "_filter_chunk", "input_transform", "conv_depthwise_planes",
-             "conv_depthwise_lanes", "conv_depthwise_pointwise", "unfold_tile")
+             "conv_group_lanes", "conv_depthwise_pointwise", "unfold_tile")
 
 
 def _run(isa: str, cases: int, cache: Path) -> dict:

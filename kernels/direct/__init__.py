@@ -6,10 +6,13 @@
   shuffled channel, and spatially_separable / flattened on their full kernel)
 - dilated.py: dilated2d by space-to-batch, padded taps skipped
 - depthwise.py: one filter per channel (NCHW planes, or channels in vector lanes)
+- group_lanes.py: grouped 2-D layers of many small groups (ResNeXt), one group per vector
+  lane, on lane_nest.py's nest (shared with depthwise's channels in lanes); dense.py
+  picks it by group_lanes.takes_group_lanes
 - fused.py: depthwise separable, depthwise and pointwise fused per band of rows
 - pointwise.py: 1x1, grouped or not
-- transposed_choice.py: transposed conv, by shape: transposed_small.py (a serial loop
-  for tiny layers), subpixel.py (stride phases as one dense or pointwise convolution)
+- transposed_choice.py: transposed conv, by shape: small.py's serial gather loop for
+  tiny layers, subpixel.py (stride phases as one dense or pointwise convolution)
   or transposed.py (gather form, for dilation > 1)
 """
 

@@ -41,6 +41,12 @@ from .gemm import (
     split_item,
     store_lane_rows,
 )
+from .group_lanes import (
+    GroupLanes,
+    execute_group_lanes,
+    prepare_group_lanes,
+    takes_group_lanes,
+)
 
 LANE_GROUP_CHANNELS = 16  # groups of at most this many output channels take conv_lanes
 WEIGHT_CHUNK_BYTES = 512 * 1024  # the weights one conv_lanes work item keeps in L2
@@ -312,10 +318,13 @@ def takes_lanes(spec: ConvSpec) -> bool:
     return spec.groups > 1 and spec.k // spec.groups <= LANE_GROUP_CHANNELS
 
 
-def prepare_dense(spec: ConvSpec, w: np.ndarray,
-                  kmap: np.ndarray | None = None) -> PackedDense | LaneWeights:
-    """Pack the dense kernel w[k, c/g, *kernel] (flipped if the spec says so); for
-    conv_lanes, only flip it."""
+def prepare_dense(spec: ConvSpec, w: np.ndarray, kmap: np.ndarray | None = None
+                  ) -> PackedDense | LaneWeights | GroupLanes:
+    """Pack the dense kernel w[k, c/g, *kernel] (flipped if the spec says so) for the nest
+    that runs `spec`: groups in lanes (group_lanes), else for conv_lanes only flip it, else
+    pack it for conv_dense."""
+    if takes_group_lanes(spec):
+        return prepare_group_lanes(spec, w, kmap)
     if takes_lanes(spec):
         return lane_weights(flip_spatial(w, spec.ndim) if spec.flip else w, kmap, spec.k)
     wb, outer = pack_blocked_weights(as_3d(np.ascontiguousarray(w), spec.ndim), spec.groups,
@@ -324,9 +333,11 @@ def prepare_dense(spec: ConvSpec, w: np.ndarray,
     return PackedDense(wb, outer, kmap)
 
 
-def execute_dense(spec: ConvSpec, x: np.ndarray, packed: PackedDense | LaneWeights
-                  ) -> np.ndarray:
+def execute_dense(spec: ConvSpec, x: np.ndarray,
+                  packed: PackedDense | LaneWeights | GroupLanes) -> np.ndarray:
     """Direct grouped convolution of x with prepared weights."""
+    if isinstance(packed, GroupLanes):
+        return execute_group_lanes(spec, x, packed)
     nd = spec.ndim
     x5 = as_3d(x, nd)
     pad = _pad3(spec.padding, nd, 0)

@@ -5,9 +5,10 @@
   into a zero-padded buffer split into stride phases (column j of phase q holds
   padded column j*s + q), so every tap reads a unit-stride run along an output
   row with no bounds tests; taps are summed nine at a time. No layout change.
-- Everything else (`conv_depthwise_lanes`): small planes, whose rows of 7 to 28
-  pixels leave the vector units idle, and strided layers, whose phase split
-  costs a pass over a large input: channels in the vector lanes (CL = 16 on
+- Everything else (`lane_nest.conv_group_lanes`, the groups-in-lanes nest with one
+  channel per group): small planes, whose rows of 7 to 28 pixels leave the vector
+  units idle, and strided layers, whose phase split costs a pass over a large
+  input: channels in the vector lanes (CL = 16 on
   AVX-512, 8 on AVX2). A work item (one block of CL channels x a band of output
   rows) transposes its input rows into lanes in registers (`lane_block.lanes_in`,
   CL x CL at a time), runs every output pixel's taps as FMAs of contiguous
@@ -37,7 +38,17 @@ from numba import njit, prange, uint64
 from ..blocks import JIT, PAR, new_output
 from ..spec import ConvSpec
 from ..types import flip_spatial
-from .lane_block import CL, PIXELS, lane_taps, lanes_in, lanes_out
+from .lane_block import CL
+from .lane_nest import (
+    band_rows,
+    band_taps,
+    conv_group_lanes,
+    gather_lanes,
+    item_band,
+    lane_tables,
+    tap_offsets,
+    window_span,
+)
 
 # From this many output pixels (stride 1) the plane nest is faster: between 28x28 (lanes
 # 1.4x faster) and 56x56 (planes 1.05x faster).
@@ -143,152 +154,36 @@ def _plane_taps(spec: ConvSpec, w: np.ndarray):
 
 # ---- channels in lanes: small planes and strided layers (and the fused dw -> pw kernel) ----
 
+ONE_CHANNEL = np.zeros(1, np.int64)  # kmap0 of depthwise: one output channel per group
 BAND_BYTES = 24 * 1024  # input rows of one channel block a work item gathers (in L1)
-
-
-@njit(**JIT)
-def band_input(oh0, noh, H, stride, padding, span):
-    """The input rows of output rows oh0..oh0+noh-1: (top, ih0, nrows), top the input row
-    of the gathered row 0 (negative in the top padding), ih0..ih0+nrows-1 the rows inside x."""
-    top = oh0 * stride[0] - padding[0]
-    ih0 = max(0, top)
-    return top, ih0, max(0, min(H, top + (noh - 1) * stride[0] + span) - ih0)
-
-
-@njit(**JIT)
-def zero_padding(xin, Wp, W, pw, r0, nrows):
-    """Zero what gather_band leaves: the gathered rows outside x (all but r0..r0+nrows-1)
-    and the left and right padding columns of the others."""
-    rl = Wp * CL
-    xin[:r0 * rl] = 0
-    xin[(r0 + nrows) * rl:] = 0
-    for r in range(r0, r0 + nrows):
-        xin[r * rl:r * rl + pw * CL] = 0
-        xin[r * rl + (pw + W) * CL:(r + 1) * rl] = 0
 
 
 @njit(**JIT)
 def gather_band(x, b, c0, ih0, nrows, xin, base, pixels_in):
     """xin[base + pixels_in[q] + l] = x[b, c0 + l] (flat) at pixel ih0*W + q, for the
-    nrows*W pixels q of rows ih0..: channels into lanes; lanes past the last channel get
-    zeros. pixels_in[q] is pixel q's place in the gathered rows (lane_tables)."""
+    nrows*W pixels q of rows ih0..: channels into lanes (gather_lanes); lanes past the
+    last channel get zeros."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    nl = min(CL, C - c0)
-    S = nrows * W
-    src = ((b * C + c0) * H + ih0) * W
-    if S >= CL:
-        for q0 in range(0, S - CL + 1, CL):
-            lanes_in(x, src + q0, H * W, nl, xin, base, pixels_in, q0)
-        if S % CL:  # the last CL pixels again, overlapping: the same values land twice
-            lanes_in(x, src + S - CL, H * W, nl, xin, base, pixels_in, S - CL)
-        return
-    for q in range(S):
-        for l in range(CL):
-            xin[base + pixels_in[q] + l] = x[b, c0 + l, ih0 + q // W, q % W] if l < nl else 0
+    gather_lanes(x.reshape(-1), ((b * C + c0) * H + ih0) * W, H * W, min(CL, C - c0),
+                 nrows * W, xin, base, pixels_in)
 
 
 @njit(**JIT)
 def depthwise_band(xin, wl, offs, windows, p0, npix, wbase, obase, ostride, out):
-    """out[obase + p*ostride + l] = the depthwise output of pixel p0 + p of the plane, lane
-    l, for p < npix and one channel block: wl[taps*CL] its taps with channels in lanes,
-    offs[taps] their offsets, windows[p0 + p] - wbase the pixel's window in the gathered
-    rows. The tail block repeats the last pixel into out[obase + npix*ostride:], which
-    must exist (one pixel more)."""
-    ntaps = offs.shape[0]
-    last = p0 + npix - 1
-    for p in range(0, npix, PIXELS):
-        a0 = windows[p0 + p] - wbase
-        a1 = windows[min(p0 + p + 1, last)] - wbase
-        a2 = windows[min(p0 + p + 2, last)] - wbase
-        a3 = windows[min(p0 + p + 3, last)] - wbase
-        d0 = obase + p * ostride
-        d1 = obase + min(p + 1, npix) * ostride
-        d2 = obase + min(p + 2, npix) * ostride
-        d3 = obase + min(p + 3, npix) * ostride
-        lane_taps(xin, a0, a1, a2, a3, wl, 0, offs, 0, ntaps, out, d0, d1, d2, d3)
-
-
-@njit(**JIT)
-def scatter_band(out, y, b, c0, p0, npix):
-    """y[b, c0 + l] (flat) at pixels p0..p0+npix-1 = out[p*CL + l], for the real channels."""
-    C = y.shape[1]
-    P = y.shape[2] * y.shape[3]
-    nl = min(CL, C - c0)
-    base = (b * C + c0) * P + p0
-    if npix >= CL:
-        for q0 in range(0, npix - CL + 1, CL):
-            lanes_out(out, q0 * CL, y, base + q0, P, nl)
-        if npix % CL:
-            lanes_out(out, (npix - CL) * CL, y, base + npix - CL, P, nl)
-        return
-    for l in range(nl):
-        yr = y[b, c0 + l].ravel()
-        for p in range(npix):
-            yr[p0 + p] = out[p * CL + l]
-
-
-@njit(**PAR)
-def conv_depthwise_lanes(x, wl, offs, pixels_in, windows, y, stride, padding, Wp, span, band):
-    """y[n, c] = x[n, c] (*) w[c] with channels in lanes: a work item is one channel block
-    x `band` output rows; it gathers its input rows (span = the window's height), computes
-    them on the register block and writes its outputs back to NCHW."""
-    n, H, W = x.shape[0], x.shape[2], x.shape[3]
-    OH, OW = y.shape[2], y.shape[3]
-    ncb = wl.shape[0]
-    nbands = (OH + band - 1) // band
-    for item in prange(n * ncb * nbands):
-        bnd = item % nbands
-        cb = (item // nbands) % ncb
-        b = item // (nbands * ncb)
-        oh0 = bnd * band
-        noh = min(band, OH - oh0)
-        npix = noh * OW
-        top, ih0, nrows = band_input(oh0, noh, H, stride, padding, span)
-        xin = np.empty(((noh - 1) * stride[0] + span) * Wp * CL, np.float32)
-        zero_padding(xin, Wp, W, padding[1], ih0 - top, nrows)
-        gather_band(x, b, cb * CL, ih0, nrows, xin, (ih0 - top) * Wp * CL, pixels_in)
-        out = np.empty((npix + 1) * CL, np.float32)
-        depthwise_band(xin, wl[cb], offs, windows, oh0 * OW, npix, windows[oh0 * OW], 0, CL, out)
-        scatter_band(out, y, b, cb * CL, oh0 * OW, npix)
+    """out[obase + p*ostride + l] = the depthwise output of pixel p0 + p, lane l (band_taps
+    with one output channel per group); out needs one pixel more."""
+    band_taps(xin, wl, 0, 1, offs, windows, p0, npix, wbase, obase, ostride, 0, out)
 
 
 def lane_weights(spec: ConvSpec, w: np.ndarray, Wp: int):
     """w[c, 1, KH, KW] -> (wl[c blocks, taps*CL], channels in lanes, zero past c; offs[taps],
     each tap's offset in the gathered rows of padded width Wp)."""
-    (KH, KW), (dh, dw) = spec.kernel, spec.dilation
+    KH, KW = spec.kernel
     ncb = -(-spec.c // CL)
     wl = np.zeros((ncb * CL, KH * KW), np.float32)
     wl[:spec.c] = w[:, 0].reshape(spec.c, KH * KW)
     wl = np.ascontiguousarray(wl.reshape(ncb, CL, KH * KW).transpose(0, 2, 1))
-    offs = np.array([(kh * dh * Wp + kw * dw) * CL for kh in range(KH) for kw in range(KW)],
-                    np.int64)
-    return wl.reshape(ncb, KH * KW * CL), offs
-
-
-@njit(**JIT)
-def _lane_tables(H, W, OH, OW, sh, sw, pw, Wp):
-    pixels_in = np.empty(H * W, np.int64)
-    for i in range(H):
-        for j in range(W):
-            pixels_in[i * W + j] = (i * Wp + pw + j) * CL
-    windows = np.empty(OH * OW, np.int64)
-    for i in range(OH):
-        for j in range(OW):
-            windows[i * OW + j] = (i * sh * Wp + j * sw) * CL
-    return pixels_in, windows
-
-
-def lane_tables(spec: ConvSpec, Wp: int):
-    """(pixels_in, windows): where input pixel q of a run of whole rows goes in the gathered
-    rows (q // W rows down, after the left padding), and where the window of output
-    pixel p starts, counted from padded row 0; channels in lanes, so times CL."""
-    (H, W), (OH, OW), (sh, sw) = spec.size, spec.out_size, spec.stride
-    return _lane_tables(H, W, OH, OW, sh, sw, spec.padding[1], Wp)
-
-
-def band_rows(rows: int, row_bytes: int, budget: int) -> int:
-    """Output rows per band: as many as fit `budget` bytes, at least one."""
-    return max(1, min(rows, budget // max(row_bytes, 1)))
+    return wl.reshape(ncb, KH * KW * CL), tap_offsets(spec, Wp)
 
 
 @dataclass(frozen=True)
@@ -331,11 +226,6 @@ def prepare_lanes(spec: ConvSpec, w: np.ndarray) -> DepthwiseTaps:
     return DepthwiseTaps(False, wl, offs, 0, Wp, *lane_tables(spec, Wp))
 
 
-def window_span(spec: ConvSpec) -> int:
-    """Input rows one output row's window covers."""
-    return (spec.kernel[0] - 1) * spec.dilation[0] + 1
-
-
 def execute_depthwise(spec: ConvSpec, x: np.ndarray, taps: DepthwiseTaps) -> np.ndarray:
     y = new_output(spec.output_shape)
     if taps.planes:
@@ -344,11 +234,10 @@ def execute_depthwise(spec: ConvSpec, x: np.ndarray, taps: DepthwiseTaps) -> np.
                               taps.Wq, items)
         return y
     OH = spec.out_size[0]
-    band = band_rows(OH, spec.stride[0] * taps.Wq * CL * 4, BAND_BYTES)
-    # enough work items for every thread: split the rows further when channel blocks are few
-    want = 4 * numba.get_num_threads()
-    blocks = spec.n * taps.taps.shape[0]
-    band = min(band, max(1, OH * blocks // want))
-    conv_depthwise_lanes(x, taps.taps, taps.offs, taps.pixels_in, taps.windows, y, spec.stride,
-                         spec.padding, taps.Wq, window_span(spec), band)
+    band = item_band(OH, band_rows(OH, spec.stride[0] * taps.Wq * CL * 4, BAND_BYTES),
+                     spec.n * taps.taps.shape[0], numba.get_num_threads())
+    # the groups-in-lanes nest with one input and one output channel per group
+    conv_group_lanes(x, taps.taps, taps.offs, taps.pixels_in, taps.windows, y, ONE_CHANNEL, 1,
+                     spec.stride, spec.padding, taps.Wq, window_span(spec), band, 1,
+                     OH * spec.out_size[1])
     return y

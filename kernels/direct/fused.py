@@ -34,17 +34,9 @@ from ..blocks import JIT, PAR, new_output
 from ..outer_block import LANES, PT, WIDE, outer_product
 from ..spec import ConvSpec
 from ..types import separable_stages
-from .depthwise import (
-    CL,
-    DepthwiseTaps,
-    band_input,
-    depthwise_band,
-    gather_band,
-    prepare_lanes,
-    window_span,
-    zero_padding,
-)
+from .depthwise import CL, DepthwiseTaps, depthwise_band, gather_band, prepare_lanes
 from .lane_block import lanes_out
+from .lane_nest import band_input, window_span, zero_padding
 
 WIDTH = 2 * LANES if WIDE else LANES  # pixels per GEMM block (the outer block's vectors)
 MID_BYTES = 256 * 1024  # the depthwise outputs of one band (all channels), kept in L2

@@ -10,6 +10,10 @@ emits scalar FMAs. Here the vectors are explicit:
 for the PIXELS = 4 output pixels p (their windows start at a_p) and the CL lanes l
 (one vector register of channels: 16 on AVX-512, 8 on AVX2). Per tap: one weight
 vector, four input vectors, four FMAs into four accumulator registers.
+
+`lane_taps2` / `lane_taps4` are the same block for 2 / 4 outputs per pixel (grouped
+convolutions with the groups in lanes: output k of a group is out[d_p + k*dk], its
+weights w[wo + (i*kb + k)*CL]): one input load then feeds kb FMAs.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ CL = TARGET.lanes  # channels per vector register: one channel block
 PIXELS = 4  # output pixels per block (accumulator registers)
 
 
-@intrinsic
-def lane_taps(typingctx, xin, a0, a1, a2, a3, w, wo, offs, oo, ntaps, out, d0, d1, d2, d3):
-    sig = types.void(xin, a0, a1, a2, a3, w, wo, offs, oo, ntaps, out, d0, d1, d2, d3)
+def _taps_codegen(kb):
+    """The codegen of a PIXELS x kb block: per tap, kb weight vectors (w[wo + (i*kb + k)*CL],
+    contiguous), PIXELS input vectors, PIXELS*kb FMAs; output k of pixel p lands at
+    out[d_p + k*dk] (args: xin, a0..a3, w, wo, offs, oo, ntaps, out, d0..d3[, dk])."""
 
     def codegen(context, builder, signature, args):
         f32 = ir.FloatType()
@@ -53,17 +58,19 @@ def lane_taps(typingctx, xin, a0, a1, a2, a3, w, wo, offs, oo, ntaps, out, d0, d
 
         builder.position_at_end(loop)
         i = builder.phi(i64)
-        accs = [builder.phi(vec) for _ in range(PIXELS)]
+        accs = [builder.phi(vec) for _ in range(PIXELS * kb)]  # [k][p]
         i.add_incoming(ir.Constant(i64, 0), pre)
         for a in accs:
             a.add_incoming(zero, pre)
-        wv = builder.load(builder.bitcast(
-            builder.gep(wbase, [builder.mul(i, ir.Constant(i64, CL))]), vptr), align=4)
+        wrow = builder.gep(wbase, [builder.mul(i, ir.Constant(i64, kb * CL))])
+        wvs = [builder.load(builder.bitcast(builder.gep(wrow, [ir.Constant(i64, k * CL)]), vptr),
+                            align=4) for k in range(kb)]
         off = builder.load(builder.gep(obase, [i]), align=8)
-        new = []
+        new = [None] * (PIXELS * kb)
         for p in range(PIXELS):
             xv = builder.load(builder.bitcast(builder.gep(xbases[p], [off]), vptr), align=4)
-            new.append(builder.call(fma, [wv, xv, accs[p]]))
+            for k in range(kb):
+                new[k * PIXELS + p] = builder.call(fma, [wvs[k], xv, accs[k * PIXELS + p]])
         i_next = builder.add(i, ir.Constant(i64, 1))
         end = builder.block
         i.add_incoming(i_next, end)
@@ -73,17 +80,49 @@ def lane_taps(typingctx, xin, a0, a1, a2, a3, w, wo, offs, oo, ntaps, out, d0, d
 
         builder.position_at_end(done)
         results = []
-        for p in range(PIXELS):  # the phis first: LLVM wants them at the top of the block
+        for v in new:  # the phis first: LLVM wants them at the top of the block
             res = builder.phi(vec)
             res.add_incoming(zero, pre)
-            res.add_incoming(new[p], end)
+            res.add_incoming(v, end)
             results.append(res)
-        for p in range(PIXELS):
-            ptr = builder.bitcast(builder.gep(outdata, [args[11 + p]]), vptr)
-            builder.store(results[p], ptr, align=4)
+        dk = args[15] if kb > 1 else ir.Constant(i64, 0)
+        for k in range(kb):
+            shift = builder.mul(dk, ir.Constant(i64, k))
+            for p in range(PIXELS):
+                at = builder.add(args[11 + p], shift)
+                ptr = builder.bitcast(builder.gep(outdata, [at]), vptr)
+                builder.store(results[k * PIXELS + p], ptr, align=4)
         return context.get_dummy_value()
 
-    return sig, codegen
+    return codegen
+
+
+@intrinsic
+def lane_taps(typingctx, xin, a0, a1, a2, a3, w, wo, offs, oo, ntaps, out, d0, d1, d2, d3):
+    sig = types.void(xin, a0, a1, a2, a3, w, wo, offs, oo, ntaps, out, d0, d1, d2, d3)
+    return sig, _taps_codegen(1)
+
+
+def _taps_k(kb):
+    @intrinsic
+    def taps(typingctx, xin, a0, a1, a2, a3, w, wo, offs, oo, ntaps, out, d0, d1, d2, d3, dk):
+        sig = types.void(xin, a0, a1, a2, a3, w, wo, offs, oo, ntaps, out, d0, d1, d2, d3, dk)
+        return sig, _taps_codegen(kb)
+
+    return taps
+
+
+def block_registers(kb: int) -> int:
+    """Vector registers a PIXELS x kb block keeps live: accumulators, weights, one input."""
+    return PIXELS * kb + kb + 1
+
+
+# `lane_taps2/4(..., dk)`: lane_taps for kb = 2 / 4 outputs per pixel sharing each input
+# load (1 weight + 4 inputs per 4 FMAs is load-bound; 4 weights + 4 inputs per 16 is not)
+lane_taps2 = _taps_k(2)
+lane_taps4 = _taps_k(4)
+# output channels per block the ISA's registers hold without spilling (4 x 4 needs 21)
+KB_CHOICES = tuple(kb for kb in (1, 2, 4) if block_registers(kb) <= TARGET.registers)
 
 
 def _transpose(builder, vecs):
