@@ -116,11 +116,13 @@ import importlib, json, sys
 import numba
 import kernels
 from kernels import blocks
+from kernels.direct import small
 from kernels.spec import ConvSpec
 from kernels.target import TARGET
 from tests.conftest import assert_conforms
 
 blocks.POISON_OUTPUTS = True
+small.SMALL_WORK = 0  # the register-blocked forms, not the tiny-layer loop (as in conftest)
 CASES = [  # the outer block (wide where the target has it), winograd, then the rest
     ("conv2d", "direct", ConvSpec(c=5, k=37, size=(11, 13), kernel=3, padding=2, dilation=2)),
     ("conv2d", "winograd_f4", ConvSpec(c=20, k=37, size=(13, 11), kernel=3, padding=1)),
