@@ -250,29 +250,39 @@ def outer_width(kg: int) -> int:
     return LANES if kg >= LANES // 2 + LANES // 4 else 0
 
 
+PACK_CHANNELS = 16  # input channels per packing tile: its width rows of w stay in L1/L2
+
+
 @njit(**PAR)
 def _pack_channel_innermost(w, groups, flip, out):
     """out[g, blk, kw, kd, kh, c, q] = w[g*kg + blk*width + q, c, kd, kh, kw] (flipped if asked),
-    zero past kg. One parallel pass: NumPy's transposing copies took 2.4 ms for 512x512x3x3."""
+    zero past kg. One parallel pass over tiles of PACK_CHANNELS input channels: each tile
+    reads `width` short runs of w (kept in cache across its taps) and writes whole
+    contiguous rows of out. Going through out a channel at a time instead, with each
+    write a row apart, took 1.9 ms for DeepBench's 128x832x5x5 (10.6 MB)."""
     kg = w.shape[0] // groups
     G, nblk, KW, KD, KH, cg, width = out.shape
-    for item in prange(G * nblk):
-        g = item // nblk
-        blk = item % nblk
-        for q in range(width):
-            kk = blk * width + q
-            for kw in range(KW):
-                sw = KW - 1 - kw if flip else kw
-                for kd in range(KD):
-                    sd = KD - 1 - kd if flip else kd
-                    for kh in range(KH):
-                        sh = KH - 1 - kh if flip else kh
-                        if kk < kg:
-                            for c in range(cg):
-                                out[g, blk, kw, kd, kh, c, q] = w[g * kg + kk, c, sd, sh, sw]
-                        else:
-                            for c in range(cg):
-                                out[g, blk, kw, kd, kh, c, q] = 0
+    ntiles = (cg + PACK_CHANNELS - 1) // PACK_CHANNELS
+    for item in prange(G * nblk * ntiles):
+        tile = item % ntiles
+        g = item // (nblk * ntiles)
+        blk = (item // ntiles) % nblk
+        c0 = tile * PACK_CHANNELS
+        c1 = min(cg, c0 + PACK_CHANNELS)
+        k0 = g * kg + blk * width
+        live = min(width, kg - blk * width)  # output channels past kg are zero
+        for kw in range(KW):
+            sw = KW - 1 - kw if flip else kw
+            for kd in range(KD):
+                sd = KD - 1 - kd if flip else kd
+                for kh in range(KH):
+                    sh = KH - 1 - kh if flip else kh
+                    for c in range(c0, c1):
+                        row = out[g, blk, kw, kd, kh, c]
+                        for q in range(live):
+                            row[q] = w[k0 + q, c, sd, sh, sw]
+                        for q in range(live, width):
+                            row[q] = 0
 
 
 def pack_blocked_weights(w: np.ndarray, groups: int, flip: bool) -> tuple[np.ndarray, bool]:
