@@ -5,11 +5,11 @@ overhead (the seed's 2x2 -> 4x4 transposed example by default).
 
 Each stage of `kernels.registry.run` is timed alone, in this process, with timeit
 (best of 7 rounds of N calls, per call): input validation (`types.check_inputs`), the
-spec checks (the cell's reason, the type's rules, the cell's `supports`), the memory
-check (cached estimate against the limit), the cell itself (allocation and the
-kernel), and, for comparison, a bare `np.empty` of the output, `auto`'s dispatch and
-torch's call. The stages add up to roughly the whole; in-process figures are noisy
-(compare them with each other, not across machines).
+cell checks (the type's rules, the cell's `supports` and the memory estimate against
+the limit, cached per cell, spec and limit: the limit is read anew each call), the cell
+itself (allocation and the kernel), and, for comparison, a bare `np.empty` of the
+output, `auto`'s dispatch and torch's call. The stages add up to roughly the whole;
+in-process figures are noisy (compare them with each other, not across machines).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def stages(conv_type: str, algorithm: str, spec) -> dict[str, float]:
     out = {
         "kernels.run (total)": per_call(lambda: kernels.run(conv_type, algorithm, spec, x, w)),
         "validation (check_inputs)": per_call(lambda: check_inputs(conv_type, spec, x, w)),
-        "spec checks (cell reason, type rules, supports)": per_call(
-            lambda: registry._shape_reason(conv_type, algorithm, spec)),
-        "memory check": per_call(lambda: memory.check(conv_type, algorithm, spec)),
+        "cell checks (shape rules, supports, memory; cached)": per_call(
+            lambda: registry._runnable_cell(conv_type, algorithm, spec)),
+        "  of which reading the memory limit": per_call(memory.memory_limit),
         "cell: allocation + kernel": per_call(lambda: cell.run(spec, xc, wc)),
         "  of which np.empty(output)": per_call(
             lambda: np.empty(spec.output_shape, np.float32)),
