@@ -490,14 +490,15 @@ def cmd_bench(args) -> int:
     cal = calibrate()
     print(f"calibration: {cal['calib_sgemm_gflops']} GFLOP/s sgemm, "
           f"{cal['calib_bandwidth_gbs']} GB/s triad ({cal.get('cache_path', '')})")
-    peers = []
+    peers = ()
     if not args.no_peers:
-        for peer in PEERS:  # every installed peer (the `peers` extra installs them all)
+        # every peer: one that is not installed is planned as a skip whose reason says how
+        # to install it, so the report shows which engines were missing
+        peers = PEERS
+        for peer in PEERS:
             why = peer_missing(peer)
             if why:
                 print(f"{why}: no {peer} peer")
-            else:
-                peers.append(peer)
     pyperf_args = _pyperf_args(args) or list(BENCH_PYPERF_DEFAULT)
     code, output = _run(args, peers, pyperf_args)
     if output is None or not output.exists():

@@ -64,7 +64,8 @@ def peer_reason(peer: str, conv_type: str, spec, mode: str = DEFAULT_MODE) -> st
     if peer not in _MODULES:
         return f"unknown peer {peer!r}; known: {', '.join(PEERS)}"
     module = _MODULES[peer]
-    return module.missing() or module.reason(conv_type, spec, check_mode(mode))
+    mode = check_mode(mode)  # an unknown mode is refused whether or not the peer is installed
+    return module.missing() or module.reason(conv_type, spec, mode)
 
 
 def peer_function(peer: str, conv_type: str, spec, x, weights, mode: str = DEFAULT_MODE,
