@@ -458,6 +458,11 @@ def cmd_calibrate(args) -> int:
           f"registers, Numba CPU {TARGET.cpu_name}"
           + (", chosen by CONVBENCH_ISA" if TARGET.overridden else "") + ")"
           + (f"; register blocks {result['blocks']}" if result.get("blocks") else ""))
+    from kernels.target import CACHES
+
+    print(f"caches:     L1d {CACHES.l1d >> 10} KiB, L2 {CACHES.l2 >> 10} KiB, L3 "
+          f"{CACHES.l3 >> 20} MiB shared ({CACHES.source}; the blocking budgets scale "
+          f"with them)")
     print(f"sgemm:      {result['calib_sgemm_gflops_1t']:.1f} GFLOP/s on 1 thread, "
           f"{result['calib_sgemm_gflops']:.1f} GFLOP/s on all threads")
     print(f"bandwidth:  {result['calib_bandwidth_gbs']:.1f} GB/s (STREAM triad)")
@@ -559,6 +564,9 @@ def cmd_ab(args) -> int:
     except abcheck.ReferenceUnavailable as exc:
         print(f"convbench ab: SKIPPED, no reference to compare with: {exc}")
         return 0
+    except abcheck.ReferenceNotAncestor as exc:
+        print(f"convbench ab: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"convbench ab: interrupted; what was timed is in {args.out}", file=sys.stderr)
         return 130
