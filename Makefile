@@ -64,7 +64,7 @@ bench: venv
 	$(BIN)/convbench bench --set $(SET) $(BENCH_ARGS)
 
 bench-full: venv
-	$(BIN)/convbench bench --set full $(BENCH_ARGS)
+	$(BIN)/convbench bench --set full --timer pyperf --processes 3 --values 3 --warmups 1 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .convbench-cache
