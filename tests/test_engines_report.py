@@ -149,3 +149,54 @@ def test_the_report_summary_opens_with_the_engines_table(results, monkeypatch):
     assert section.body[first_table:].startswith(
         '<table class="data"><caption>best of ours vs the fastest peer')
     assert "winograd_f4 (prepared), 2 of 2" in section.body
+
+
+# ------------------------------------------------- python -m harness.checks.engines
+def write_results(path, rows) -> None:
+    """A pyperf suite of the rows' benchmarks with convbench metadata."""
+    import pyperf
+
+    benches = []
+    for r in rows:
+        md = dict(name=r["name"], conv_type=r["conv_type"], algorithm=r["algorithm"],
+                  network=r["label"].split(":")[0], layer=r["label"].split(":")[1],
+                  mode=r["mode"], threads=int(r["threads"]), loops=1)
+        if r.get("layout"):
+            md["layout"] = r["layout"]
+        run = pyperf.Run([r["median"]] * 3, warmups=[(1, r["median"])], metadata=md,
+                         collect_metadata=False)
+        benches.append(pyperf.Benchmark([run]))
+    pyperf.BenchmarkSuite(benches).dump(str(path))
+
+
+def test_the_check_prints_the_table_from_a_results_file(results, tmp_path, capsys):
+    from harness.checks import engines as check
+
+    path = tmp_path / "r.json"
+    write_results(path, results.to_dict("records"))
+    check.main([str(path)])
+    out = capsys.readouterr().out
+    assert "machine class" in out
+    assert "ncnn (prepared)" in out and "litert (prepared), 2 of 2" in out
+    assert "0.50x ▼" in out  # res3: ncnn 0.5 ms against ours 1.0 ms
+
+
+def test_the_check_refuses_a_missing_file(tmp_path):
+    from harness.checks import engines as check
+
+    with pytest.raises(SystemExit):
+        check.main([str(tmp_path / "none.json")])
+
+
+def test_without_a_file_the_check_sweeps_deploy_with_every_installed_engine(monkeypatch,
+                                                                           tmp_path):
+    from harness.checks import engines as check
+
+    monkeypatch.setattr(check, "peer_missing",
+                        lambda p: "not installed (pip install x)" if p == "openvino" else None)
+    cmd = check.sweep_command(tmp_path / "o.json", ["--threads", "2"])
+    text = " ".join(cmd)
+    assert "run --set deploy --layouts nchw nhwc --modes call prepared" in text
+    peers = cmd[cmd.index("--peers") + 1:cmd.index("-o")]
+    assert peers == [p for p in check.PEERS if p not in ("scipy", "openvino")]
+    assert cmd[-2:] == ["--threads", "2"]
