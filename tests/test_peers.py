@@ -39,13 +39,16 @@ EXTRA_SPECS = [("conv2d", "mb1ic4ih8oc6oh4kh3sh2ph1"),
 # the engines' Python packages, for importorskip
 PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx"),
             "openvino": ("openvino",), "litert": ("ai_edge_litert", "flatbuffers"),
-            "ncnn": ("ncnn",)}
+            "ncnn": ("ncnn",), "mnn": ("MNN",)}
 # each engine peer with the modes it has
 ENGINE_MODES = [("torch", "call"), ("torch", "prepared"), ("onnxruntime", "prepared"),
-                ("openvino", "prepared"), ("litert", "prepared"), ("ncnn", "prepared")]
+                ("openvino", "prepared"), ("litert", "prepared"), ("ncnn", "prepared"),
+                ("mnn", "prepared")]
 # what an engine cannot express in the small layers above, and why (a word of the reason)
 CANNOT = {("litert", "conv3d"): "3-D", ("litert", "transposed2d"): "groups",
-          ("ncnn", "conv3d"): "3-D"}
+          ("ncnn", "conv3d"): "3-D", ("mnn", "conv3d"): "3-D",
+          **{("mnn", t): "grouped" for t in ("transposed2d", "grouped", "shuffled_grouped",
+                                             "pointwise_grouped")}}
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +132,7 @@ def test_check_cell_verifies_the_callable_of_the_mode():
     assert not no["ok"] and "no call mode" in no["error"]
 
 
-@pytest.mark.parametrize("peer", ["onnxruntime", "openvino", "litert", "ncnn"])
+@pytest.mark.parametrize("peer", ["onnxruntime", "openvino", "litert", "ncnn", "mnn"])
 def test_engines_have_no_call_mode(peer):
     spec = spec_of("conv2d")
     assert peers.peer_modes(peer) == ("prepared",)
@@ -184,7 +187,7 @@ def test_every_peer_says_its_native_layout_and_where_it_reorders(peer):
 def test_the_engines_native_layouts():
     assert {p: peers.peer_metadata(p)["native_layout"] for p in peers.PEERS} == {
         "torch": "nchw", "scipy": "nchw", "onnxruntime": "nchw", "openvino": "nchw",
-        "litert": "nhwc", "ncnn": "nchw"}
+        "litert": "nhwc", "ncnn": "nchw", "mnn": "nchw"}
     # channels_last is torch's own NHWC; LiteRT reorders in its graph for NCHW
     assert peers.peer_metadata("torch", "nhwc")["reorder_in_call"] is False
     assert peers.peer_metadata("litert", "nchw")["reorder_in_call"] is True
@@ -197,7 +200,11 @@ def test_scipy_runs_a_single_channel_in_either_layout():
         check_against_oracle("scipy", "call", "conv2d", spec, layout, repeat=1)
 
 
-@pytest.mark.parametrize("peer", ["litert", "ncnn"])
+INSTALL = {"litert": "pip install ai-edge-litert", "ncnn": "pip install ncnn",
+           "mnn": "pip install mnn"}
+
+
+@pytest.mark.parametrize("peer", list(INSTALL))
 def test_a_missing_engine_is_a_skip_with_its_install_line(peer, monkeypatch):
     import builtins
 
@@ -211,7 +218,7 @@ def test_a_missing_engine_is_a_skip_with_its_install_line(peer, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_engine)
     why = peers.peer_reason(peer, "conv2d", spec_of("conv2d"), "prepared")
-    assert f"pip install {'ai-edge-litert' if peer == 'litert' else 'ncnn'}" in why
+    assert INSTALL[peer] in why
 
 
 def test_onnx_model_holds_the_weights_as_initializers():
@@ -315,6 +322,32 @@ def test_ncnn_runs_float32_with_the_sweeps_threads():
     assert net.opt.num_threads == 3
     assert not (net.opt.use_fp16_storage or net.opt.use_fp16_arithmetic
                 or net.opt.use_bf16_storage)
+
+
+def test_mnn_session_is_float32_with_the_winograd_level_that_passes(monkeypatch):
+    require("mnn")
+    import MNN
+
+    from harness.peers import mnn_net
+
+    hints, configs = [], []
+    real = MNN.Interpreter
+
+    class Recording(real):
+        def setSessionHint(self, *args):
+            hints.append(args)
+            return super().setSessionHint(*args)
+
+        def createSession(self, config, *args):
+            configs.append(dict(config))
+            return super().createSession(config, *args)
+
+    monkeypatch.setattr(MNN, "Interpreter", Recording)
+    spec = spec_of("conv2d")
+    _, w = kernels.make_inputs("conv2d", spec, seed=0)
+    mnn_net.session("conv2d", spec, w, 2)
+    assert hints == [(3, 2)]
+    assert configs == [{"backend": "CPU", "precision": "high", "numThread": 2}]
 
 
 def test_torch_channels_last_is_zero_copy_in_and_out():

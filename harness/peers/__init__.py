@@ -18,7 +18,9 @@ contract's layout and the peer's; by default: whenever they differ):
   models, with Transpose nodes in the graph for the NHWC contract;
 - `litert` (`litert.py`): a one-layer .tflite flatbuffer run by LiteRT's XNNPACK
   delegate, NHWC-native (Transpose ops in the graph for the NCHW contract);
-- `ncnn` (`ncnn_net.py`): a one-layer ncnn param/bin, one image at a time, CHW-native.
+- `ncnn` (`ncnn_net.py`): a one-layer ncnn param/bin, one image at a time, CHW-native;
+- `mnn` (`mnn_net.py`): a one-layer MNN model built with its expression API, float32
+  with the Winograd level that passes the accuracy contract.
 
 Peers are optional (the `peers` extra); one that is not installed is skipped with the
 command that installs it.
@@ -29,14 +31,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.modes import DEFAULT_MODE, check_mode
-from harness.peers import litert, ncnn_net, onnx_runtime, openvino_cpu, pytorch, scipy_signal
+from harness.peers import (
+    litert,
+    mnn_net,
+    ncnn_net,
+    onnx_runtime,
+    openvino_cpu,
+    pytorch,
+    scipy_signal,
+)
 from harness.peers.layouts import DEFAULT_LAYOUT, LAYOUTS, check_layout
 from harness.peers.pytorch import torch_function
 
 # The one list of peers: the sweep's planner, its verification, the worker, the gate
 # (peers are reported, never gated) and the report all read it here.
 _MODULES = {m.NAME: m for m in (pytorch, scipy_signal, onnx_runtime, openvino_cpu, litert,
-                                ncnn_net)}
+                                ncnn_net, mnn_net)}
 PEERS = tuple(_MODULES)
 
 __all__ = ["LAYOUTS", "PEERS", "is_peer", "peer_function", "peer_metadata", "peer_missing",
