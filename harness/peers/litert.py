@@ -66,7 +66,7 @@ def threading_layer() -> str:
 
 
 def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple:
-    """TFLite's SAME padding (before, after) and its output size on one axis."""
+    """TFLite's SAME padding before the data, and its output size, on one axis."""
     same_out = -(-size // stride)
     total = max((same_out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
     return total // 2, same_out
