@@ -67,7 +67,7 @@ def _add_selection(p: argparse.ArgumentParser, peers_default=None) -> None:
     p.add_argument("--algos", nargs="+", metavar="ALGO", help="only these algorithms")
     p.add_argument("--peers", nargs="+", default=peers_default, metavar="PEER",
                    help="peers timed as extra algorithms: torch, scipy, onnxruntime, "
-                        "openvino")
+                        "openvino, litert, ncnn, mnn")
     p.add_argument("--rtol", type=float, default=None,
                    help="verification tolerance (default: the algorithm's accuracy bound, "
                         "kernels.accuracy)")

@@ -79,8 +79,10 @@ def _version(dist: str) -> str:
 
 
 def versions() -> dict:
-    return {f"{d}_version": _version(d) for d in ("numba", "llvmlite", "numpy", "torch",
-                                                  "onnxruntime", "openvino")}
+    out = {f"{d}_version": _version(d) for d in ("numba", "llvmlite", "numpy", "torch",
+                                                 "onnxruntime", "openvino", "ncnn", "mnn")}
+    out["litert_version"] = _version("ai-edge-litert")
+    return out
 
 
 def job_metadata(job: Job, set_name: str, check: dict, calibration: dict,

@@ -339,18 +339,18 @@ def test_bench_runs_and_builds_the_report(tmp_path, monkeypatch, capsys):
     assert Path(result_file).parent.name == "results" and Path(html).exists()
     assert f"report:  {html}" in out and f"results: {result_file}" in out
     # both timing modes; every installed peer in the modes it has
-    installed = {p for p in peers.PEERS if peers.peer_missing(p) is None}
+    spec = TINY[1].spec
     expected = ["depthwise/direct/tiny:dw", "depthwise/direct/tiny:dw@prepared"]
-    if "torch" in installed:
-        expected += ["depthwise/torch/tiny:dw", "depthwise/torch/tiny:dw@prepared"]
-    expected += [f"depthwise/{p}/tiny:dw@prepared" for p in ("onnxruntime", "openvino")
-                 if p in installed]
+    for p in peers.PEERS:  # ours first, then each peer's (the resident timer's sides)
+        for mode, suffix in (("call", ""), ("prepared", "@prepared")):
+            if peers.peer_reason(p, "depthwise", spec, mode) is None:
+                expected.append(f"depthwise/{p}/tiny:dw{suffix}")
     assert names_in(result_file) == expected
     reasons = {e["name"]: e["reason"] for e in json.loads(
         results.sidecar_path(result_file).read_text())}
     assert "depthwise/scipy/tiny:dw" in reasons        # the scipy peer is tried, and skipped
     assert "no prepared form" in reasons["depthwise/scipy/tiny:dw@prepared"]
-    for p in ("onnxruntime", "openvino"):  # engines: no call mode, or not installed
+    for p in ("onnxruntime", "openvino", "litert", "ncnn"):  # no call mode, or not installed
         assert f"depthwise/{p}/tiny:dw" in reasons
 
 
