@@ -11,6 +11,9 @@ problem in this process.
 
 `CONVBENCH_MEASURE=first` skips the timing and takes the first candidate, the rule's
 guess (reproducible runs, tests of one path); `force(key_prefix, name)` pins a choice.
+
+`timings(candidates, rounds=, budget_s=)` is the timing itself, for a caller that keeps
+its own record of the result (`kernels.auto` stores its choices in a wisdom file).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ ENV = "CONVBENCH_MEASURE"
 ROUNDS = 3
 
 _chosen: dict = {}
-_lock = threading.Lock()
+# one measurement at a time (two would time each other); reentrant, because a candidate
+# being timed may itself make a measured choice on its first call (auto timing direct's
+# depthwise_separable cell)
+_lock = threading.RLock()
 
 
 def choose(key, candidates: Mapping[str, Callable[[], object]]) -> str:
@@ -45,16 +51,39 @@ def choose(key, candidates: Mapping[str, Callable[[], object]]) -> str:
 
 
 def _measure(candidates: Mapping[str, Callable[[], object]]) -> str:
-    for fn in candidates.values():
-        fn()  # loads (or compiles) the kernel and touches its buffers: not timed
-    best = dict.fromkeys(candidates, float("inf"))
-    clock = time.perf_counter
-    for _ in range(ROUNDS):  # interleaved, so a drift in clock speed hits all alike
-        for name, fn in candidates.items():
-            t0 = clock()
-            fn()
-            best[name] = min(best[name], clock() - t0)
+    best = timings(candidates)
     return min(best, key=best.get)
+
+
+def timings(candidates: Mapping[str, Callable[[], object]], rounds: int = ROUNDS,
+            budget_s: float | None = None, drop_above: float | None = None) -> dict:
+    """{name: seconds of its fastest timed call} for zero-argument callables.
+
+    Each runs once untimed first (loads or compiles the kernel, touches its buffers),
+    then up to `rounds` interleaved timed calls, so a drift in clock speed hits all
+    alike. After the first round, stop once `budget_s` seconds of timed calls are spent,
+    and stop timing a candidate slower than `drop_above` times the fastest (it cannot
+    win; its time so far stays in the answer)."""
+    clock = time.perf_counter
+    with _lock:
+        for fn in candidates.values():
+            fn()
+        best = dict.fromkeys(candidates, float("inf"))
+        alive = dict(candidates)
+        spent = 0.0
+        for _ in range(max(1, rounds)):
+            for name, fn in alive.items():
+                t0 = clock()
+                fn()
+                took = clock() - t0
+                spent += took
+                best[name] = min(best[name], took)
+            if budget_s is not None and spent >= budget_s:
+                break
+            if drop_above is not None:
+                fastest = min(best.values())
+                alive = {n: f for n, f in alive.items() if best[n] <= drop_above * fastest}
+    return best
 
 
 def chosen_name(key) -> str | None:
