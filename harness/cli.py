@@ -5,7 +5,8 @@
     convbench verify --set NAME            every cell once against the reference
     convbench run --set NAME [...]         a pyperf sweep into results/
     convbench calibrate [--force]          sgemm GFLOP/s and memory bandwidth of this machine
-    convbench tune --from RESULTS.json     the tuning table `auto` chooses from (harness.tune)
+    convbench tune --set NAME              measure auto's choices ahead of time (harness.tune)
+    convbench wisdom show|export|import|forget   auto's measured choices (harness.wisdom)
     convbench merge A.json B.json -o OUT   join shard files
     convbench bench [--set quick]          calibrate, run with peers, build the report
     convbench ab --set ci [...]            the working tree vs the reference commit, A/B here
@@ -150,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes (a rough figure)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("tune", help="the tuning table the auto algorithm chooses from "
-                                    "(harness.tune)")
+    p = sub.add_parser("tune", help="fill auto's wisdom for a shape set ahead of time, or "
+                                    "write a tuning table (harness.tune)")
     p.add_argument("--from", dest="from_files", nargs="+", metavar="RESULTS",
                    help="build it from these sweep results (no timing)")
     p.add_argument("--mode", default="call", help="with --from: the timing mode to read "
@@ -162,8 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="thread count to time with (default: all cores; the largest given)")
     p.add_argument("--repeats", type=int, default=5,
                    help="timed calls per cell, the fastest kept (default %(default)s)")
+    _add_modes(p, "call,prepared")
+    p.add_argument("--force", action="store_true",
+                   help="with --set: measure problems the wisdom already holds again")
     p.add_argument("-o", "--output",
-                   help="table file (default results/tuning/<machine class>.json)")
+                   help="write a tuning table to this file instead of filling the wisdom "
+                        "(with --from: default results/tuning/<machine class>.json)")
+
+    p = sub.add_parser("wisdom", help="auto's measured choices on this machine class "
+                                      "(harness.wisdom)")
+    p.add_argument("action", choices=("show", "export", "import", "forget"),
+                   help="show: per problem the choice and the candidates' times; "
+                        "export/import FILE; forget: delete it")
+    p.add_argument("file", nargs="?", help="with export and import: the wisdom file")
 
     p = sub.add_parser("merge", help="join shard result files")
     p.add_argument("inputs", nargs="+")
@@ -514,6 +526,12 @@ def cmd_tune(args) -> int:
     return tune.run(args)
 
 
+def cmd_wisdom(args) -> int:
+    from harness import wisdom
+
+    return wisdom.run(args)
+
+
 def cmd_merge(args) -> int:
     from harness import results
 
@@ -630,7 +648,7 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 COMMANDS = {"list": cmd_list, "shapes": cmd_shapes, "verify": cmd_verify, "run": cmd_run,
             "calibrate": cmd_calibrate, "tune": cmd_tune, "merge": cmd_merge, "bench": cmd_bench,
-            "ab": cmd_ab}
+            "ab": cmd_ab, "wisdom": cmd_wisdom}
 
 
 def _reexec_for_isa(argv: list[str]) -> None:

@@ -1,7 +1,12 @@
-"""`convbench tune`: the tuning table `auto` chooses from, per machine class.
+"""`convbench tune`: auto's choices ahead of time, per machine class.
 
-    convbench tune --from RESULTS.json [...]    from a sweep's timings (exact, no timing)
-    convbench tune --set resnet50 [--threads N] in-process: min of --repeats calls
+    convbench tune --set resnet50 [--threads N] [--modes call,prepared] [--force]
+        fills this machine class's wisdom (kernels.auto.wisdom): each layer's problem
+        measured here as auto would on its first call, one progress line per problem
+        with the choice, the candidates' times and what choosing cost, then the total
+    convbench tune --from RESULTS.json [...]    a tuning table from a sweep's timings
+    convbench tune --set resnet50 -o FILE       a tuning table timed in-process: min of
+                                                --repeats calls of every algorithm
 
 `--from` takes every benchmark of ours (peers and auto itself left out) in one timing
 mode (default `call`) and keeps, per (type, problem), the fastest algorithm at the
@@ -88,6 +93,37 @@ def measured_table(layers, threads: int, repeats: int = 5, err=sys.stderr) -> Ta
                       source=f"convbench tune, in-process min of {repeats}, {threads} threads")
 
 
+def fill_wisdom(layers, threads: int, modes, force: bool = False, rounds: int = 5,
+                out=sys.stdout) -> float:
+    """Measure each (layer, mode) problem the wisdom lacks (`force`: all of them) at
+    `threads`, as auto would on its first call; returns the seconds it cost in all."""
+    import numba
+
+    if auto.policy() == "rule":
+        raise ValueError(f"{auto.POLICY_ENV}: is 'rule', which reads no wisdom; unset it "
+                         "to tune")
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    problems = [(layer, mode) for layer in layers for mode in modes]
+    total = 0.0
+    try:
+        for i, (layer, mode) in enumerate(problems, 1):
+            start = time.perf_counter()
+            choice, entry = auto.tune(layer.conv_type, layer.spec, mode, force, rounds)
+            cost = time.perf_counter() - start
+            total += cost
+            times = ", ".join(f"{a} {s * 1e3:.4g} ms" for a, s in entry.seconds) \
+                if entry is not None else "nothing to time"
+            print(f"[{i}/{len(problems)}] {layer.conv_type} {layer.label} {mode} "
+                  f"{threads}t: {choice.algorithm or '-'} ({choice.how}; {times}) "
+                  f"{cost:.2f} s", file=out, flush=True)
+    finally:
+        numba.set_num_threads(before)
+    print(f"tuned {len(problems)} problems in {total:.1f} s; wisdom: {auto.wisdom_path()}",
+          file=out)
+    return total
+
+
 def format_table(table: Table) -> str:
     """One line per entry: type, problem, threads, the choice, its time, the runner-up."""
     lines = [f"tuning table of {table.machine_class or 'an unnamed machine class'} "
@@ -121,7 +157,13 @@ def run(args) -> int:
         types = parse_list(args.types)
         layers = [la for la in load_layers(args.set_name)
                   if not types or la.conv_type in types]
-        table = measured_table(layers, max(parse_threads(args.threads)), args.repeats)
+        threads = max(parse_threads(args.threads))
+        if not args.output:  # the wisdom, not a table
+            from harness.modes import parse_modes
+
+            fill_wisdom(layers, threads, parse_modes(args.modes), args.force, args.repeats)
+            return 0
+        table = measured_table(layers, threads, args.repeats)
     output = Path(args.output) if args.output else \
         auto.default_table_path().with_name(f"{table.machine_class}.json")
     auto.save(table, output)

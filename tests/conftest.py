@@ -54,6 +54,13 @@ def register_blocked_forms(request, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def auto_by_rule(monkeypatch):
+    """`auto` follows its rule in tests: it never times candidates, nor reads or writes the
+    user's wisdom (tests/test_wisdom.py opts in, with a cache directory of its own)."""
+    monkeypatch.setenv("CONVBENCH_AUTO", "rule")
+
+
+@pytest.fixture(autouse=True)
 def poisoned_outputs():
     """Kernel outputs start as NaN, so an element a kernel never writes shows up."""
     blocks.POISON_OUTPUTS = True

@@ -24,12 +24,17 @@ CONV = kernels.ConvSpec(n=1, c=16, k=16, size=(8, 8), kernel=3, padding=1)
 
 
 @pytest.fixture(autouse=True)
-def fresh_choice(monkeypatch):
-    """Each test starts from the default lookup (no CONVBENCH_TUNING) and leaves it so."""
+def fresh_choice(monkeypatch, tmp_path):
+    """Each test starts from the default lookup (no CONVBENCH_TUNING) and leaves it so; auto
+    uses what is known without timing (CONVBENCH_AUTO=wisdom), from an empty wisdom."""
     monkeypatch.delenv(auto.ENV_VAR, raising=False)
+    monkeypatch.setenv(auto.POLICY_ENV, "wisdom")
+    monkeypatch.setenv("CONVBENCH_CACHE_DIR", str(tmp_path / "cache"))
     auto.use_default_table()
+    auto.forget()
     yield
     auto.use_default_table()
+    auto.forget()
 
 
 def table_choosing(algorithm: str, spec=CONV, conv_type="conv2d") -> tuning.Table:
@@ -106,7 +111,8 @@ def test_falls_back_to_the_rule_without_a_table(tmp_path, monkeypatch):
         ("transposed2d", kernels.ConvSpec(n=1, c=64, k=32, size=(16, 16), kernel=5, stride=2,
                                           padding=2, output_padding=1, transposed=True),
          "im2col"),
-        ("conv2d", CONV, "winograd_f4"),
+        ("conv2d", CONV.replace(size=(32, 32)), "winograd_f4"),
+        ("conv2d", CONV, "winograd_f2"),     # 8x8 at N=1: 4 tiles of 4x4, too few for F4
         ("conv2d", CONV.replace(c=8, k=8), "direct"),             # too few channels
         ("conv2d", CONV.replace(stride=2), "direct"),
         ("conv2d", kernels.ConvSpec(n=1, c=64, k=64, size=(12, 12), kernel=7, padding=3),
@@ -240,3 +246,19 @@ def test_tune_times_a_set_in_process():
     assert ran == {a for a in auto.CANDIDATES if kernels.supports("conv2d", a, CONV) is None}
     assert entry.algorithm == min(entry.seconds, key=lambda kv: kv[1])[0]
     assert "conv2d" in tune.format_table(table)
+
+
+def test_the_rule_reads_channels_per_group_and_tiles(tmp_path, monkeypatch):
+    """The rule's two structural refinements: grouped layers need 64 channels per group for
+    Winograd; F(4x4,3x3) needs two register blocks of 4x4 tiles, else F(2x2,3x3)."""
+    monkeypatch.setattr(auto, "REPO_ROOT", tmp_path)
+    resnext = kernels.ConvSpec.parse("g32mb1ic512ih14oc512oh14kh3ph1")   # 16 per group
+    assert auto.explain("grouped", resnext) == auto.Choice("direct", "rule")
+    assert auto.explain("grouped", resnext.replace(groups=8)).algorithm == "winograd_f4"
+    res5 = kernels.ConvSpec(n=1, c=512, k=512, size=(7, 7), kernel=3, padding=1)
+    assert auto.explain("conv2d", res5) == auto.Choice("winograd_f2", "rule")  # 4 tiles
+    assert auto.explain("conv2d", res5.replace(n=4)).algorithm == "winograd_f4"  # 16 tiles
+    assert auto.explain("conv2d", res5.replace(size=(14, 14))).algorithm == "winograd_f4"
+    # ungrouped layers keep the 16-channel threshold
+    assert auto.explain("conv2d", res5.replace(c=16, k=16, size=(56, 56))).algorithm == \
+        "winograd_f4"

@@ -210,7 +210,7 @@ def _decide(conv_type: str, spec: ConvSpec, mode: str, threads: int, weights=Non
 
 
 def measure(conv_type: str, spec: ConvSpec, mode: str, algorithms, weights=None,
-            ) -> wisdom.Entry:
+            rounds: int = ROUNDS) -> wisdom.Entry:
     """Time `algorithms` on `spec` in `mode` at the current thread count, here and now,
     and record the result in the wisdom file (see the module); returns the entry."""
     _check_mode(mode)
@@ -224,7 +224,7 @@ def measure(conv_type: str, spec: ConvSpec, mode: str, algorithms, weights=None,
     else:
         plans = {a: registry.plan(conv_type, a, spec, weights) for a in algorithms}
         calls = {a: (lambda p=p: p(x)) for a, p in plans.items()}
-    seconds = timings(calls, rounds=ROUNDS, budget_s=BUDGET_S, drop_above=DROP_ABOVE)
+    seconds = timings(calls, rounds=rounds, budget_s=BUDGET_S, drop_above=DROP_ABOVE)
     entry = wisdom.entry(key, seconds, time.perf_counter() - start)
     _record(entry)
     return entry
@@ -240,6 +240,26 @@ def _record(entry: wisdom.Entry) -> None:
     except OSError as exc:  # a read-only cache: the choice still holds in this process
         warnings.warn(f"wisdom: could not write {path} ({exc}); auto's measured choice "
                       "holds in this process only", stacklevel=3)
+
+
+def tune(conv_type: str, spec: ConvSpec, mode: str = "call", force: bool = False,
+         rounds: int = ROUNDS) -> tuple[Choice, wisdom.Entry | None]:
+    """Fill the wisdom for one problem ahead of time (`convbench tune`): measure it at the
+    current thread count unless the wisdom holds it already (`force`: measure anyway).
+    Returns the choice and the wisdom entry (None where nothing was left to time)."""
+    _check_mode(mode)
+    key = wisdom.Key.of(conv_type, spec, numba.get_num_threads(), mode)
+    held = None if force else current_wisdom().entries.get(key)
+    if held is not None:
+        choice = Choice(held.algorithm, "wisdom")
+    else:
+        timed = candidates.pruned(conv_type, spec, CANDIDATES)
+        if len(timed) <= 1:
+            return (Choice(timed[0], "rule") if timed else _none_runs(conv_type, spec)), None
+        held = measure(conv_type, spec, mode, timed, rounds=rounds)
+        choice = Choice(held.algorithm, "measured")
+    _decided[_key(conv_type, spec, mode, key.threads)] = choice
+    return choice, held
 
 
 def _key(conv_type: str, spec: ConvSpec, mode: str, threads: int | None) -> tuple:
