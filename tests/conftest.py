@@ -53,11 +53,14 @@ def register_blocked_forms(request, monkeypatch):
         monkeypatch.setattr(small, "SMALL_WORK", 0)
 
 
-@pytest.fixture(autouse=True)
-def auto_by_rule(monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def auto_by_rule():
     """`auto` follows its rule in tests: it never times candidates, nor reads or writes the
-    user's wisdom (tests/test_wisdom.py opts in, with a cache directory of its own)."""
-    monkeypatch.setenv("CONVBENCH_AUTO", "rule")
+    user's wisdom (tests/test_wisdom.py opts in, with a cache directory of its own).
+    Session-scoped, so that it holds for module-scoped fixtures too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CONVBENCH_AUTO", "rule")
+        yield
 
 
 @pytest.fixture(autouse=True)
