@@ -202,7 +202,8 @@ def _decide(conv_type: str, spec: ConvSpec, mode: str, threads: int, weights=Non
     if how == "measure" and may_measure:
         timed = candidates.pruned(conv_type, spec, CANDIDATES)
         if len(timed) > 1:
-            return Choice(measure(conv_type, spec, mode, timed, weights).algorithm, "measured")
+            entry = measure(conv_type, spec, mode, timed, weights, threads=threads)
+            return Choice(entry.algorithm, "measured")
     for entry in table.nearest(conv_type, spec) if table is not None else ():
         if entry.algorithm in runs:
             return Choice(entry.algorithm, f"table: nearest {entry.problem}")
@@ -210,10 +211,23 @@ def _decide(conv_type: str, spec: ConvSpec, mode: str, threads: int, weights=Non
 
 
 def measure(conv_type: str, spec: ConvSpec, mode: str, algorithms, weights=None,
-            rounds: int = ROUNDS) -> wisdom.Entry:
-    """Time `algorithms` on `spec` in `mode` at the current thread count, here and now,
-    and record the result in the wisdom file (see the module); returns the entry."""
+            rounds: int = ROUNDS, threads: int | None = None) -> wisdom.Entry:
+    """Time `algorithms` on `spec` in `mode` at `threads` (default: the current thread
+    count), here and now, and record the result in the wisdom file (see the module);
+    returns the entry."""
     _check_mode(mode)
+    before = numba.get_num_threads()
+    if threads is None or threads == before:
+        return _measure(conv_type, spec, mode, algorithms, weights, rounds)
+    numba.set_num_threads(threads)
+    try:
+        return _measure(conv_type, spec, mode, algorithms, weights, rounds)
+    finally:
+        numba.set_num_threads(before)
+
+
+def _measure(conv_type: str, spec: ConvSpec, mode: str, algorithms, weights,
+             rounds: int) -> wisdom.Entry:
     key = wisdom.Key.of(conv_type, spec, numba.get_num_threads(), mode)
     start = time.perf_counter()
     x, made = make_inputs(conv_type, spec, seed=0)
