@@ -1,4 +1,6 @@
-"""The fallback rule: what `auto` runs where no tuning table answers.
+"""The rule: `auto`'s first guess and fallback. It orders the candidates a measurement
+times (`kernels.auto.candidates`), and decides alone under CONVBENCH_AUTO=rule or where
+nothing is left to time or known (see `kernels.auto`).
 
 From the per-type figures of `python -m harness.checks.types` (2-core AVX-512, 2
 threads; README "Every type against torch"), in order:

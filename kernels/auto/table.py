@@ -1,6 +1,7 @@
 """The tuning table: for each problem measured on one machine class, the fastest algorithm.
 
-File format (JSON, written by `convbench tune`, read by `load`):
+File format (JSON, written by `convbench tune --from RESULTS` or `convbench tune --set NAME
+-o FILE`, read by `load`):
 
     {"format": "convbench-tuning", "version": 1, "machine_class": "amd-epyc-avx512-2c",
      "source": "what it was measured from", "entries": [
