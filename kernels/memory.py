@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import os
 import re
+from fractions import Fraction
 
 import numba
+import numpy as np
 
 from .spec import ConvSpec
 from .types import check_spec
@@ -60,20 +63,33 @@ def physical_memory() -> int:
         return 0
 
 
+SIZE_FORMS = ("a whole number of bytes, or a number with a binary unit K, M, G, T or P "
+              "(an optional B or iB after it), such as 512M, 8G or 1.5T")
+
+
 def parse_size(text, field: str = ENV_VAR) -> int:
-    """'8G' -> 8 * 2**30; plain digits are bytes; K/M/G/T/P are binary units (KiB, ...)."""
-    if isinstance(text, bool):
-        raise ValueError(f"{field}: expected a size in bytes, got {text!r}")
-    if isinstance(text, int):
-        value = text
+    """'8G' -> 8 * 2**30; plain digits are bytes; K/M/G/T/P are binary units (KiB, ...).
+
+    An int (Python or NumPy) is bytes; a float or a fraction of a byte is refused rather
+    than rounded (1.5 would be 1 byte)."""
+    if isinstance(text, (bool, np.bool_)) or not isinstance(text, str) and not hasattr(
+            text, "__index__"):
+        raise ValueError(f"{field}: the memory limit must be {SIZE_FORMS}; got "
+                         f"{type(text).__name__} {str(text)[:40]!r}")
+    if not isinstance(text, str):
+        value = operator.index(text)
     else:
-        m = _SIZE_RE.fullmatch(str(text)) if len(str(text)) <= 40 else None
+        m = _SIZE_RE.fullmatch(text) if len(text) <= 40 else None
         if not m:
-            shown = str(text)[:40] + ("..." if len(str(text)) > 40 else "")
-            raise ValueError(f"{field}: expected bytes or a size like 512M or 8G, got {shown!r}")
-        value = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+            shown = text[:40] + ("..." if len(text) > 40 else "")
+            raise ValueError(f"{field}: the memory limit must be {SIZE_FORMS}; got {shown!r}")
+        exact = Fraction(m.group(1)) * _UNITS[m.group(2).upper()]
+        if not m.group(2) and exact.denominator != 1:
+            raise ValueError(f"{field}: the memory limit must be {SIZE_FORMS}; got "
+                             f"{text!r}, a fraction of a byte")
+        value = int(exact)
     if value < 1:
-        raise ValueError(f"{field}: the memory limit must be positive, got {text!r}")
+        raise ValueError(f"{field}: the memory limit must be positive, got {str(text)[:40]!r}")
     return value
 
 
