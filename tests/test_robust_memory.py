@@ -13,7 +13,9 @@ import math
 import random
 import subprocess
 import sys
+import tracemalloc
 
+import numba
 import numpy as np
 import pytest
 
@@ -38,7 +40,8 @@ HUGE = {
 CHILD = """
 import json, sys, time, tracemalloc
 import kernels
-from kernels import ConvSpec
+import kernels
+from kernels import ConvSpec, memory
 tracemalloc.start()
 out = {}
 for name, kwargs in json.loads(sys.argv[1]).items():
@@ -106,7 +109,8 @@ def test_dilated_closed_form_bounds_the_geometry():
     checked = 0
     while checked < 500:
         try:
-            spec = ConvSpec(c=4, k=rng.choice([4, 32]), size=(rng.randint(1, 60), rng.randint(1, 60)),
+            spec = ConvSpec(c=4, k=rng.choice([4, 32]),
+                            size=(rng.randint(1, 60), rng.randint(1, 60)),
                             kernel=(rng.randint(1, 7), rng.randint(1, 5)),
                             stride=rng.randint(1, 3), padding=rng.randint(0, 40),
                             dilation=rng.randint(1, 20))
@@ -120,3 +124,82 @@ def test_dilated_closed_form_bounds_the_geometry():
         OH, OW = spec.out_size
         assert min(OH, -(-3 * dilated.PIXELS_PER_ITEM // (2 * OW))) * OW >= pixels, spec
 
+
+
+# ------------------------------------------------------------ estimate against the peak
+# On one thread, against the estimate without its per-thread allowance (memory._threads()
+# -> 0: PER_THREAD_BYTES per thread is sized for the largest layers' blocks and would
+# dwarf these): what remains is the arrays a call (or a plan and its call) holds at
+# once, which tracemalloc measures (NumPy's and Numba's allocations alike).
+LAYERS = [
+    ("conv2d", ConvSpec(n=1, c=64, k=64, size=56, kernel=3, padding=1)),
+    ("conv2d", ConvSpec(n=1, c=16, k=64, size=96, kernel=3, padding=1)),
+    ("conv2d", ConvSpec(n=1, c=32, k=64, size=56, kernel=5, padding=2, stride=2)),
+    ("depthwise", ConvSpec(n=1, c=256, k=256, size=28, kernel=3, padding=1, groups=256)),
+    ("grouped", ConvSpec(n=1, c=128, k=128, size=28, kernel=3, padding=1, groups=4)),
+    ("transposed2d", ConvSpec(n=1, c=64, k=32, size=28, kernel=3, padding=1,
+                              transposed=True)),
+]
+ALGORITHMS = ("direct", "im2col", "winograd_f2", "winograd_f4", "fft", "separable")
+
+
+def _traced_peak(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.fixture
+def arrays_only(monkeypatch):
+    monkeypatch.setattr(memory, "_threads", lambda: 0)
+    memory._total.cache_clear()
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(threads)
+    memory._total.cache_clear()
+
+
+def _ratios(conv_type, algorithm, spec, modes=("call", "plan")) -> dict:
+    x, w = kernels.make_inputs(conv_type, spec)
+    kernels.run(conv_type, algorithm, spec, x, w)  # compile / load the cache outside the trace
+    peaks = {"call": lambda: kernels.run(conv_type, algorithm, spec, x, w),
+             "plan": lambda: kernels.plan(conv_type, algorithm, spec, w)(x)}
+    return {mode: memory.estimate(conv_type, algorithm, spec, mode=mode)["total"]
+            / _traced_peak(peaks[mode]) for mode in modes}
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("conv_type, spec", LAYERS, ids=[f"{t}-{s}" for t, s in LAYERS])
+def test_estimate_within_2x_of_the_traced_peak(arrays_only, conv_type, spec, algorithm):
+    if kernels.supports(conv_type, algorithm, spec):
+        pytest.skip(kernels.supports(conv_type, algorithm, spec))
+    for mode, ratio in _ratios(conv_type, algorithm, spec).items():
+        assert 0.5 <= ratio <= 2, (mode, ratio)
+
+
+WIDE = ConvSpec(n=1, c=1024, k=1024, size=14, kernel=3, padding=1)
+
+
+@pytest.mark.parametrize("algorithm, modes", [
+    ("winograd_f4", ("call",)),  # was 39x: the transformed filter a call never holds
+    ("fft", ("call",)),          # was 65x
+    ("im2col", ("plan",)),       # was 0.2x: the plan's 38 MB copy of the weights
+])
+def test_wide_layer_estimates(arrays_only, algorithm, modes):
+    for mode, ratio in _ratios("conv2d", algorithm, WIDE, modes).items():
+        assert 0.5 <= ratio <= 2, (mode, ratio)
+
+
+def test_plan_mode_counts_what_a_plan_keeps():
+    # a Winograd plan keeps its transformed filter (up to PLANNED_FILTER_BYTES), a call not
+    call = memory.estimate("conv2d", "winograd_f4", WIDE)
+    plan = memory.estimate("conv2d", "winograd_f4", WIDE, mode="plan")
+    assert plan["weights"] > 36 * 4 * WIDE.c * WIDE.k > call["weights"]
+    with pytest.raises(ValueError, match="^mode: "):
+        memory.estimate("conv2d", "direct", WIDE, mode="prepared")
+    with pytest.raises(ValueError, match="^mode: "):
+        memory.estimate("conv2d", "reference", WIDE, mode="plan")
