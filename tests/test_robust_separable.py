@@ -110,3 +110,19 @@ def test_factor_helpers_refuse_non_finite_kernels():
     for fn in (factor.singular_values, factor.numerical_rank, factor.rank1_terms):
         with pytest.raises(ValueError, match="^weights: must be finite"):
             fn(k)
+
+
+@pytest.mark.parametrize("conv_type", ["spatially_separable", "flattened"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_native_factors_propagate_non_finite_weights(conv_type, value):
+    # these cells run their own factors (no SVD): a non-finite weight reaches exactly the
+    # outputs it reaches in the reference, none comes back finite
+    spec = ConvSpec(n=1, c=4, k=6, size=10, kernel=3, padding=1)
+    x, w = kernels.make_inputs(conv_type, spec)
+    w = tuple(a.copy() for a in w)
+    w[0].flat[1] = value
+    with np.errstate(all="ignore"):
+        y = kernels.run(conv_type, "separable", spec, x, w)
+        ref = kernels.reference(conv_type, spec, x, w)
+    assert (~np.isfinite(ref)).any()
+    assert np.array_equal(~np.isfinite(y), ~np.isfinite(ref))
