@@ -41,7 +41,7 @@ drift (`DRIFT_SIGMA`, from the gate studies' A/A ratios), with a 1.5x outlier in
 `OUTLIER_RATE` of the points (the stored gate study's two load spikes over
 10 A/A sweeps of 15 benchmarks), and counts the series in which a step is
 found; `detection_rate` plants a step and counts the series where it is
-found within one commit of where it was planted. See README for the figures.
+found within one commit of where it was planted. See docs/gate-and-history.md for the figures.
 """
 
 from __future__ import annotations

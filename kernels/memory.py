@@ -19,6 +19,11 @@ of a transposed conv, the middle tensor of depthwise_separable).
 
 It is meant to be roughly right (within 2x of the real peak for layers whose
 arrays outgrow the per-thread scratch), not exact, and never below the output.
+`mode="plan"` estimates `kernels.plan(...)` and one call of the plan instead: the
+weight copy a plan takes and what its prepare step keeps (Winograd's and fft's
+transformed filter, which a single call computes chunk by chunk and never holds).
+Every estimate is a closed form of the spec (no work lists, no loops over sub-grids
+or items): the guard must answer at once for specs whose geometry would not fit.
 
 The limit is `DEFAULT_FRACTION` (half) of the machine's physical memory, unless
 the environment variable CONVBENCH_MEMORY_LIMIT (bytes, or with a unit:
@@ -30,11 +35,15 @@ the environment variable CONVBENCH_MEMORY_LIMIT (bytes, or with a unit:
 from __future__ import annotations
 
 import functools
+import inspect
 import math
+import operator
 import os
 import re
+from fractions import Fraction
 
 import numba
+import numpy as np
 
 from .spec import ConvSpec
 from .types import check_spec
@@ -60,20 +69,33 @@ def physical_memory() -> int:
         return 0
 
 
+SIZE_FORMS = ("a whole number of bytes, or a number with a binary unit K, M, G, T or P "
+              "(an optional B or iB after it), such as 512M, 8G or 1.5T")
+
+
 def parse_size(text, field: str = ENV_VAR) -> int:
-    """'8G' -> 8 * 2**30; plain digits are bytes; K/M/G/T/P are binary units (KiB, ...)."""
-    if isinstance(text, bool):
-        raise ValueError(f"{field}: expected a size in bytes, got {text!r}")
-    if isinstance(text, int):
-        value = text
+    """'8G' -> 8 * 2**30; plain digits are bytes; K/M/G/T/P are binary units (KiB, ...).
+
+    An int (Python or NumPy) is bytes; a float or a fraction of a byte is refused rather
+    than rounded (1.5 would be 1 byte)."""
+    if isinstance(text, (bool, np.bool_)) or not isinstance(text, str) and not hasattr(
+            text, "__index__"):
+        raise ValueError(f"{field}: the memory limit must be {SIZE_FORMS}; got "
+                         f"{type(text).__name__} {str(text)[:40]!r}")
+    if not isinstance(text, str):
+        value = operator.index(text)
     else:
-        m = _SIZE_RE.fullmatch(str(text)) if len(str(text)) <= 40 else None
+        m = _SIZE_RE.fullmatch(text) if len(text) <= 40 else None
         if not m:
-            shown = str(text)[:40] + ("..." if len(str(text)) > 40 else "")
-            raise ValueError(f"{field}: expected bytes or a size like 512M or 8G, got {shown!r}")
-        value = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+            shown = text[:40] + ("..." if len(text) > 40 else "")
+            raise ValueError(f"{field}: the memory limit must be {SIZE_FORMS}; got {shown!r}")
+        exact = Fraction(m.group(1)) * _UNITS[m.group(2).upper()]
+        if not m.group(2) and exact.denominator != 1:
+            raise ValueError(f"{field}: the memory limit must be {SIZE_FORMS}; got "
+                             f"{text!r}, a fraction of a byte")
+        value = int(exact)
     if value < 1:
-        raise ValueError(f"{field}: the memory limit must be positive, got {text!r}")
+        raise ValueError(f"{field}: the memory limit must be positive, got {str(text)[:40]!r}")
     return value
 
 
@@ -159,7 +181,7 @@ def _depthwise(conv_type: str) -> bool:
 
 
 # ----------------------------------------------------------------- per algorithm
-def _direct(conv_type: str, spec: ConvSpec) -> dict:
+def _direct(conv_type: str, spec: ConvSpec, mode: str = "call") -> dict:
     t = _threads()
     out = F32 * _out(spec)
     if conv_type == "dilated2d":  # space-to-batch (direct/dilated.py): its own buffers
@@ -176,10 +198,12 @@ def _direct(conv_type: str, spec: ConvSpec) -> dict:
         ws = F32 * spec.n * spec.c * _prod(span) + t * PER_THREAD_BYTES
         return dict(output=out, workspace=ws, weights=weights)
     if _depthwise(conv_type):
-        mid = F32 * _out(spec, spec.c)
-        ws = F32 * spec.n * spec.c * _prod(_padded(spec)) + t * (
-            PER_THREAD_BYTES + F32 * _prod(spec.stride) * _prod(_padded(spec)))
+        # per thread a zero-padded plane (direct/depthwise.py); the fused depthwise
+        # separable path also packs the whole padded input
+        ws = t * (PER_THREAD_BYTES + F32 * _prod(spec.stride) * _prod(_padded(spec)))
         if _staged(conv_type):
+            ws += F32 * spec.n * spec.c * _prod(_padded(spec))
+            mid = F32 * _out(spec, spec.c)
             ws += 2 * mid  # the depthwise output and its channels-last copy
             weights += F32 * 2 * spec.k * spec.c
         return dict(output=out, workspace=ws, weights=weights)
@@ -201,7 +225,7 @@ def _direct(conv_type: str, spec: ConvSpec) -> dict:
     return dict(output=out, workspace=ws, weights=weights)
 
 
-def _im2col(conv_type: str, spec: ConvSpec) -> dict:
+def _im2col(conv_type: str, spec: ConvSpec, mode: str = "call") -> dict:
     from .im2col import workspace_bytes
 
     out = F32 * _out(spec)
@@ -214,8 +238,42 @@ def _im2col(conv_type: str, spec: ConvSpec) -> dict:
     return dict(output=out, workspace=ws, weights=weights)
 
 
+def _tiled_filter_bytes(groups: int, k: int, cg: int, points: int) -> int:
+    """Bytes of the transformed filter U of kernels.tiled.pipeline.prepare_filter (its
+    layout: output channels in blocks of LANES * kv, input channels in chunks of cc,
+    each plane padded by PLANE_PAD floats), for `points` = alpha_h alpha_w."""
+    from .outer_block import LANES, WIDE
+    from .tiled import pipeline as tp
+
+    kg = k // groups
+    kv = 2 if WIDE and kg > LANES else 1
+    cc = tp.FILTER_L2 // (points * LANES * kv * F32) // tp.FILTER_CHUNK * tp.FILTER_CHUNK
+    cc = min(cg, max(tp.FILTER_CHUNK, cc))
+    blocks = groups * _cdiv(kg, LANES * kv) * _cdiv(cg, cc)
+    return F32 * blocks * points * (cc * LANES * kv + tp.PLANE_PAD)
+
+
+def _tiled_filter_held(mode: str, filter_bytes: int, tiles: int, cg: int, points: int,
+                       per_call: bool) -> int:
+    """The part of the transformed filter a tiled call (or plan) holds: a plan keeps it up
+    to PLANNED_FILTER_BYTES; a call computes it chunk by chunk into per-thread buffers,
+    except the generic transform (`per_call`: the fft's), which fills it once per call
+    when several tile chunks would each redo it and it is at most PRE_FILTER_BYTES
+    (kernels.tiled.pipeline.call_buffers)."""
+    from .outer_block import PT
+    from .tiled import pipeline as tp
+
+    if mode == "plan":
+        return filter_bytes if filter_bytes <= tp.PLANNED_FILTER_BYTES else 0
+    if not per_call or filter_bytes > tp.PRE_FILTER_BYTES:
+        return 0
+    chunk = max(tp.MIN_CHUNK_TILES, tp.L2_BYTES // (points * cg * F32))
+    chunk = min(_cdiv(chunk, PT) * PT, _cdiv(tiles, PT) * PT)
+    return filter_bytes if _cdiv(tiles, chunk) > 1 else 0
+
+
 def _winograd(m: int):
-    def estimate(conv_type: str, spec: ConvSpec) -> dict:
+    def estimate(conv_type: str, spec: ConvSpec, mode: str = "call") -> dict:
         a = m + 2
         nd = spec.ndim
         t = _threads()
@@ -229,9 +287,13 @@ def _winograd(m: int):
         kg = spec.k // spec.groups
         if _depthwise(conv_type):
             weights = F32 * a * a * spec.c
+        elif spec.ndim == 2:  # the 2-D pipeline: the transformed filter where it is held
+            weights = _tiled_filter_held(
+                mode, _tiled_filter_bytes(spec.groups, spec.k, spec.c // spec.groups, a * a),
+                T, spec.c // spec.groups, a * a, per_call=False)
         else:
             weights = F32 * (a ** nd + 3 ** nd) * spec.k * (spec.c // spec.groups)
-        if _factored(conv_type):
+        if _factored(conv_type) or _type(conv_type).transposed:  # the oriented kernel
             weights += F32 * _kernel_elems(spec)
         ws = xp + V + 2 * t * PER_THREAD_BYTES  # product blocks, transform rows per thread
         if spec.ndim == 3:
@@ -248,31 +310,35 @@ def _winograd(m: int):
     return estimate
 
 
-def _fft(conv_type: str, spec: ConvSpec) -> dict:
+def _fft(conv_type: str, spec: ConvSpec, mode: str = "call") -> dict:
     """The tiled pipeline on fft's stride-1 problem (kernels.fft.plan): packed sub-grids,
-    V of alpha_h alpha_w points per tile and channel, the transformed filter when it is
-    computed once per call (at most its size), the polyphase copies of a strided conv."""
+    V of alpha_h alpha_w points per tile and channel, the transformed filter where it is
+    held (`_tiled_filter_held`; a stride-1 depthwise one is F x c, kept always), the
+    polyphase copies of a strided conv."""
     from .fft.cells import _stage
     from .fft.matrices import alpha
     from .fft.plan import plan
 
     p = plan(_stage(conv_type, spec))
     out = F32 * _out(spec)
-    T = p.tile_count()
     m = p.m
     tiles = [_cdiv(_cdiv(o, d), mm) for o, d, mm in zip(p.out_size, p.dilation, m)]
+    T = p.n * _prod(p.dilation) * _prod(tiles)  # pipeline.call_buffers: every sub-grid
     span = _prod(tt * mm + t - mm for tt, mm, t in zip(tiles, m, p.tiles))
     F = alpha(p.tiles[0]) * alpha(p.tiles[1])
     xp = F32 * p.n * _prod(p.dilation) * p.c * span
     V = F32 * F * T * p.c
-    pairs = p.c * (p.c if conv_type in ("depthwise", "depthwise_separable")
-                   else p.k // p.groups)
-    weights = F32 * F * pairs  # the transformed filter, computed once (at most)
+    cg = p.c // p.groups
+    if _depthwise(conv_type) and p.phases == (1, 1):  # kernels.tiled.depthwise: U[F, c]
+        weights = F32 * F * p.c
+    else:
+        weights = _tiled_filter_held(mode, _tiled_filter_bytes(p.groups, p.k, cg, F), T, cg,
+                                     F, per_call=True)
     ws = xp + V + 2 * _threads() * PER_THREAD_BYTES
     if p.phases != (1, 1):  # the padded input and its phase copy, the phase sub-kernels
         ws += 2 * F32 * p.n * p.c * _prod(o + r - 1 for o, r in zip(p.out_size, p.kernel))
         weights += F32 * p.k * (p.c // p.groups) * _prod(p.kernel)
-    if _factored(conv_type):
+    if _factored(conv_type) or _type(conv_type).transposed:  # the oriented kernel
         weights += F32 * _kernel_elems(spec)
     if conv_type == "depthwise_separable":
         ws += 2 * F32 * _out(spec, spec.c)
@@ -280,7 +346,21 @@ def _fft(conv_type: str, spec: ConvSpec) -> dict:
     return dict(output=out, workspace=ws, weights=weights)
 
 
-def _separable(conv_type: str, spec: ConvSpec) -> dict:
+def _bank_ranks(conv_type: str, spec: ConvSpec) -> int:
+    """R of the separable cell's channel bank on `spec`, 0 where it runs the terms."""
+    from .separable import counts
+    from .separable.cells import DENSE_2D, uses_bank
+    from .separable.tucker import axis_ranks
+
+    count = {"conv3d": counts.conv3d_count}.get(
+        conv_type, counts.dense_count if conv_type in DENSE_2D else None)
+    if count is None or not uses_bank(spec, count):
+        return 0
+    kernel = (1,) * (3 - spec.ndim) + tuple(spec.kernel)
+    return _prod(axis_ranks(kernel, spec.k // spec.groups))
+
+
+def _separable(conv_type: str, spec: ConvSpec, mode: str = "call") -> dict:
     t = _threads()
     out = F32 * _out(spec)
     kh, kw = spec.kernel[-2:]
@@ -289,11 +369,11 @@ def _separable(conv_type: str, spec: ConvSpec) -> dict:
     weights = F64 * 3 * spec.k * cg * (kh * kh + kw * kw + kh * kw) * (
         spec.kernel[0] if spec.ndim == 3 else 1)
     per_thread = t * (PER_THREAD_BYTES + F32 * 65536)
-    # the channel-bank path (separable/bank.py), where it is chosen: every input channel's
-    # R <= prod(kernel) filtered planes at the output size, channels-last for the mix
-    bank = (F32 * spec.n * spec.c * _prod(spec.kernel) * _prod(spec.out_size)
-            if not (_staged(conv_type) or _depthwise(conv_type) or conv_type == "flattened")
-            else 0)
+    # the channel-bank path (separable/bank.py), where the cell chooses it: every input
+    # channel's R = rd rh rw filtered planes at the output size, channels-last for the mix
+    bank = F32 * spec.n * spec.c * _bank_ranks(conv_type, spec) * _prod(spec.out_size)
+    if bank:  # the Tucker factors instead: the float64 kernel, its unfoldings and core
+        weights = F64 * 3 * _kernel_elems(spec)
     if spec.ndim == 3:
         spans = [(o - 1) * s + (k - 1) * d + 1 for o, k, s, d in zip(
             spec.out_size, spec.kernel, spec.stride, spec.dilation)]
@@ -320,7 +400,7 @@ def _conv_nd64(n: int, c: int, k: int, padded: int, out: int, taps: int) -> int:
     return F64 * (n * c * padded + 2 * n * c * out * taps + n * k * out)
 
 
-def _reference(conv_type: str, spec: ConvSpec) -> dict:
+def _reference(conv_type: str, spec: ConvSpec, mode: str = "call") -> dict:
     taps, out = _prod(spec.kernel), _prod(spec.out_size)
     w64 = F64 * 3 * _kernel_elems(spec)
     if _type(conv_type).transposed:
@@ -354,46 +434,68 @@ ESTIMATORS = {
 
 
 # ---------------------------------------------------------------------------- public
-def estimate(conv_type: str, algorithm: str, spec: ConvSpec) -> dict:
+MODES = ("call", "plan")
+
+
+def estimate(conv_type: str, algorithm: str, spec: ConvSpec, mode: str = "call") -> dict:
     """{"output", "workspace", "weights", "total"}: bytes one call holds at its peak
     (algorithm "reference" for the float64 oracle). Input and weights passed in
-    are not counted (the caller already holds them)."""
+    are not counted (the caller already holds them).
+
+    `mode="plan"`: the peak of `kernels.plan(...)` and one call of the plan, which holds
+    the copy of the weights `plan` takes and what the prepare step keeps (a Winograd or
+    fft plan keeps its transformed filter, which a call computes chunk by chunk).
+
+    O(1) in time and memory from the spec (closed forms, no work lists), so that it can
+    refuse a spec whose geometry alone would not fit in memory."""
     check_spec(conv_type, spec)
+    if mode not in MODES or mode == "plan" and algorithm == "reference":
+        raise ValueError(f"mode: expected one of {', '.join(MODES)} (the reference has no "
+                         f"plan), got {mode!r}")
     # an algorithm registered without an estimator of its own (a new one, a test's) is
     # estimated as direct: its output and a padded copy of its input, never refused for
     # want of a formula
     fn = ESTIMATORS.get(algorithm, ESTIMATORS["direct"])
-    parts = {key: int(v) for key, v in fn(conv_type, spec).items()}
+    # estimators take (conv_type, spec) and, where a plan holds more than a call, `mode`
+    # (one registered elsewhere without it is taken as the same in both modes)
+    takes_mode = "mode" in inspect.signature(fn).parameters
+    parts = {key: int(v) for key, v in
+             (fn(conv_type, spec, mode=mode) if takes_mode else fn(conv_type, spec)).items()}
+    if mode == "plan":  # kernels.plan copies the weights before preparing them
+        parts["weights"] += F32 * sum(_prod(shape) for shape in
+                                      _type(conv_type).weight_shapes(spec))
     parts["total"] = parts["output"] + parts["workspace"] + parts["weights"]
     return parts
 
 
 @functools.lru_cache(maxsize=4096)
-def _total(conv_type: str, algorithm: str, spec: ConvSpec) -> int:
-    return estimate(conv_type, algorithm, spec)["total"]
+def _total(conv_type: str, algorithm: str, spec: ConvSpec, mode: str) -> int:
+    return estimate(conv_type, algorithm, spec, mode)["total"]
 
 
-def reason(conv_type: str, algorithm: str, spec: ConvSpec) -> str | None:
+def reason(conv_type: str, algorithm: str, spec: ConvSpec, mode: str = "call") -> str | None:
     """None if the estimate fits the limit, else a one-line reason naming the field.
 
-    The total is cached per (cell, spec): `run` checks on every call, and
+    The total is cached per (cell, spec, mode): `run` checks on every call, and
     working the estimate out anew (several microseconds) would show on small layers.
     """
     limit = memory_limit()
-    if _total(conv_type, algorithm, spec) <= limit:
+    if _total(conv_type, algorithm, spec, mode) <= limit:
         return None
-    est = estimate(conv_type, algorithm, spec)
+    est = estimate(conv_type, algorithm, spec, mode)
     field = "padding" if any(spec.padding) and not spec.transposed and _prod(_padded(spec)) \
         > 4 * _prod(spec.size) else "size"
     what = "the reference" if algorithm == "reference" else algorithm
+    if mode == "plan":
+        what += "'s plan"
     return (f"{field}: {what} would need an estimated {fmt(est['total'])} for {conv_type} "
             f"(output {fmt(est['output'])}, workspace {fmt(est['workspace'])}, "
             f"weights {fmt(est['weights'])}), over the memory limit of {fmt(limit)} "
             f"({_limit_source()})")
 
 
-def check(conv_type: str, algorithm: str, spec: ConvSpec) -> None:
+def check(conv_type: str, algorithm: str, spec: ConvSpec, mode: str = "call") -> None:
     """Raise ValueError (see `reason`) if the estimate exceeds the memory limit."""
-    why = reason(conv_type, algorithm, spec)
+    why = reason(conv_type, algorithm, spec, mode)
     if why:
         raise ValueError(why)

@@ -24,6 +24,18 @@ float32's own. The Winograd transforms mix the alpha x alpha inputs of a tile
 with coefficients of both signs and magnitudes up to 8 (F(4x4,3x3)), so a NaN
 reaches a whole tile, an Inf meets its own negative (Inf - Inf = NaN), and the
 intermediates are larger than the output; see `python -m harness.checks.numeric_range`.
+
+The fft's products are taken in the frequency domain, where a tile's t_h x t_w inputs
+are summed (the DC term) before the inverse transform divides by t_h t_w, so its
+intermediates reach t_h t_w times the largest output a same-signed tile can give:
+it stays finite while P = c/g * r_h * r_w * max|x| * max|w| is at most
+`fft_product_limit(spec)` = float32 max / (FFT_MARGIN t_h t_w), 1.3e36 for its 8x8
+tiles, 3.3e35 for 16x16 (measured on all-positive data: finite up to float32 max /
+(t_h t_w), Inf at twice that; the margin covers the complex points' sqrt 2 per axis).
+On `make_inputs` data the table's layer stays finite up to an output peak of 1.5e37
+(conv2d) and 2.9e37 (depthwise), a 7x7 layer (16x16 tiles) up to 6e36. Keeping the
+reference's range would need the 1/t_h t_w inside B^T, which the generated codelets
+(kernels.fft.codelets) would pay for with a multiplication per point.
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ from .registry import run, supports
 from .types import make_inputs
 
 EXPONENTS = tuple(range(0, 39))
+FFT_MARGIN = 4  # under the measured overflow of same-signed data (see the docstring)
 TINY_X, TINY_W = 1e-30, 1e-10
 
 
@@ -133,3 +146,12 @@ def numeric_profile(conv_type: str, algorithm: str, spec, seed: int = 0) -> dict
                inf_ref=inf["ref"], inf_outputs=inf["algo"], inf_spread=inf["ratio"],
                inf_kept=inf["kept"], inf_to_nan=inf["nan"])
     return row
+
+
+def fft_product_limit(spec) -> float:
+    """The documented range of the fft on `spec`: every output is finite while
+    c/g * r_h * r_w * max|x| * max|w| is at most this (see the module docstring)."""
+    from .fft.plan import plan
+
+    th, tw = plan(spec).tiles
+    return float(np.finfo(np.float32).max) / (FFT_MARGIN * th * tw)

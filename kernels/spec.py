@@ -10,8 +10,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
+import operator
 import re
 from dataclasses import dataclass, field
+
+import numpy as np
 
 _SPATIAL = ("size", "kernel", "stride", "padding", "dilation", "output_padding")
 
@@ -42,21 +46,60 @@ def _unescape_name(text: str) -> str:
     return re.sub(r'\\(["\\])', r"\1", text)
 
 
-def _as_tuple(value, ndim: int, name: str) -> tuple[int, ...]:
-    if isinstance(value, (int,)) and not isinstance(value, bool):
-        return (int(value),) * ndim
+def _integer(value, name: str) -> int:
+    """An int from a Python or NumPy integer; bools, floats, strings and the rest refused."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
     try:
-        items = tuple(value)
+        return operator.index(value)
     except TypeError:
-        raise ValueError(f"{name}: expected an int or a tuple of ints, got {value!r}") from None
+        raise ValueError(f"{name}: expected an integer, got {_echo_value(value)}") from None
+
+
+def _echo_value(value) -> str:
+    return echo(value) if isinstance(value, str) else _cut(repr(value))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "..."
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _items(value, name: str) -> tuple | None:
+    """The items of a tuple field's value (None for a single integer)."""
+    if _is_integer(value):
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name}: expected an int or a tuple of ints, got "
+                         f"{_echo_value(value)}")
+    items = []
+    for v in value:  # at most 4 read: a spec has 1, 2 or 3 spatial dimensions
+        items.append(v)
+        if len(items) > 3:
+            break
+    return tuple(items)
+
+
+def _as_tuple(value, ndim: int, name: str) -> tuple[int, ...]:
+    items = _items(value, name)
+    if items is None:
+        return (_integer(value, name),) * ndim
     if len(items) != ndim:
         raise ValueError(
-            f"{name}: has {len(items)} dimensions but the spec has {ndim} spatial dimensions"
+            f"{name}: has {len(items) if len(items) <= 3 else 'more than 3'} dimensions but "
+            f"the spec has {ndim} spatial dimensions"
         )
-    for v in items:
-        if isinstance(v, bool) or not isinstance(v, (int,)) and not hasattr(v, "__index__"):
-            raise ValueError(f"{name}: expected integers, got {value!r}")
-    return tuple(int(v) for v in items)
+    return tuple(_integer(v, name) for v in items)
+
+
+def _boolean(value, name: str) -> bool:
+    """True or False (Python or NumPy bools only: "no" and 2 are not answers)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected True or False, got {_echo_value(value)}")
+    return bool(value)
 
 
 def conv_out_size(i: int, k: int, s: int, p: int, d: int) -> int:
@@ -94,21 +137,23 @@ class ConvSpec:
     def __post_init__(self):
         ndim = None
         for fname in ("size", "kernel"):
-            v = getattr(self, fname)
-            if not isinstance(v, int):
-                ndim = len(tuple(v))
+            items = _items(getattr(self, fname), fname)
+            if items is not None:
+                ndim = len(items)
                 break
-        ndim = ndim or 2
+        ndim = 2 if ndim is None else ndim
         if ndim not in (1, 2, 3):
-            raise ValueError(f"size: 1, 2 or 3 spatial dimensions are supported, got {ndim}")
+            raise ValueError(f"{fname}: 1, 2 or 3 spatial dimensions are supported, got "
+                             f"{ndim if ndim <= 3 else 'more than 3'}")
         for fname in _SPATIAL:
             object.__setattr__(self, fname, _as_tuple(getattr(self, fname), ndim, fname))
         for fname in ("n", "c", "k", "groups"):
-            v = getattr(self, fname)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"{fname}: expected an integer, got {v!r}")
-        object.__setattr__(self, "transposed", bool(self.transposed))
-        object.__setattr__(self, "flip", bool(self.flip))
+            object.__setattr__(self, fname, _integer(getattr(self, fname), fname))
+        for fname in ("transposed", "flip"):
+            object.__setattr__(self, fname, _boolean(getattr(self, fname), fname))
+        if not isinstance(self.name, str):
+            raise ValueError(f"name: expected a string, got {type(self.name).__name__} "
+                             f"{_echo_value(self.name)}")
         self._validate()
 
     # ------------------------------------------------------------------ rules
@@ -240,12 +285,16 @@ class ConvSpec:
 
 # a name is quoted; inside it `\"` is a quote and `\\` a backslash (a lone backslash is literal)
 _NAME_RE = re.compile(r'n"((?:[^"\\]|\\["\\]|\\(?!["\\]))*)"\s*$')
-_TOKEN_RE = re.compile(r"(mb|ic|oc|id|ih|iw|od|oh|ow|kd|kh|kw|sd|sh|sw|pd|ph|pw|dd|dh|dw|g)(\d+)")
+_FIELDS = r"(mb|ic|oc|id|ih|iw|od|oh|ow|kd|kh|kw|sd|sh|sw|pd|ph|pw|dd|dh|dw|g)"
+_TOKEN_RE = re.compile(_FIELDS + r"([0-9]+)")
+# any Unicode decimal digit (Arabic-Indic, full-width, ...): only to name the field in the error
+_ANY_DIGITS_RE = re.compile(_FIELDS + r"(\d+)")
 
 
 def _parse_descriptor(text: str, transposed: bool) -> ConvSpec:
     if not isinstance(text, str):
         raise ValueError(f"descriptor: expected a string, got {type(text).__name__}")
+    transposed = _boolean(transposed, "transposed")
     body = text.strip()
     name = ""
     m = _NAME_RE.search(body)
@@ -259,6 +308,10 @@ def _parse_descriptor(text: str, transposed: bool) -> ConvSpec:
     if body.endswith("_flip"):
         flip = True
         body = body[: -len("_flip")]
+    for tok in _ANY_DIGITS_RE.finditer(body):
+        if not tok.group(2).isascii():
+            raise ValueError(f"{tok.group(1)}: only the ASCII digits 0-9 are read, got "
+                             f"{echo(tok.group(2), 40)} in {echo(text)}")
     values: dict[str, int] = {}
     pos = 0
     for tok in _TOKEN_RE.finditer(body):

@@ -6,7 +6,8 @@ layout (`harness.report.engines`, the report's first table), printed from a resu
 With no file, it first runs the sweep over the `deploy` layers in both layout contracts
 and both timing modes with every inference engine that is installed:
 
-    convbench run --set deploy --layouts nchw nhwc --modes call prepared --peers ENGINES
+    convbench run --set deploy --layouts nchw nhwc --modes call prepared --timer resident \
+                  --peers ENGINES
 
 (options after `--` go to that sweep, e.g. `--threads 2 --fast`; the results file is
 written under results/ and named on stderr). An engine that is not installed is named
@@ -24,8 +25,10 @@ from pathlib import Path
 from harness.peers import PEERS, peer_missing
 
 NOT_ENGINES = ("scipy",)  # a signal-processing routine, not an inference engine
+# resident workers (harness.resident): a few hundred benchmarks in minutes, each side in
+# processes of its own
 SWEEP = ["run", "--set", "deploy", "--layouts", "nchw", "nhwc", "--modes", "call",
-         "prepared"]
+         "prepared", "--timer", "resident"]
 
 
 def installed_engines() -> list[str]:

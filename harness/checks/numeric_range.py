@@ -10,6 +10,7 @@ tiny err = max |y - ref| / max |ref| with input x1e-30 and weights x1e-10 (outpu
 ~4e-40, float32 subnormals); NaN / Inf spread = non-finite outputs of the algorithm
 over the reference's after one input element is set to NaN / +Inf; Inf kept = share of
 the reference's infinite outputs returned as the same infinity (the rest become NaN).
+The fft's documented range (kernels.numerics.fft_product_limit) is printed below the table.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import argparse
 import json
 
 import kernels
-from kernels.numerics import numeric_profile
+from kernels.numerics import fft_product_limit, numeric_profile
 
 SPEC = kernels.ConvSpec(n=1, c=16, k=16, size=14, kernel=3, padding=1)
 
@@ -62,6 +63,10 @@ def main(argv=None) -> int:
     rows = table(tuple(t for t in args.types.split(",") if t))
     print(f"spec: {SPEC} (depthwise: groups={SPEC.c})")
     print(render(rows))
+    if "fft" in kernels.ALGORITHMS:
+        print(f"fft: finite while c/g * r_h * r_w * max|x| * max|w| <= "
+              f"{fft_product_limit(SPEC):.3g} on this layer (float32 max / "
+              f"(4 t_h t_w); kernels.numerics)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=1)

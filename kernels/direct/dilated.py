@@ -176,7 +176,7 @@ def geometry(spec: ConvSpec) -> Geometry:
     row_bands, col_bands = bands(spec, 0, rows, crop=outer), bands(spec, 1, cols, crop=outer)
     (W, pw, sw, dw, OW) = (spec.size[1], spec.padding[1], spec.stride[1], spec.dilation[1],
                            spec.out_size[1])
-    V = -(-(W + 2 * pw) // dw)  # columns per phase
+    V = phase_width(spec)
     # each output column's first live tap: its band's first live kept column
     first_live = np.repeat(col_bands[:, 2], col_bands[:, 1]) + cols[0]
     return Geometry(outer, (rows[0], cols[0]), (rows[1] - rows[0], cols[1] - cols[0]),
@@ -424,10 +424,26 @@ def schedule(spec: ConvSpec, threads: int, nblk: int) -> tuple[int, np.ndarray, 
     return kchunks, order, starts
 
 
+def phase_width(spec: ConvSpec) -> int:
+    """V: padded columns per phase."""
+    return -(-(spec.size[1] + 2 * spec.padding[1]) // spec.dilation[1])
+
+
 def packed_input_shape(spec: ConvSpec) -> tuple[int, ...]:
     """xq's shape: (n, groups, padded rows, dilation x V phase columns, c/g)."""
     return (spec.n, spec.groups, spec.size[0] + 2 * spec.padding[0],
-            spec.dilation[1] * geometry(spec).phase_width, spec.c // spec.groups)
+            spec.dilation[1] * phase_width(spec), spec.c // spec.groups)
+
+
+def kept_bound(spec: ConvSpec, axis: int) -> int:
+    """At least the kept taps along `axis` (`live_span`), in closed form: every live tap
+    lies between the first live tap of the last output and the end of the first
+    output's (both move towards lower taps as the output index grows)."""
+    geo = (spec.out_size[axis], spec.size[axis], spec.stride[axis], spec.padding[axis],
+           spec.dilation[axis], spec.kernel[axis])
+    first, _ = live_taps(*geo, geo[0] - 1)
+    _, end = live_taps(*geo, 0)
+    return max(1, end - first)
 
 
 def buffer_bytes(spec: ConvSpec) -> dict:
@@ -435,15 +451,20 @@ def buffer_bytes(spec: ConvSpec) -> dict:
     (`xq`: every padded row, dilation x V phase columns), the packed weights (`weights`,
     padded to whole register blocks; the dot block's packer also copies the kept taps,
     and a flipped kernel first), and the scratch of one thread (`per_thread`: a work
-    unit's window offsets and sums, the transpose tiles of both packers)."""
-    geo = geometry(spec)
+    unit's window offsets and sums, the transpose tiles of both packers).
+
+    From the spec alone in O(1) (the memory guard runs it before refusing a spec whose
+    geometry would not fit in memory): the kept taps and an item's pixels are upper
+    bounds (`kept_bound`; `work_items` gives an item at most 1.5 PIXELS_PER_ITEM pixels
+    or one output row)."""
     kg, cg = spec.k // spec.groups, spec.c // spec.groups
-    taps = geo.kept[0] * geo.kept[1]
+    taps = kept_bound(spec, 0) * kept_bound(spec, 1)
     width = outer_width(kg) or KB
     weights = F32 * spec.groups * -(-kg // width) * width * cg * taps
-    if not geo.outer:
+    if not outer_width(kg):
         weights += F32 * spec.k * cg * (taps + (math.prod(spec.kernel) if spec.flip else 0))
-    pixels = int(geo.items[:, 1].max()) * spec.out_size[1]
+    OH, OW = spec.out_size
+    pixels = min(OH, -(-3 * PIXELS_PER_ITEM // (2 * OW))) * OW
     per_thread = (8 * pixels + F32 * (pixels + PB) * width + F32 * TILE * TILE
                   + F32 * width * WEIGHT_TILE * math.prod(spec.kernel))
     return dict(xq=F32 * math.prod(packed_input_shape(spec)), weights=weights,

@@ -22,8 +22,23 @@ import numpy as np
 RANK_RTOL = float(np.finfo(np.float32).eps)
 
 
+def require_finite(w: np.ndarray) -> np.ndarray:
+    """`w` unchanged if every entry is finite, else ValueError naming `weights`.
+
+    An SVD or eigendecomposition of a matrix with an Inf or NaN is undefined: LAPACK's
+    dgesdd never returns on an Inf (uninterruptibly), and what it returns otherwise is
+    finite garbage or a LinAlgError, so the separable paths refuse such weights in
+    their prepare step (one vectorised pass, outside any plan's data path)."""
+    if not np.isfinite(w).all():
+        bad = int(np.count_nonzero(~np.isfinite(w)))
+        raise ValueError(
+            f"weights: must be finite for the separable algorithm, whose SVD factorisation "
+            f"of the kernel is undefined for Inf or NaN (got {bad} non-finite of {w.size} values)")
+    return w
+
+
 def _svd(kernels2d: np.ndarray):
-    k = np.asarray(kernels2d, np.float64)
+    k = require_finite(np.asarray(kernels2d, np.float64))
     if k.ndim < 2:
         raise ValueError(f"kernel: expected at least 2 dimensions, got shape {k.shape}")
     return np.linalg.svd(k, full_matrices=False)
@@ -31,7 +46,7 @@ def _svd(kernels2d: np.ndarray):
 
 def singular_values(kernels2d) -> np.ndarray:
     """Singular values of each 2-D slice (the last two axes), largest first."""
-    return np.linalg.svd(np.asarray(kernels2d, np.float64), compute_uv=False)
+    return np.linalg.svd(require_finite(np.asarray(kernels2d, np.float64)), compute_uv=False)
 
 
 def rank_tolerance(shape) -> float:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .factor import RANK_RTOL
+from .factor import RANK_RTOL, require_finite
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def channel_bank(w: np.ndarray, groups: int) -> ChannelBank:
         raise ValueError(f"groups: must divide the {K} output channels, got {groups}")
     kg = K // groups
     # W_c for every input channel c = g*cg + cl: wc[c, k in group, kd, kh, kw]
-    wc = (np.asarray(w, np.float64).reshape(groups, kg, cg, *kernel).swapaxes(1, 2)
+    wc = (require_finite(np.asarray(w, np.float64)).reshape(groups, kg, cg, *kernel).swapaxes(1, 2)
           .reshape(groups * cg, kg, *kernel))
     bases = []
     for axis, size in enumerate(kernel):
