@@ -94,7 +94,7 @@ def measured_table(layers, threads: int, repeats: int = 5, err=sys.stderr) -> Ta
 
 
 def fill_wisdom(layers, threads: int, modes, force: bool = False, rounds: int = 5,
-                out=sys.stdout) -> float:
+                out=None) -> float:
     """Measure each (layer, mode) problem the wisdom lacks (`force`: all of them) at
     `threads`, as auto would on its first call; returns the seconds it cost in all."""
     import numba
@@ -102,6 +102,7 @@ def fill_wisdom(layers, threads: int, modes, force: bool = False, rounds: int = 
     if auto.policy() == "rule":
         raise ValueError(f"{auto.POLICY_ENV}: is 'rule', which reads no wisdom; unset it "
                          "to tune")
+    out = out or sys.stdout
     before = numba.get_num_threads()
     numba.set_num_threads(threads)
     problems = [(layer, mode) for layer in layers for mode in modes]

@@ -262,3 +262,22 @@ def test_the_rule_reads_channels_per_group_and_tiles(tmp_path, monkeypatch):
     # ungrouped layers keep the 16-channel threshold
     assert auto.explain("conv2d", res5.replace(c=16, k=16, size=(56, 56))).algorithm == \
         "winograd_f4"
+
+
+def test_the_memory_guard_judges_auto_by_its_choice_in_each_mode():
+    """A plan of auto holds what a plan of the chosen algorithm holds, a call what a call
+    holds (kernels.memory's plan mode)."""
+    import numba
+
+    from kernels.auto import wisdom
+
+    spec = CONV.replace(size=(32, 32), c=64, k=64)
+    threads = numba.get_num_threads()
+    wisdom.merge(auto.wisdom_path(), [
+        wisdom.entry(wisdom.Key.of("conv2d", spec, threads, "call"), {"direct": 1e-4}, 0.1),
+        wisdom.entry(wisdom.Key.of("conv2d", spec, threads, "prepared"), {"fft": 1e-4}, 0.1)])
+    for mode, chosen in (("call", "direct"), ("plan", "fft")):
+        assert auto.known("conv2d", spec, "prepared" if mode == "plan" else "call") == \
+            auto.Choice(chosen, "wisdom")
+        assert kernels.memory_estimate("conv2d", "auto", spec, mode) == \
+            kernels.memory_estimate("conv2d", chosen, spec, mode)

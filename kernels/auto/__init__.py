@@ -41,6 +41,7 @@ largest floor) of the algorithms it may choose.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 import warnings
@@ -370,11 +371,15 @@ def _register(conv_type: str) -> None:
                   supports=supports, multiplications=multiplications)(_execute)
 
 
-def _memory_estimate(conv_type: str, spec: ConvSpec) -> dict:
+def _memory_estimate(conv_type: str, spec: ConvSpec, mode: str = "call") -> dict:
     """What the chosen algorithm holds (kernels.memory), so that `supports` and the memory
-    guard judge auto by what it runs; direct's when nothing runs the spec."""
-    chosen = known(conv_type, spec).algorithm or "direct"
-    return memory.ESTIMATORS.get(chosen, memory.ESTIMATORS["direct"])(conv_type, spec)
+    guard judge auto by what it runs (a plan: the choice for the prepared mode); direct's
+    when nothing runs the spec."""
+    chosen = known(conv_type, spec, "prepared" if mode == "plan" else "call").algorithm
+    fn = memory.ESTIMATORS.get(chosen or "direct", memory.ESTIMATORS["direct"])
+    # as memory.estimate calls it: with `mode` where the estimator takes one
+    return fn(conv_type, spec, mode=mode) if "mode" in inspect.signature(fn).parameters \
+        else fn(conv_type, spec)
 
 
 memory.ESTIMATORS[NAME] = _memory_estimate
