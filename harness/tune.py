@@ -30,7 +30,8 @@ def rows_from_frame(frame, mode: str = "call") -> list[tuple]:
     `mode` (a harness.report.load frame)."""
     if frame.empty:
         return []
-    ours = frame[frame["algorithm"].isin(auto.CANDIDATES) & (frame["mode"] == mode)]
+    ours = frame[frame["algorithm"].isin(auto.CANDIDATES) & (frame["mode"] == mode)
+                 & frame["median"].notna()]  # a benchmark of warm-ups only has no time
     return list(zip(ours["conv_type"], ours["spec"], ours["threads"], ours["algorithm"],
                     ours["median"]))
 
@@ -46,7 +47,7 @@ def table_from_results(paths, mode: str = "call") -> Table:
                          f"({', '.join(classes)}); a table is of one")
     rows = rows_from_frame(res.frame, mode)
     if not rows:
-        raise ValueError(f"--from: no benchmark of ours in {mode} mode in "
+        raise ValueError(f"--from: no timed benchmark of ours in {mode} mode in "
                          + ", ".join(str(p) for p in paths))
     return auto.build(rows, machine_class=classes[0],
                       source="convbench tune --from " + " ".join(str(p) for p in paths))

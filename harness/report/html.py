@@ -170,6 +170,9 @@ def header_table(res: Results, command: str | None, files: list[str]) -> str:
                 f"used for calibration is slower than the CPU allows (see BLAS) or the "
                 f"calibration ran on a busy machine; % of peak and the roofline are relative "
                 f"to that sgemm</span>")
+    if res.untimed:
+        add("benchmarks without values", f"{len(res.untimed)}, left out: "
+            + _join(res.untimed[:5]) + (", …" if len(res.untimed) > 5 else ""))
     if res.skips is not None and len(res.skips):
         add("skipped cells", f"{len(res.skips)} (see <a href='#skips'>skipped cells</a>)")
     body = "".join(f"<tr><td>{html.escape(k)}</td><td>{v if k in _RAW else html.escape(str(v))}"
@@ -587,7 +590,8 @@ def render(res: Results, *, accuracy: pd.DataFrame | None = None,
     title = title or "convbench report"
     made = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     empty_note = ("" if not res.frame.empty else
-                  _p("<span class='bad'>The result files hold no benchmark.</span>"))
+                  _p("<span class='bad'>The result files hold no benchmark"
+                     + (" with timed values" if res.untimed else "") + ".</span>"))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
