@@ -37,11 +37,11 @@ def rows_from_frame(frame, mode: str = "call") -> list[tuple]:
 
 
 def table_from_results(paths, mode: str = "call") -> Table:
-    from harness.machine import machine_class_of
     from harness.report.load import load_results
+    from harness.results import load_suite, suite_class
 
     res = load_results(paths)
-    classes = sorted({machine_class_of(p) for p in paths})
+    classes = sorted({suite_class(load_suite(p), p) for p in paths})
     if len(classes) > 1:
         raise ValueError(f"--from: the files are of {len(classes)} machine classes "
                          f"({', '.join(classes)}); a table is of one")

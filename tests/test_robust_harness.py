@@ -306,3 +306,18 @@ def test_a_sweep_holds_its_lock_while_it_calibrates(tmp_path, monkeypatch, capsy
                      "-o", str(out), "--debug-single-value"])
     one_line_error(capsys, code, "stopped by the test")
     assert seen == ["held"]
+
+
+def test_compare_and_tune_refuse_a_file_of_several_classes(tmp_path, capsys):
+    a = write(tmp_path / "a.json")
+    b = write(tmp_path / "b.json", isa="avx2")
+    mixed = tmp_path / "mixed.json"
+    runs = [*results.load_suite(a).get_benchmarks()[0].get_runs(),
+            *results.load_suite(b).get_benchmarks()[0].get_runs()]
+    pyperf.BenchmarkSuite([pyperf.Benchmark(runs)]).dump(str(mixed))
+    from harness import compare
+
+    with pytest.raises(compare.CompareError, match="mixed.json.*2 machine classes"):
+        compare.compare_suites(a, mixed)
+    code = cli.main(["tune", "--from", str(mixed), "-o", str(tmp_path / "t.json")])
+    one_line_error(capsys, code, "mixed.json", "2 machine classes")
