@@ -61,7 +61,7 @@ import pandas as pd
 
 from harness import changepoint, compare
 from harness.messages import clip
-from harness.results import benchmark_records, load_suite, suite_class
+from harness.results import benchmark_records, load_suite, suite_class, unsharded_metadata
 
 SCHEMA_VERSION = 1
 DEFAULT_DB = Path("results") / "history.sqlite"
@@ -201,7 +201,7 @@ def _mode(meta: dict, mode: str | None) -> str:
 
 
 def _run_key(bench) -> str:
-    runs = [(list(r.values), [list(w) for w in r.warmups], r.get_metadata())
+    runs = [(list(r.values), [list(w) for w in r.warmups], unsharded_metadata(r))
             for r in bench.get_runs()]
     return hashlib.sha256(json.dumps(runs, sort_keys=True, default=str).encode()).hexdigest()
 

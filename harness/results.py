@@ -394,13 +394,21 @@ def _one_sweep_in_shards(suites) -> bool:
                 for o in options}) == 1
 
 
-def _unsharded(run):
-    """`run` with no `shard` in its sweep options."""
+def unsharded_metadata(run) -> dict:
+    """A run's metadata as the whole sweep records it: no `shard` in its sweep options
+    (the history counts a shard's run and the same run in the merged file as one)."""
+    meta = run.get_metadata()
     options = _sweep_options_of(run)
-    meta = dict(run.get_metadata())
+    if not options or not options.get("shard"):
+        return meta
     options["shard"] = None  # as a sweep without --shard records it
+    meta = dict(meta)
     meta["sweep_options"] = json.dumps(options, sort_keys=True, separators=(",", ":"))
-    return run._replace(metadata=meta)
+    return meta
+
+
+def _unsharded(run):
+    return run._replace(metadata=unsharded_metadata(run))
 
 
 def merge(inputs, output, err=None) -> tuple[int, int]:

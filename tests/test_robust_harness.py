@@ -272,6 +272,10 @@ def test_a_merged_shard_file_resumes_as_the_whole_sweep(tmp_path):
     assert sweep.recorded_options(results.load_suite(out)) == whole
     with pytest.raises(ValueError, match="shard"):
         sweep.check_resume(shards[0], whole)  # a shard alone is still a shard
+    # the merged file's runs are the shards' runs: the history counts them once
+    db = tmp_path / "h.sqlite"
+    assert sum(history.add(db, s, commit="c1").added for s in shards) == 2
+    assert history.add(db, out, commit="c1").added == 0
 
 
 # --------------------------------------------------------------------------- 10. the lock
