@@ -138,6 +138,15 @@ def require_regular(path, what: str = "file") -> Path:
     return path
 
 
+def require_replaceable(path, what: str = "file") -> Path:
+    """`path` when it is absent or a regular file, so writing it cannot block (a FIFO)
+    or fail half-way (a folder); ValueError naming it otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{clip(path, 150)}: not a regular file (a {what} is written as one)")
+    return path
+
+
 def load_sidecar(results) -> list[dict]:
     p = sidecar_path(results)
     if not p.exists():

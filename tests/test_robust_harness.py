@@ -325,3 +325,17 @@ def test_compare_and_tune_refuse_a_file_of_several_classes(tmp_path, capsys):
         compare.compare_suites(a, mixed)
     code = cli.main(["tune", "--from", str(mixed), "-o", str(tmp_path / "t.json")])
     one_line_error(capsys, code, "mixed.json", "2 machine classes")
+
+
+def test_a_fifo_as_the_report_or_history_page_is_refused(tmp_path):
+    f = write(tmp_path / "r.json", ["conv2d/direct/net:a"], mode="call", conv_type="conv2d",
+              algorithm="direct", spec="mb1ic4ih6oc8oh6kh3ph1")
+    db = tmp_path / "h.sqlite"
+    history.add(db, f, commit="c1")
+    page = tmp_path / "page.html"
+    os.mkfifo(page)
+    for args in (["report", f, "-o", page, "--history", "none"],
+                 ["history", "report", "--db", db, "--html", page]):
+        proc = convbench(*args)
+        assert proc.returncode == 2, proc.stderr
+        assert str(page) in proc.stderr and "not a regular file" in proc.stderr, proc.stderr

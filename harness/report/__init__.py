@@ -21,7 +21,7 @@ import pandas as pd
 
 from harness.history import DEFAULT_DB
 from harness.messages import clip
-from harness.results import require_regular
+from harness.results import require_regular, require_replaceable
 
 from .load import Results, load_results, result_stem
 
@@ -95,6 +95,7 @@ def build_report(results_paths, out_html, accuracy=None, *, merge: bool = False,
     for p in paths:
         if not p.exists():
             raise ValueError(f"results: {p} does not exist")
+    require_replaceable(out_html, "report")  # before the work: a FIFO would block the write
     body_paths = paths if (merge or len(paths) == 1) else [paths[-1]]
     res = load_results(body_paths)
     if accuracy is None:

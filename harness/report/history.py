@@ -20,6 +20,7 @@ import pandas as pd
 
 from harness import changepoint
 from harness import history as hist
+from harness.results import require_replaceable
 
 from . import plots, tables
 
@@ -117,7 +118,7 @@ def write_page(frame: pd.DataFrame, steps: pd.DataFrame, out_html, threshold: fl
             f"<h1>convbench history</h1>"
             f"{body(frame, steps, threshold, alpha, min_size)}"
             f"<footer>generated {made} by harness.report.history</footer></main></body></html>")
-    out = Path(out_html)
+    out = require_replaceable(out_html, "history page")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return out
