@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+from html.parser import HTMLParser
 
 import pandas as pd
 import pyperf
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness import history
 from harness.report import build_report
@@ -96,6 +99,41 @@ def test_every_user_string_is_escaped_in_the_history_page(tmp_path, payload, cap
     page = out.read_text()
     assert "x1.500" in page and "alert(1)" in page
     assert_no_raw_tag(page)
+
+
+MARKUP = st.text(alphabet=st.sampled_from(list("<>&\"'/=ab ")), min_size=1, max_size=30)
+
+
+class Cells(HTMLParser):
+    """The tags of a table and the text of its cells, as a browser would read them."""
+
+    def __init__(self, page: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.texts: list[str] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+
+    def handle_data(self, data):
+        if data.strip():
+            self.texts.append(data)
+
+
+@given(cell=MARKUP, label=MARKUP, column=MARKUP)
+def test_styled_tables_escape_cells_and_labels(cell, label, column):
+    from harness.report.tables import styled
+
+    def table(c, la, co):
+        return Cells(styled(pd.DataFrame({co: [c]}, index=pd.Index([la], name="layer")),
+                            index=True))
+
+    got, plain = table(cell, label, column), table("c", "l", "k")
+    assert got.tags == plain.tags  # no tag came from the strings
+    texts = " ".join(got.texts)
+    for text in (cell, label, column):  # each string is there as text
+        assert text.strip() in texts
 
 
 def test_the_vector_isa_row_is_escaped_once(tmp_path):
