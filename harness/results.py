@@ -14,6 +14,13 @@ overwriting the first one's benchmarks; the lock file is removed when the writer
 done (a leftover one, without its process, locks nothing). Files are rewritten
 atomically (`write_suite`, `write_sidecar`). Temporary files live in `.<name>.tmp/`
 beside the results file (`tmp_dir`), emptied by the next writer of that file.
+The lock is re-entrant within a thread: `convbench run` takes it before it calibrates
+and the sweep enters it again. A write that fails (disk full, read-only folder) is a
+one-line ValueError naming the file, and leaves the old file whole.
+
+A file holds one machine class (`suite_class`): `merge` refuses inputs of two classes,
+as `compare`, `tune` and `history add` refuse a file whose runs are of several. Files
+that are not regular files (a FIFO named `<stem>.skips.json`) are refused, not read.
 """
 
 from __future__ import annotations
