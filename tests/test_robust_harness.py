@@ -144,6 +144,11 @@ def test_a_damaged_history_database_is_one_line(tmp_path, capsys):
     one_line_error(capsys, code, str(db), "damaged")
     code = cli.main(["history", "report", "--db", str(db)])
     one_line_error(capsys, code, str(db), "damaged")
+    # the report keeps its other sections and says why the history is missing
+    from harness.report import build_report
+
+    page = build_report(new, tmp_path / "r.html", history=db).read_text()
+    assert "damaged history database" in page and 'id="summary"' in page
 
 
 def test_a_read_only_or_full_history_database_says_so(tmp_path, capsys, monkeypatch):

@@ -99,8 +99,12 @@ def history_section(db, machine_class: str | None = None,
 
     if db is None or not Path(db).is_file():
         return None
-    frame, steps = hist.report(db, machine_class, threshold=threshold, alpha=alpha,
-                               min_size=min_size)
+    try:
+        frame, steps = hist.report(db, machine_class, threshold=threshold, alpha=alpha,
+                                   min_size=min_size)
+    except ValueError as exc:  # a damaged database costs this section, not the report
+        return Section("history", "History over commits",
+                       f'<p class="bad">{html.escape(str(exc))}</p>')
     if frame.empty:
         return None
     return Section("history", "History over commits",
