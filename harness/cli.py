@@ -403,6 +403,10 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
         if args.output and Path(args.output) != output:
             print("convbench run: --resume writes to its own file; drop -o", file=sys.stderr)
             return 2, None
+        if not output.exists():
+            raise ValueError(f"--resume {clip(output, 150)}: no such file (a new sweep is "
+                             "--set NAME, with -o FILE to name its results)")
+        results.require_regular(output, "results file")
         if not set_name and output.is_file() and output.stat().st_size:
             md = results.load_suite(output).get_metadata()
             set_name = md.get("set")
@@ -438,24 +442,26 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
                                   getattr(args, "rtol", None), timer=timer)
     if getattr(args, "dask", None):
         return _run_on_dask(args, set_name, peers, output, options), output
-    with results.results_lock(output):  # writable, and no other sweep on it: say so now
-        if args.resume:
-            sweep.check_resume(output, options)
     from harness.calibrate import calibrate
 
-    calibration = calibrate()
-    print(f"calibration: sgemm {calibration['calib_sgemm_gflops_1t']} GFLOP/s (1 thread), "
-          f"{calibration['calib_sgemm_gflops']} GFLOP/s (all), triad "
-          f"{calibration['calib_bandwidth_gbs']} GB/s", file=sys.stderr)
-    print(f"{len(the_plan.jobs)} benchmarks, {len(the_plan.skips)} skipped cells -> {output}",
-          file=sys.stderr)
-    print(f"expect about {_fmt_minutes(expected_seconds(the_plan, pyperf_args, timer))} "
-          f"(an estimate: {timer} timer; cells that compile or run long take more)",
-          file=sys.stderr)
-    res = sweep.sweep(the_plan, output, pyperf_args, resume=bool(args.resume),
-                      calibration=calibration, rtol=getattr(args, "rtol", None),
-                      command=getattr(args, "command_line", ""), options=options,
-                      timer=timer)
+    # the lock first, held to the end: a second sweep of this file stops before it
+    # calibrates, so neither measures the machine while the other loads it
+    with results.results_lock(output):
+        if args.resume:
+            sweep.check_resume(output, options)
+        calibration = calibrate()
+        print(f"calibration: sgemm {calibration['calib_sgemm_gflops_1t']} GFLOP/s (1 thread), "
+              f"{calibration['calib_sgemm_gflops']} GFLOP/s (all), triad "
+              f"{calibration['calib_bandwidth_gbs']} GB/s", file=sys.stderr)
+        print(f"{len(the_plan.jobs)} benchmarks, {len(the_plan.skips)} skipped cells -> "
+              f"{output}", file=sys.stderr)
+        print(f"expect about {_fmt_minutes(expected_seconds(the_plan, pyperf_args, timer))} "
+              f"(an estimate: {timer} timer; cells that compile or run long take more)",
+              file=sys.stderr)
+        res = sweep.sweep(the_plan, output, pyperf_args, resume=bool(args.resume),
+                          calibration=calibration, rtol=getattr(args, "rtol", None),
+                          command=getattr(args, "command_line", ""), options=options,
+                          timer=timer)
     for line in sweep.summary_lines(res):
         print(line)
     return res.exit_code, output

@@ -92,7 +92,7 @@ import pandas as pd
 from harness import stats
 from harness.machine import class_of_metadata
 from harness.peers import PEERS
-from harness.results import benchmark_records, load_suite, parse_name
+from harness.results import benchmark_records, load_suite, parse_name, suite_class
 from harness.stats import DEFAULT_ALPHA, DEFAULT_THRESHOLD, ESTIMATORS
 
 DEFAULT_CALIB_TOLERANCE = 0.05
@@ -144,7 +144,9 @@ class Verdict:
 def _load(path) -> dict[str, dict]:
     """name -> {values, meta} of a suite file, or CompareError with a clear message."""
     try:
-        return benchmark_records(load_suite(path, require_benchmarks=True))
+        suite = load_suite(path, require_benchmarks=True)
+        suite_class(suite, path)  # a file of several classes has no class to gate within
+        return benchmark_records(suite)
     except ValueError as exc:
         raise CompareError(str(exc)) from None
 

@@ -21,7 +21,12 @@ cut as by hand), and each shard is one Dask task:
   cores);
 * a shard that fails (its subprocess dies, writes nothing) is retried
   (`--retries`, Dask's task retries), and a shard whose worker is lost
-  (killed, machine gone) is rescheduled by Dask on another machine;
+  (killed, machine gone) is rescheduled by Dask on another machine: a task asks
+  for the resource, never for a worker address, so a worker restarted at a new
+  address (or a machine that joins) takes it. Only where the cluster has workers
+  of other machine classes is a task held to the hosts of its class (a host, not
+  an address: a worker restarted there still qualifies), and a shard that lands
+  on a worker of another class fails without timing anything;
 * results are gathered as shards complete into the usual results file,
   rewritten atomically after each one under the file's lock; `--resume FILE`
   sends each unfinished shard the benchmarks it already has, so only the
@@ -120,13 +125,25 @@ def shard_command(shard: Shard, output: Path) -> list[str]:
             *where]
 
 
-def run_shard(shard: Shard, threads: dict) -> dict:
+def check_class(shard: Shard, machine_class: str | None) -> dict:
+    """This machine's fingerprint; ShardFailed when it is not of `machine_class`."""
+    machine = fingerprint()
+    if machine_class is not None and machine["machine_class"] != machine_class:
+        raise ShardFailed(f"shard {shard.label} on {machine['hostname']}: machine class "
+                          f"{machine['machine_class']}, the sweep's is {machine_class}")
+    return machine
+
+
+def run_shard(shard: Shard, threads: dict, machine_class: str | None = None) -> dict:
     """Run one shard in a fresh `convbench run` subprocess (a Dask task on a worker).
 
     Returns the results file's text, its sidecar's entries, the exit code, the tail of
-    the output and this machine's fingerprint; raises ShardFailed when no results came.
+    the output and this machine's fingerprint; raises ShardFailed when no results came
+    or this machine is not of `machine_class`.
     """
     from harness.worker import die_with_parent
+
+    machine = check_class(shard, machine_class)
 
     with tempfile.TemporaryDirectory(prefix="convbench-shard-") as tmp:
         output = Path(tmp) / f"shard{shard.index}of{shard.count}.json"
@@ -142,7 +159,7 @@ def run_shard(shard: Shard, threads: dict) -> dict:
                               f"{proc.returncode}, no results\n{tail}")
         return dict(shard=shard.label, results=output.read_text(encoding="utf-8"),
                     skips=results.load_sidecar(output), exit_code=proc.returncode,
-                    log=tail, machine=fingerprint())
+                    log=tail, machine=machine)
 
 
 # --------------------------------------------------------------------------- on the client
@@ -198,8 +215,25 @@ def machines_path(results) -> Path:
     return p.with_name(p.stem + ".machines.json")
 
 
-def _workers(client, machine_class: str | None) -> tuple[list[str], str, dict]:
-    """(addresses of the workers that run shards, their machine class, fingerprints)."""
+def _host(address: str) -> str:
+    """The host of a worker address (`tcp://10.0.0.5:40123` -> `10.0.0.5`)."""
+    from distributed.comm import get_address_host
+
+    return get_address_host(address)
+
+
+def _restriction(workers: list[str], able: list[str]) -> dict:
+    """Where the shards may run, as `client.submit` options: anywhere the resource is
+    offered when every able worker is of the sweep's class, else on the hosts of those
+    workers (hosts, so that a worker restarted at a new port still qualifies)."""
+    if set(workers) == set(able):
+        return {}
+    return dict(workers=sorted({_host(a) for a in workers}), allow_other_workers=False)
+
+
+def _workers(client, machine_class: str | None) -> tuple[list[str], str, dict, list[str]]:
+    """(addresses of the workers that run shards, their machine class, fingerprints,
+    addresses of every worker offering the resource)."""
     info = client.scheduler_info(n_workers=-1)["workers"]
     able = [a for a, w in info.items() if w.get("resources", {}).get(RESOURCE, 0) >= 1]
     if not able:
@@ -218,7 +252,7 @@ def _workers(client, machine_class: str | None) -> tuple[list[str], str, dict]:
     if not workers:
         raise ValueError(f"--machine-class: no worker of class {chosen!r}; the workers' "
                          f"classes: {', '.join(classes)}")
-    return workers, chosen, prints
+    return workers, chosen, prints, able
 
 
 def _strip_shard(options: dict | None) -> dict | None:
@@ -253,12 +287,13 @@ def _load_text(text: str, where: Path):
 
 def run(address, run_args, plan_of: Callable, output, options: dict, *, shards=None,
           resume: bool = False, machine_class: str | None = None,
-          retries: int = DEFAULT_RETRIES, err=None) -> DaskResult:
+          retries: int = DEFAULT_RETRIES, err=None, task: Callable = run_shard) -> DaskResult:
     """Run the sweep of `run_args` (`convbench run` options) on the Dask cluster at
     `address` (or a `distributed.Client`) into `output`.
 
     `plan_of(shard)` plans the sweep (shard=None: all of it), as the CLI does;
-    `options` are the sweep's options (`harness.sweep.sweep_options`), checked on resume.
+    `options` are the sweep's options (`harness.sweep.sweep_options`), checked on resume;
+    `task(shard, threads, machine_class)` is the Dask task of a shard (`run_shard`).
     """
     distributed = require_dask()
     err = err or sys.stderr
@@ -272,14 +307,14 @@ def run(address, run_args, plan_of: Callable, output, options: dict, *, shards=N
     try:
         with results.results_lock(output):
             return _sweep(client, distributed, list(run_args), plan_of, output, options,
-                          shards, resume, machine_class, retries, err)
+                          shards, resume, machine_class, retries, err, task)
     finally:
         if client is not address:
             client.close()
 
 
 def _sweep(client, distributed, run_args, plan_of, output, options, shards, resume,
-           machine_class, retries, err) -> DaskResult:
+           machine_class, retries, err, task) -> DaskResult:
     import pyperf
 
     if output.exists() and not resume:
@@ -291,7 +326,8 @@ def _sweep(client, distributed, run_args, plan_of, output, options, shards, resu
             raise ValueError(f"--resume {clip(output, 150)}: the sweep's options differ from "
                              "the file's: " + "; ".join(sweep.options_differences(
                                  recorded, _strip_shard(options))))
-    workers, chosen, prints = _workers(client, machine_class)
+    workers, chosen, prints, able = _workers(client, machine_class)
+    where = _restriction(workers, able)
     whole = plan_of(None)
     done = set(suite.get_benchmark_names()) if suite is not None else set()
     recorded_n = _recorded_shard_count(suite) if suite is not None else None
@@ -317,10 +353,11 @@ def _sweep(client, distributed, run_args, plan_of, output, options, shards, resu
             continue
         have = [suite.get_benchmark(name) for name in names if name in done]
         shard = Shard(i, n, tuple(run_args), _suite_text(have) if have else None)
-        fut = client.submit(run_shard, shard, threads, resources={RESOURCE: 1},
-                            workers=workers, allow_other_workers=False, retries=retries,
-                            pure=False, key=f"convbench-shard-{i}of{n}-{os.getpid()}-"
-                                            f"{id(shard)}")
+        # the resource, not the addresses seen now: a lost worker's shard goes to any
+        # worker offering it, one restarted at a new address included
+        fut = client.submit(task, shard, threads, chosen, resources={RESOURCE: 1},
+                            retries=retries, pure=False, **where,
+                            key=f"convbench-shard-{i}of{n}-{os.getpid()}-{id(shard)}")
         futures[fut] = shard
     print(f"dask: {len(whole.jobs)} benchmarks in {n} shards ({len(futures)} to run) on "
           f"{len(workers)} workers of machine class {chosen}", file=err, flush=True)

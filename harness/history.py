@@ -46,6 +46,7 @@ pass a Bonferroni-corrected Mann-Whitney test and the gate's ratio threshold).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -59,9 +60,8 @@ import numpy as np
 import pandas as pd
 
 from harness import changepoint, compare
-from harness.machine import class_of_metadata
 from harness.messages import clip
-from harness.results import benchmark_records, load_suite
+from harness.results import benchmark_records, load_suite, suite_class, unsharded_metadata
 
 SCHEMA_VERSION = 1
 DEFAULT_DB = Path("results") / "history.sqlite"
@@ -96,20 +96,63 @@ CREATE INDEX IF NOT EXISTS results_series
 """
 
 
+def database_error(db, exc: Exception) -> ValueError:
+    """A one-line ValueError naming `db` for an SQLite error met while using it: a file
+    that cannot be written (read-only, disk full) is not called a wrong file, and a damaged
+    one says so."""
+    cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ \
+        else exc
+    text = str(cause)
+    low = text.lower()
+    where = clip(db, 150)
+    if "readonly" in low or "read-only" in low:
+        return ValueError(f"cannot write {where}: the database or its folder is read-only "
+                          f"({clip(text, 80)})")
+    if "full" in low:
+        return ValueError(f"cannot write {where}: the disk is full ({clip(text, 80)})")
+    if "unable to open" in low or "disk i/o" in low:
+        return ValueError(f"cannot use {where}: {clip(text, 80)} (a read-only or full disk, "
+                          "or a folder it cannot write its journal to)")
+    if "locked" in low or "busy" in low:
+        return ValueError(f"{where}: locked by another process ({clip(text, 80)}); try again")
+    if "not a database" in low or "encrypted" in low:
+        return ValueError(f"{where}: not a history database ({clip(text, 80)})")
+    return ValueError(f"{where}: damaged history database ({clip(text, 80)}); restore it "
+                      "from a copy, or move it away and add the results again")
+
+
+@contextlib.contextmanager
+def guarded(db):
+    """SQLite errors while using `db` become `database_error`s naming it."""
+    try:
+        yield
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+        raise database_error(db, exc) from None
+
+
 def connect(db) -> sqlite3.Connection:
-    """Open (creating) a history database; ValueError for a file of another schema."""
+    """Open (creating) a history database; ValueError for a file of another schema, a
+    damaged one, or one that cannot be written."""
     db = Path(db)
     db.parent.mkdir(parents=True, exist_ok=True)
+    if db.exists() and not db.is_file():
+        raise ValueError(f"{clip(db, 150)}: not a regular file (a history database is one)")
+    con = None
     try:
-        con = sqlite3.connect(str(db))
-        con.executescript(SCHEMA)
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise ValueError(f"{clip(db, 150)}: not a history database ({exc})") from None
-    if row is None:
-        with con:
-            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    elif row[0] != str(SCHEMA_VERSION):
+        with guarded(db):
+            con = sqlite3.connect(str(db))
+            con.executescript(SCHEMA)
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'"
+                              ).fetchone()
+            if row is None:
+                with con:
+                    con.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                                (str(SCHEMA_VERSION),))
+    except ValueError:
+        if con is not None:
+            con.close()
+        raise
+    if row is not None and row[0] != str(SCHEMA_VERSION):
         con.close()
         raise ValueError(f"{clip(db, 150)}: schema_version {row[0]}, this convbench reads "
                          f"{SCHEMA_VERSION}")
@@ -158,7 +201,7 @@ def _mode(meta: dict, mode: str | None) -> str:
 
 
 def _run_key(bench) -> str:
-    runs = [(list(r.values), [list(w) for w in r.warmups], r.get_metadata())
+    runs = [(list(r.values), [list(w) for w in r.warmups], unsharded_metadata(r))
             for r in bench.get_runs()]
     return hashlib.sha256(json.dumps(runs, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -174,6 +217,7 @@ def _iso(date) -> str:
 def rows_of(result_path, commit: str | None = None, mode: str | None = None) -> list[dict]:
     """The history rows of one results file (benchmarks without values are left out)."""
     suite = load_suite(result_path, require_benchmarks=True)
+    machine_class = suite_class(suite, result_path)  # a series never mixes classes
     records = benchmark_records(suite)
     first = next(iter(records.values()))["meta"]
     sha, commit_date = _commit_of(first, commit)
@@ -195,7 +239,7 @@ def rows_of(result_path, commit: str | None = None, mode: str | None = None) -> 
             benchmark=name, conv_type=info["conv_type"], algorithm=info["algorithm"],
             network=info["network"], layer=info["layer"], spec=meta.get("spec"),
             threads=info["threads"], commit_sha=sha, commit_date=commit_date or run_date,
-            run_date=run_date, machine_class=class_of_metadata(meta),
+            run_date=run_date, machine_class=machine_class,
             isa=meta.get("isa"), mode=_mode(meta, mode), set_name=meta.get("set"),
             n_values=int(values.size), min_s=float(values.min()),
             median_s=float(np.median(values)), values_json=json.dumps(values.tolist()),
@@ -212,7 +256,7 @@ def add(db, result_path, commit: str | None = None, mode: str | None = None) -> 
     columns = list(rows[0])
     con = connect(db)
     try:
-        with con:
+        with guarded(db), con:
             before = con.total_changes
             con.executemany(
                 f"INSERT OR IGNORE INTO results ({', '.join(columns)}) "
@@ -235,7 +279,8 @@ def load(db) -> pd.DataFrame:
                          "`convbench history add`)")
     con = connect(db)
     try:
-        return pd.read_sql("SELECT * FROM results", con)
+        with guarded(db):
+            return pd.read_sql("SELECT * FROM results", con)
     finally:
         con.close()
 

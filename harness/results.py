@@ -14,6 +14,13 @@ overwriting the first one's benchmarks; the lock file is removed when the writer
 done (a leftover one, without its process, locks nothing). Files are rewritten
 atomically (`write_suite`, `write_sidecar`). Temporary files live in `.<name>.tmp/`
 beside the results file (`tmp_dir`), emptied by the next writer of that file.
+The lock is re-entrant within a thread: `convbench run` takes it before it calibrates
+and the sweep enters it again. A write that fails (disk full, read-only folder) is a
+one-line ValueError naming the file, and leaves the old file whole.
+
+A file holds one machine class (`suite_class`): `merge` refuses inputs of two classes,
+as `compare`, `tune` and `history add` refuse a file whose runs are of several. Files
+that are not regular files (a FIFO named `<stem>.skips.json`) are refused, not read.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 from harness.messages import clip, os_error
@@ -126,10 +134,31 @@ def skip_entry(name, conv_type, algorithm, layer, reason, status="skipped",
     return entry
 
 
+def require_regular(path, what: str = "file") -> Path:
+    """`path` when it is a regular file; ValueError naming it otherwise (a FIFO, a device
+    or a folder in place of a results, skips or table file would block or fail a read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{clip(path, 150)}: "
+                         + (f"not a regular file (a {what} must be one)" if path.exists()
+                            else "no such file"))
+    return path
+
+
+def require_replaceable(path, what: str = "file") -> Path:
+    """`path` when it is absent or a regular file, so writing it cannot block (a FIFO)
+    or fail half-way (a folder); ValueError naming it otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{clip(path, 150)}: not a regular file (a {what} is written as one)")
+    return path
+
+
 def load_sidecar(results) -> list[dict]:
     p = sidecar_path(results)
     if not p.exists():
         return []
+    require_regular(p, "skips file")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -141,10 +170,26 @@ def load_sidecar(results) -> list[dict]:
     return data
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def _replace_atomically(path: Path, write) -> None:
+    """`write(tmp)` to a temporary file beside `path`, then rename it over `path`; an
+    OSError (disk full, read-only folder) is a one-line ValueError naming `path`, and the
+    partial temporary file is removed."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        if tmp.exists():
+            tmp.unlink()
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ValueError(f"cannot write {clip(path, 150)}: "
+                         f"{exc.strerror or type(exc).__name__}") from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _replace_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def write_sidecar(results, entries) -> Path:
@@ -215,11 +260,7 @@ def signature(path: Path):
 
 def write_suite(suite, path: Path) -> None:
     """Replace `path` by `suite` atomically (a crash mid-write leaves the old file)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    if tmp.exists():
-        tmp.unlink()
-    suite.dump(str(tmp), replace=True)
-    os.replace(tmp, path)
+    _replace_atomically(path, lambda tmp: suite.dump(str(tmp), replace=True))
 
 
 
@@ -247,12 +288,21 @@ def strip_host_metadata(path) -> None:
 # --------------------------------------------------------------------------- one writer
 
 
+# (lock file, thread) of the locks this process holds: a writer that already holds a
+# file's lock (`convbench run` holds it from before calibration) enters it again freely
+_HELD: set[tuple[str, int]] = set()
+
+
 @contextlib.contextmanager
 def results_lock(results):
     """Hold the exclusive lock of the results file `results` (ValueError when another
     process holds it); removes stale temporary files of that file, and the lock file
-    when done."""
+    when done. Re-entrant within one thread."""
     results = Path(results)
+    key = (os.path.abspath(lock_path(results)), threading.get_ident())
+    if key in _HELD:
+        yield lock_path(results)
+        return
     try:
         results.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -288,10 +338,12 @@ def results_lock(results):
             os.close(fd)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _HELD.add(key)
     try:
         _clean_temporaries(results)
         yield lock
     finally:
+        _HELD.discard(key)
         _clean_temporaries(results)
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -319,12 +371,71 @@ def _run_key(run) -> tuple:
             json.dumps(run.get_metadata(), sort_keys=True, default=str))
 
 
+def run_classes(suite) -> set[str]:
+    """The machine classes the runs of a suite were measured on (one for a sound file)."""
+    from harness.machine import class_of_metadata
+
+    return {class_of_metadata(run.get_metadata()) for bench in suite.get_benchmarks()
+            for run in bench.get_runs()}
+
+
+def suite_class(suite, path) -> str:
+    """The one machine class of a suite's runs; ValueError naming `path` when they are of
+    several (a file merged across classes before merge refused it)."""
+    classes = sorted(run_classes(suite))
+    if len(classes) != 1:
+        raise ValueError(f"{clip(path, 150)}: its runs were measured on "
+                         + (f"{len(classes)} machine classes ({clip(', '.join(classes), 150)})"
+                            if classes else "no machine class")
+                         + "; timings of two classes are never compared, so one file holds "
+                           "one class")
+    return classes[0]
+
+
+def _sweep_options_of(run) -> dict | None:
+    try:
+        return dict(json.loads(run.get_metadata().get("sweep_options") or "null"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _one_sweep_in_shards(suites) -> bool:
+    """Whether the runs of `suites` are shards of one sweep: the same sweep options but
+    for `shard` (then the merged file is that sweep, and resumes as it)."""
+    options = [_sweep_options_of(run) for suite in suites for bench in suite
+               for run in bench.get_runs()]
+    if not options or any(o is None for o in options) or not any(o.get("shard") for o in options):
+        return False
+    return len({json.dumps({k: v for k, v in o.items() if k != "shard"}, sort_keys=True)
+                for o in options}) == 1
+
+
+def unsharded_metadata(run) -> dict:
+    """A run's metadata as the whole sweep records it: no `shard` in its sweep options
+    (the history counts a shard's run and the same run in the merged file as one)."""
+    meta = run.get_metadata()
+    options = _sweep_options_of(run)
+    if not options or not options.get("shard"):
+        return meta
+    options["shard"] = None  # as a sweep without --shard records it
+    meta = dict(meta)
+    meta["sweep_options"] = json.dumps(options, sort_keys=True, separators=(",", ":"))
+    return meta
+
+
+def _unsharded(run):
+    return run._replace(metadata=unsharded_metadata(run))
+
+
 def merge(inputs, output, err=None) -> tuple[int, int]:
     """Join shard result files (and their sidecars) into `output`: (benchmarks, skips).
 
     A benchmark found in several files gets the union of its runs; runs that are the
     same (values, warm-ups, dates and other metadata: the same file given twice, a
-    copy) are counted once, and that is said on `err`.
+    copy) are counted once, and that is said on `err`. Files of two machine classes are
+    refused, as `convbench compare` refuses them (each run keeps its `machine_class` and
+    `isa`). Shards of one sweep merge into that sweep: `shard` leaves the recorded
+    sweep options, so `--resume` continues the merged file as the whole sweep.
     """
     import pyperf
 
@@ -332,26 +443,41 @@ def merge(inputs, output, err=None) -> tuple[int, int]:
     output = Path(output)
     paths = [Path(p) for p in inputs]
     for p in paths:
-        if not p.is_file():
-            raise ValueError(f"merge: {clip(p, 150)} "
-                             + ("is not a file" if p.exists() else "does not exist"))
+        if not p.exists():
+            raise ValueError(f"merge: {clip(p, 150)} does not exist")
+        require_regular(p, "results file")
+        if sidecar_path(p).exists():  # checked before the lock: a FIFO would block the read
+            require_regular(sidecar_path(p), "skips file")
     with results_lock(output):
         if output.exists():
             raise ValueError(f"{clip(output, 150)} already exists")
         if any(p.resolve() == output.resolve() for p in paths):
             raise ValueError(f"merge: {clip(output, 150)} is both an input and the output")
-        suite = None
-        seen: dict[str, tuple[set, str]] = {}
-        entries: dict[tuple, dict] = {}
+        loaded = []
         for path in paths:
             if path.stat().st_size == 0:
                 print(f"merge: {clip(path, 150)} is empty; skipped", file=err)
                 continue
-            for bench in load_suite(path):
+            part = load_suite(path)
+            if part.get_benchmarks():
+                cls = suite_class(part, path)
+                if loaded and cls != loaded[0][2]:
+                    first, first_cls = loaded[0][0], loaded[0][2]
+                    raise ValueError(
+                        f"{clip(first.name, 60)} is of machine class {first_cls} and "
+                        f"{clip(path.name, 60)} of {cls}: refusing to merge across classes "
+                        "(their timings are never compared)")
+            loaded.append((path, part, cls if part.get_benchmarks() else None))
+        unshard = _one_sweep_in_shards([part for _, part, _ in loaded])
+        suite = None
+        seen: dict[str, tuple[set, str]] = {}
+        for path, part, _ in loaded:
+            for bench in part:
                 name = bench.get_name()
+                runs = [_unsharded(r) if unshard else r for r in bench.get_runs()]
                 if suite is None or name not in seen:
-                    keys = {_run_key(r) for r in bench.get_runs()}
-                    bench = pyperf.Benchmark(_unique_runs(bench.get_runs()))
+                    keys = {_run_key(r) for r in runs}
+                    bench = pyperf.Benchmark(_unique_runs(runs))
                     if suite is None:
                         suite = pyperf.BenchmarkSuite([bench])
                     else:
@@ -361,13 +487,18 @@ def merge(inputs, output, err=None) -> tuple[int, int]:
                 keys, first = seen[name]
                 target = suite.get_benchmark(name)
                 added = dups = 0
-                for run in bench.get_runs():
+                for run in runs:
                     key = _run_key(run)
                     if key in keys:
                         dups += 1
                         continue
+                    try:
+                        target.add_run(run)
+                    except ValueError as exc:  # pyperf: a host or CPU metadata differs
+                        raise ValueError(f"{clip(name, 60)} of {clip(path.name, 60)} "
+                                         f"cannot join its runs in "
+                                         f"{clip(Path(first).name, 60)}: {exc}") from None
                     keys.add(key)
-                    target.add_run(run)
                     added += 1
                 note = f"merge: {clip(name, 120)} is in {clip(first, 80)} and {clip(path, 80)}"
                 if dups and not added:
@@ -377,6 +508,8 @@ def merge(inputs, output, err=None) -> tuple[int, int]:
                 else:
                     note += "; joining its runs"
                 print(note, file=err)
+        entries: dict[tuple, dict] = {}
+        for path, _, _ in loaded:
             for e in load_sidecar(path):
                 entries[(e.get("name"), e.get("status"))] = e
         if suite is None:

@@ -35,23 +35,24 @@ def rows_from_frame(frame, mode: str = "call") -> list[tuple]:
     `mode` (a harness.report.load frame)."""
     if frame.empty:
         return []
-    ours = frame[frame["algorithm"].isin(auto.CANDIDATES) & (frame["mode"] == mode)]
+    ours = frame[frame["algorithm"].isin(auto.CANDIDATES) & (frame["mode"] == mode)
+                 & frame["median"].notna()]  # a benchmark of warm-ups only has no time
     return list(zip(ours["conv_type"], ours["spec"], ours["threads"], ours["algorithm"],
                     ours["median"]))
 
 
 def table_from_results(paths, mode: str = "call") -> Table:
-    from harness.machine import machine_class_of
     from harness.report.load import load_results
+    from harness.results import load_suite, suite_class
 
     res = load_results(paths)
-    classes = sorted({machine_class_of(p) for p in paths})
+    classes = sorted({suite_class(load_suite(p), p) for p in paths})
     if len(classes) > 1:
         raise ValueError(f"--from: the files are of {len(classes)} machine classes "
                          f"({', '.join(classes)}); a table is of one")
     rows = rows_from_frame(res.frame, mode)
     if not rows:
-        raise ValueError(f"--from: no benchmark of ours in {mode} mode in "
+        raise ValueError(f"--from: no timed benchmark of ours in {mode} mode in "
                          + ", ".join(str(p) for p in paths))
     return auto.build(rows, machine_class=classes[0],
                       source="convbench tune --from " + " ".join(str(p) for p in paths))

@@ -21,6 +21,7 @@ import pandas as pd
 
 from harness.history import DEFAULT_DB
 from harness.messages import clip
+from harness.results import require_regular, require_replaceable
 
 from .load import Results, load_results, result_stem
 
@@ -40,7 +41,7 @@ def load_accuracy(accuracy) -> pd.DataFrame | None:
     if isinstance(accuracy, pd.DataFrame):
         df = accuracy
     else:
-        path = Path(accuracy)
+        path = require_regular(accuracy, "accuracy table")
         df = pd.read_json(path) if path.suffix == ".json" else pd.read_csv(path)
     if "max_rel_error" not in df.columns and "channels" in df.columns:
         # wide form (channels, then one column per algorithm): channels, direct, winograd_f2, ...
@@ -54,13 +55,14 @@ def load_accuracy(accuracy) -> pd.DataFrame | None:
 
 def _accuracy_beside(path: Path) -> Path | None:
     cand = path.with_name(result_stem(path) + ".accuracy.csv")
-    return cand if cand.exists() else None
+    return require_regular(cand, "accuracy table") if cand.exists() else None
 
 
 def load_numerics(path: Path | None) -> pd.DataFrame | None:
     """The numeric-range table (`python -m harness.checks.numeric_range --json`), or None."""
     if path is None or not Path(path).exists():
         return None
+    require_regular(path, "numeric-range table")
     try:
         rows = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -93,6 +95,7 @@ def build_report(results_paths, out_html, accuracy=None, *, merge: bool = False,
     for p in paths:
         if not p.exists():
             raise ValueError(f"results: {p} does not exist")
+    require_replaceable(out_html, "report")  # before the work: a FIFO would block the write
     body_paths = paths if (merge or len(paths) == 1) else [paths[-1]]
     res = load_results(body_paths)
     if accuracy is None:

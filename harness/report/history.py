@@ -20,6 +20,7 @@ import pandas as pd
 
 from harness import changepoint
 from harness import history as hist
+from harness.results import require_replaceable
 
 from . import plots, tables
 
@@ -98,8 +99,12 @@ def history_section(db, machine_class: str | None = None,
 
     if db is None or not Path(db).is_file():
         return None
-    frame, steps = hist.report(db, machine_class, threshold=threshold, alpha=alpha,
-                               min_size=min_size)
+    try:
+        frame, steps = hist.report(db, machine_class, threshold=threshold, alpha=alpha,
+                                   min_size=min_size)
+    except ValueError as exc:  # a damaged database costs this section, not the report
+        return Section("history", "History over commits",
+                       f'<p class="bad">{html.escape(str(exc))}</p>')
     if frame.empty:
         return None
     return Section("history", "History over commits",
@@ -117,7 +122,7 @@ def write_page(frame: pd.DataFrame, steps: pd.DataFrame, out_html, threshold: fl
             f"<h1>convbench history</h1>"
             f"{body(frame, steps, threshold, alpha, min_size)}"
             f"<footer>generated {made} by harness.report.history</footer></main></body></html>")
-    out = Path(out_html)
+    out = require_replaceable(out_html, "history page")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return out

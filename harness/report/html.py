@@ -118,10 +118,10 @@ def header_table(res: Results, command: str | None, files: list[str]) -> str:
     if get("isa"):
         overridden = any(int(v) for v in get("isa_overridden") or ())
         bits = _join(get("vector_bits"))
-        add("vector ISA", html.escape(
+        add("vector ISA",  # plain text: the table escapes it (once)
             _join(get("isa")) + (f" ({bits}-bit vectors)" if bits else "")
             + (", chosen by CONVBENCH_ISA" if overridden else ", the host's")
-            + (f"; register blocks {_join(get('blocks'))}" if get("blocks") else "")))
+            + (f"; register blocks {_join(get('blocks'))}" if get("blocks") else ""))
     else:
         add("vector ISA", "not recorded in the results")
     add("machine class", _join(get("machine_class")))
@@ -150,7 +150,7 @@ def header_table(res: Results, command: str | None, files: list[str]) -> str:
                      + " GB/s")
     add("calibration", "; ".join(calib) or "not recorded in the results")
     if get("blas"):
-        add("BLAS", html.escape(_join(get("blas"))))
+        add("BLAS", _join(get("blas")))
     add("sweep command", "<code>" + html.escape(_join(get("command"))) + "</code>"
         if get("command") else "not recorded in the results")
     if command:
@@ -170,6 +170,9 @@ def header_table(res: Results, command: str | None, files: list[str]) -> str:
                 f"used for calibration is slower than the CPU allows (see BLAS) or the "
                 f"calibration ran on a busy machine; % of peak and the roofline are relative "
                 f"to that sgemm</span>")
+    if res.untimed:
+        add("benchmarks without values", f"{len(res.untimed)}, left out: "
+            + _join(res.untimed[:5]) + (", …" if len(res.untimed) > 5 else ""))
     if res.skips is not None and len(res.skips):
         add("skipped cells", f"{len(res.skips)} (see <a href='#skips'>skipped cells</a>)")
     body = "".join(f"<tr><td>{html.escape(k)}</td><td>{v if k in _RAW else html.escape(str(v))}"
@@ -191,14 +194,15 @@ def _primary(res: Results) -> Results:
 
 def _mode_note(res: Results) -> str:
     modes = mode_order(res.frame["mode"]) if not res.frame.empty else []
-    return (f" {primary_mode(res.frame).capitalize()} mode only (the per-type tables show "
-            "every mode)." if len(modes) > 1 else "")
+    primary = html.escape(primary_mode(res.frame).capitalize())
+    return (f" {primary} mode only (the per-type tables show every mode)."
+            if len(modes) > 1 else "")
 
 
 def modes_text(res: Results) -> str:
     modes = mode_order(res.frame["mode"]) if not res.frame.empty else []
-    return ("Timing modes: " + ", ".join(modes) + ". In call mode the timed call gets raw "
-            "weights (packing, Winograd filter transforms and SVDs are timed, as in "
+    return ("Timing modes: " + html.escape(", ".join(modes)) + ". In call mode the timed "
+            "call gets raw weights (packing, Winograd filter transforms and SVDs are timed, as in "
             "torch.nn.functional); in prepared mode the weight work is done once before "
             "timing (kernels.plan; the engines' loaded models and torch's frozen, "
             "inference-optimised module) and only the data path is timed.")
@@ -235,18 +239,27 @@ def networks_section(res: Results) -> Section | None:
     totals = networks.network_totals(res.frame)
     if totals.empty:
         return None
-    text = ("The time of all of a network's conv layers, each layer's repeat count applied "
-            "(harness.report.networks): with auto, with the fastest of our algorithms on each "
-            "layer (best of ours), with each algorithm alone and with each peer. A total "
-            "marked “n/N layers” covers only n of the network's N layers (the algorithm "
-            "did not run the others, or the sweep timed a few of them; hatched in the "
-            "chart): it is not comparable to a complete one.")
-    fig = networks.totals_figure(totals)
-    return Section("networks", "Whole networks", _p(text, "sub")
-                   + tables.styled(networks.totals_table(totals))
-                   + _figure(fig, "Total conv time per network at its largest thread count "
-                                  "(orange: auto; light blue: best of ours per layer).",
-                             "whole-network conv time per algorithm"))
+    table = networks.totals_table(totals)
+    partial = networks.partial_notes(totals)
+    body = ""
+    if not table.empty:
+        text = ("The time of all of a network's conv layers, each layer's repeat count "
+                "applied (harness.report.networks): with auto, with the fastest of our "
+                "algorithms on each layer (best of ours), with each algorithm alone and with "
+                "each peer. A total marked “n/N layers” covers only n of the network's N "
+                "layers (the algorithm did not run the others, or the sweep timed a few of "
+                "them; hatched in the chart): it is not comparable to a complete one.")
+        body = (_p(text, "sub") + tables.styled(table)
+                + _figure(networks.totals_figure(totals),
+                          "Total conv time per network at its largest thread count "
+                          "(orange: auto; light blue: best of ours per layer).",
+                          "whole-network conv time per algorithm"))
+    if partial:
+        body += (_p(f"Fewer than {networks.MIN_MEASURED:.0%} of these networks' layers were "
+                    "timed, so they have no network total here (their layers are in the "
+                    "per-type tables):", "sub")
+                 + "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in partial) + "</ul>")
+    return Section("networks", "Whole networks", body)
 
 
 def type_sections(res: Results) -> Section | None:
@@ -262,7 +275,7 @@ def type_sections(res: Results) -> Section | None:
             sub = df[(df["conv_type"] == t) & (df["mode"] == mode)]
             fig = plots.speedups(sub)
             has_torch = (sub["algorithm"] == "torch").any()
-            caption = ((f"{mode.capitalize()} mode. " if len(modes) > 1 else "")
+            caption = ((f"{html.escape(mode.capitalize())} mode. " if len(modes) > 1 else "")
                        + "Per layer: speedup over the direct kernel (left)"
                        + (" and torch time / our time (right; > 1 beats PyTorch)"
                           if has_torch else "") + ", log scale; the dashed line is parity.")
@@ -561,21 +574,24 @@ def render(res: Results, *, accuracy: pd.DataFrame | None = None,
     sections.append(skips_section(res))
     sections = [s for s in sections if s is not None]
 
-    nav = " ".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in sections)
+    # ids carry conv type names from the results files: escaped like every other string
+    esc = html.escape
+    nav = " ".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in sections)
     out = []
     for s in sections:
-        out.append(f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>{s.body}')
+        out.append(f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>{s.body}')
         if s.children:
             out.append('<p class="note">' + " · ".join(
-                f'<a href="#{c.id}">{html.escape(c.title)}</a>' for c in s.children) + "</p>")
+                f'<a href="#{esc(c.id)}">{esc(c.title)}</a>' for c in s.children) + "</p>")
         for c in s.children:
-            out.append(f'<section id="{c.id}"><h3>{html.escape(c.title)}</h3>{c.body}'
+            out.append(f'<section id="{esc(c.id)}"><h3>{esc(c.title)}</h3>{c.body}'
                        "</section>")
         out.append("</section>")
     title = title or "convbench report"
     made = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     empty_note = ("" if not res.frame.empty else
-                  _p("<span class='bad'>The result files hold no benchmark.</span>"))
+                  _p("<span class='bad'>The result files hold no benchmark"
+                     + (" with timed values" if res.untimed else "") + ".</span>"))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

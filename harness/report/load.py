@@ -30,6 +30,7 @@ from harness.messages import clip
 from harness.modes import DEFAULT_MODE, MODES
 from harness.peers import is_peer
 from harness.results import load_suite as load_pyperf_suite
+from harness.results import require_regular
 
 NAME_RE = re.compile(
     r"^(?P<conv_type>[^/]+)/(?P<algorithm>[^/]+)/(?P<network>[^:]*):(?P<layer>.*?)"
@@ -132,6 +133,7 @@ class Results:
     skips: pd.DataFrame          # conv_type, algorithm, network, layer, spec, reason, source
     run_info: dict = field(default_factory=dict)  # key -> sorted distinct values
     dates: tuple = (None, None)  # first and last pyperf run date
+    untimed: list = field(default_factory=list)  # benchmarks without values, left out
 
     @property
     def empty(self) -> bool:
@@ -213,6 +215,7 @@ def load_skips(path) -> pd.DataFrame:
     sidecar = skips_path(path)
     if not sidecar.exists():
         return pd.DataFrame(columns=[*cols, "source"])
+    require_regular(sidecar, "skips file")  # a FIFO would block the read
     try:
         with open(sidecar, encoding="utf-8") as fh:
             data = json.load(fh)
@@ -287,11 +290,16 @@ def load_results(paths) -> Results:
             ends.append(end)
     frame = pd.concat([f for f in frames if not f.empty], ignore_index=True) \
         if any(not f.empty for f in frames) else pd.DataFrame()
+    untimed = []
+    if not frame.empty:  # a benchmark of warm-ups only has no time to show or rank
+        timed = frame["median"].notna()
+        untimed = sorted(frame.loc[~timed, "name"])
+        frame = frame[timed].reset_index(drop=True)
     skip_frame = pd.concat(skips, ignore_index=True) if skips else pd.DataFrame()
     run_info = {k: sorted(v, key=str) for k, v in info.items()}
     dates = (min(starts), max(ends)) if starts else (None, None)
     return Results(paths=paths, frame=derive(frame), skips=skip_frame, run_info=run_info,
-                   dates=dates)
+                   dates=dates, untimed=untimed)
 
 
 def mode_order(names) -> list[str]:

@@ -12,6 +12,10 @@ every layer of the network (not supported, skipped, not selected, or a sweep of 
 layers such as `quick`) gets the total of the layers it ran,
 `complete=False` and `layers` = how many of them; the table marks it "n/N layers" and
 the chart hatches its bar, since it is not comparable to a complete total.
+
+A network of which fewer than half the layers were timed at all (`measured`, by any
+algorithm: a `quick` sweep times one layer of AlexNet's five) has no total in the table
+or the chart: `partial_notes` says "n of N layers: not a network total" for it instead.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from .load import algorithm_order
 ORACLE = "best of ours"
 AUTO = "auto"
 COLUMNS = ["network", "mode", "threads", "algorithm", "kind", "total_s", "layers",
-           "of_layers", "complete"]
+           "of_layers", "complete", "measured"]
+MIN_MEASURED = 0.5  # share of a network's layers timed for its totals to be shown
 
 
 def _counted_layers(network: str) -> set | None:
@@ -74,7 +79,8 @@ def network_totals(frame: pd.DataFrame, counted=_counted_layers) -> pd.DataFrame
             seconds=("median", "min"), repeat=("repeat", "max")).reset_index()
         # out of the network's layers when its shape set is known (a sweep of a few of
         # them, such as `quick`, shows each total as partial), else of those timed
-        n = len(keep) if keep is not None else len(per[["conv_type", "layer"]].drop_duplicates())
+        measured = len(per[["conv_type", "layer"]].drop_duplicates())
+        n = len(keep) if keep is not None else measured
         ours = per[~per["algorithm"].map(is_peer) & (per["algorithm"] != AUTO)]
         oracle = ours.loc[ours.groupby(["conv_type", "layer"])["seconds"].idxmin()].assign(
             algorithm=ORACLE)
@@ -82,13 +88,29 @@ def network_totals(frame: pd.DataFrame, counted=_counted_layers) -> pd.DataFrame
             rows.append(dict(network=network, mode=mode, threads=int(threads),
                              algorithm=algorithm, kind=_kind(algorithm),
                              total_s=float((a["seconds"] * a["repeat"]).sum()),
-                             layers=len(a), of_layers=n, complete=len(a) == n))
+                             layers=len(a), of_layers=n, complete=len(a) == n,
+                             measured=measured))
     out = pd.DataFrame(rows, columns=COLUMNS)
     order = {a: i for i, a in enumerate(
         dict.fromkeys([AUTO, ORACLE, *algorithm_order(out["algorithm"])]))}
     out["_order"] = out["algorithm"].map(order)
     return out.sort_values(["network", "mode", "threads", "_order"]).drop(
         columns="_order").reset_index(drop=True)
+
+
+def network_total_rows(totals: pd.DataFrame) -> pd.Series:
+    """True for the rows of networks with at least MIN_MEASURED of their layers timed."""
+    return totals["measured"] >= MIN_MEASURED * totals["of_layers"]
+
+
+def partial_notes(totals: pd.DataFrame) -> list[str]:
+    """One line per (network, mode, threads) with too few layers timed for a total."""
+    if totals.empty:
+        return []
+    few = totals[~network_total_rows(totals)].drop_duplicates(["network", "mode", "threads"])
+    return [f"{r.network} ({r.mode} mode, {r.threads} thread{'s' if r.threads != 1 else ''}): "
+            f"{r.measured} of {r.of_layers} layers: not a network total"
+            for r in few.itertuples(index=False)]
 
 
 def _cell(r) -> str:
@@ -98,7 +120,9 @@ def _cell(r) -> str:
 
 def totals_table(totals: pd.DataFrame) -> pd.DataFrame:
     """Wide form for the report: one row per (network, mode, threads), one column per
-    algorithm (auto, best of ours, ours, peers), incomplete totals marked."""
+    algorithm (auto, best of ours, ours, peers), incomplete totals marked; networks with
+    too few layers timed are left out (`partial_notes`)."""
+    totals = totals[network_total_rows(totals)] if not totals.empty else totals
     if totals.empty:
         return totals
     t = totals.assign(cell=[_cell(r) for _, r in totals.iterrows()])
@@ -111,9 +135,11 @@ def totals_table(totals: pd.DataFrame) -> pd.DataFrame:
 
 def totals_figure(totals: pd.DataFrame):
     """Horizontal bars per network (its largest thread count, first mode): total time per
-    algorithm; hatched bars are incomplete totals."""
+    algorithm; hatched bars are incomplete totals (networks with too few layers timed are
+    left out)."""
     from .plots import _grid, algorithm_color
 
+    totals = totals[network_total_rows(totals)] if not totals.empty else totals
     if totals.empty:
         return None
     top = totals[totals["threads"] == totals.groupby("network")["threads"].transform("max")]

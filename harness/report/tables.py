@@ -16,9 +16,16 @@ WIN, LOSE = 1.05, 1 / 1.05  # torch time / our time beyond which a type wins or 
 
 
 def styled(df: pd.DataFrame, caption: str | None = None, css: pd.DataFrame | None = None,
-           index: bool = False, classes: str = "data") -> str:
-    """A pandas Styler table as HTML; `css` is a same-shaped frame of cell styles."""
+           index: bool = False, classes: str = "data", html_cells: bool = False) -> str:
+    """A pandas Styler table as HTML; `css` is a same-shaped frame of cell styles.
+
+    Cells, row labels and column labels are HTML-escaped (they carry network, layer and
+    algorithm names and skip reasons from the results files); with `html_cells` the cells
+    are HTML already, built with their own strings escaped (the per-type grid)."""
     sty = df.style
+    if not html_cells:
+        sty = sty.format(escape="html")
+    sty = sty.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
     if css is not None:
         sty = sty.apply(lambda _: css, axis=None)
     if not index:
@@ -237,7 +244,7 @@ def type_grid(df: pd.DataFrame, skips: pd.DataFrame, conv_type: str) -> tuple[st
     index = pd.Index(names, name="layer")
     table = pd.DataFrame(body, index=index)
     styles = pd.DataFrame(css, index=index)
-    grid = styled(table, css=styles, index=True, classes="data grid")
+    grid = styled(table, css=styles, index=True, classes="data grid", html_cells=True)
     # algorithms that did not run on any layer of this type, with their reasons
     notes = []
     if skips is not None and not skips.empty:
