@@ -551,13 +551,9 @@ def cmd_merge(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from harness.calibrate import calibrate
     from harness.peers import PEERS, peer_missing
 
-    cal = calibrate()
-    print(f"calibration: {cal['calib_sgemm_gflops']} GFLOP/s sgemm, "
-          f"{cal['calib_bandwidth_gbs']} GB/s triad ({cal.get('cache_path', '')})")
-    peers = ()
+    peers = ()  # (the sweep calibrates, under its file's lock, and prints the figures)
     if not args.no_peers:
         # every peer: one that is not installed is planned as a skip whose reason says how
         # to install it, so the report shows which engines were missing
