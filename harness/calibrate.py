@@ -59,10 +59,10 @@ def hostname() -> str:
 
 
 def cache_dir() -> Path:
-    if os.environ.get("CONVBENCH_CACHE_DIR"):
-        return Path(os.environ["CONVBENCH_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "convbench"
+    """The user's convbench cache directory (one rule, kernels.auto.wisdom's)."""
+    from kernels.auto.wisdom import cache_dir as user_cache_dir
+
+    return user_cache_dir()
 
 
 def cache_path() -> Path:
