@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .. import memory, registry
 from ..accuracy import Bound
+from ..layout import NHWC
 from ..spec import ConvSpec
 from ..types import CONV_TYPES
 from . import rule
@@ -152,6 +153,14 @@ def _register(conv_type: str) -> None:
     @registry.cell(conv_type, NAME, supports=supports, multiplications=multiplications)
     def run(spec, x, weights):
         return registry.run(conv_type, choose(conv_type, spec), spec, x, weights)
+
+    # channels-last runs the chosen algorithm channels-last (natively where it can), and
+    # holds what that one holds for the layout
+    @registry.native_layout(conv_type, NAME, NHWC, extra_bytes=lambda spec: (
+        registry.layout_extra_bytes(conv_type, explain(conv_type, spec).algorithm or "direct",
+                                    spec, NHWC)))
+    def run_nhwc(spec, x, weights):
+        return registry.run(conv_type, choose(conv_type, spec), spec, x, weights, NHWC)
 
 
 def _memory_estimate(conv_type: str, spec: ConvSpec) -> dict:
