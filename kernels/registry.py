@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -290,8 +291,8 @@ def layout_extra_bytes(conv_type: str, algorithm: str, spec: ConvSpec, layout: s
     for it, a native form's own extra buffers, the oracle's float64 output transposed."""
     if layout == NCHW:
         return 0
-    if algorithm == "reference":
-        return 2 * transpose_bytes(spec)  # float64: the NCHW output, then its NHWC copy
+    if algorithm == "reference":  # the float64 output's channels-last copy
+        return 8 * spec.n * spec.k * math.prod(spec.out_size)
     cell_ = _CELLS.get((conv_type, algorithm))
     return 0 if cell_ is None else int(cell_.form(layout, spec).extra_bytes(spec))
 
