@@ -90,7 +90,9 @@ def test_a_non_contiguous_channels_last_view_is_accepted():
 NATIVE = [("conv2d", "direct"), ("conv3d", "direct"), ("pointwise", "direct"),
           ("depthwise", "direct"), ("grouped", "direct"), ("shuffled_grouped", "direct"),
           ("pointwise_grouped", "direct"), ("spatially_separable", "direct"),
-          ("flattened", "direct"), ("pointwise", "im2col"), ("pointwise_grouped", "im2col")]
+          ("flattened", "direct"), ("pointwise", "im2col"), ("pointwise_grouped", "im2col"),
+          ("conv2d", "winograd_f2"), ("grouped", "winograd_f4"), ("dilated2d", "winograd_f2"),
+          ("transposed2d", "winograd_f4")]
 
 
 def test_the_native_cells_are_registered():
