@@ -563,6 +563,8 @@ def cmd_ab(args) -> int:
         return 2
     # `call` mode only: the reference commit's worker may predate timing modes (it would
     # time a `prepared` job as `call`), and the gate's names must match across commits
+    # --layouts nhwc needs a reference commit that knows layouts: an older worker ignores
+    # the job's layout and would time NCHW under the @nhwc name
     the_plan = plan.plan(args.set_name, args.types, args.algos, args.peers or (),
                          threads=args.threads, layouts=args.layouts)
     try:
