@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SET    ?= quick
 
-.PHONY: venv venv-distributed test test-isa lint bench bench-full clean
+.PHONY: venv venv-distributed venv-extras test test-extras test-isa lint bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,26 @@ venv: $(STAMP)
 venv-distributed: venv
 	$(BIN)/pip install -q -e '.[distributed]'
 
+# Every optional extra: PyTorch (the test oracle and a peer; this version's CPU build is the
+# one pip takes without a multi-GB download), the engine peers and Dask. A failed install
+# fails: CI relies on them.
+venv-extras: venv
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[peers,distributed]'
+
+# The tests run on every core (pytest-xdist; each worker keeps its own Numba dispatchers, and
+# all share the on-disk kernel cache), files grouped so one file's kernels compile once.
+PYTEST = $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+TEST_WORKERS ?= auto
+
 test: venv
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+# The whole suite again with every extra installed (the oracle, peer and distributed tests run
+# instead of skipping; a missing extra is a failure, not a skip) and hypothesis's thorough
+# profile.
+test-extras: venv
+	CONVBENCH_REQUIRE_EXTRAS=1 HYPOTHESIS_PROFILE=thorough $(PYTEST)
 
 # The correctness suite again for every other vector ISA this CPU can run (CONVBENCH_ISA):
 # each compiles its own kernels (Numba's cache keeps ISAs apart).
@@ -37,7 +55,7 @@ ISA_TESTS = tests/test_conformance.py tests/test_contract.py tests/test_direct.p
 
 test-isa: venv
 	@for isa in $$($(BIN)/python -c "from kernels.target import runnable_isas; print(' '.join(runnable_isas(other=True)))"); do \
-	  echo "== CONVBENCH_ISA=$$isa"; CONVBENCH_ISA=$$isa $(BIN)/python -m pytest -q $(ISA_TESTS) || exit 1; done
+	  echo "== CONVBENCH_ISA=$$isa"; CONVBENCH_ISA=$$isa $(PYTEST) $(ISA_TESTS) || exit 1; done
 
 lint: venv
 	$(BIN)/ruff check kernels harness tests
@@ -46,7 +64,7 @@ bench: venv
 	$(BIN)/convbench bench --set $(SET) $(BENCH_ARGS)
 
 bench-full: venv
-	$(BIN)/convbench bench --set full $(BENCH_ARGS)
+	$(BIN)/convbench bench --set full --timer pyperf --processes 3 --values 3 --warmups 1 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .convbench-cache
@@ -57,8 +75,9 @@ clean:
 # `make bench-check` times the `ci` set in the working tree and in a worktree of the reference
 # commit (results/baseline/reference.txt) on this machine, interleaved process by process
 # (convbench ab); flagged benchmarks are timed again and only regressions both passes show fail.
-# `make baseline` accepts HEAD: it becomes the reference, and its stored sweep is kept as history
-# for `convbench compare` within this machine class.
+# The reference is the main the change started from (`make begin` records it), so the gate
+# judges this change alone. `make baseline` stores a sweep of HEAD per machine class, kept as
+# history for `convbench compare`.
 MACHINE_CLASS = $(shell $(BIN)/python -c "from harness.machine import machine_class; print(machine_class())")
 BASELINE      = results/baseline/$(MACHINE_CLASS).json
 CHECK_ALGOS  ?= direct im2col winograd_f4
@@ -68,7 +87,7 @@ CHECK_GATE   ?= --estimator min --threshold 1.15
 CHECK_OUT    ?= results/bench-check
 HISTORY      ?= results/history.sqlite
 
-.PHONY: bench-check baseline gate-study gate-study-ab
+.PHONY: bench-check baseline begin gate-study gate-study-ab
 
 # On a clean tree (no change to tracked files) the working tree's times also go into the
 # history (convbench history), pass or fail, under the commit HEAD and the mode bench-check.
@@ -86,9 +105,13 @@ baseline: venv
 	rm -f $(BASELINE) $(BASELINE:.json=.skips.json)
 	$(BIN)/convbench run $(CHECK_SET) $(CHECK_PYPERF) -o $(BASELINE)
 	$(BIN)/python -c "from harness.results import strip_host_metadata as s; s('$(BASELINE)')"
-	printf '%s\n' '# The reference commit of make bench-check (convbench ab); make baseline records HEAD.' \
-	  "$$(git rev-parse HEAD)" > results/baseline/reference.txt
-	@echo "baseline: $(BASELINE) and results/baseline/reference.txt -- commit them"
+	@echo "baseline: $(BASELINE) -- commit it"
+
+# At the start of a change: HEAD (the main it starts from) becomes the reference that
+# `make bench-check` judges the change against. Commit results/baseline/reference.txt with it.
+begin: venv
+	@$(BIN)/python -c "from harness.abcheck import record_reference as r; \
+	  print('bench-check reference:', r(), '(results/baseline/reference.txt: commit it)')"
 
 gate-study: venv
 	$(BIN)/python -m harness.gate_study --runs 10 --run-args "--threads 1 --algos direct" \

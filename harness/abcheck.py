@@ -1,8 +1,14 @@
 """`convbench ab`: the working tree against a reference commit, timed side by side here.
 
 The speed gate of `make bench-check`, after airspeed velocity's `asv continuous`:
-no stored absolute time is trusted. The reference commit (recorded in
-`results/baseline/reference.txt`, or `--ref REV`) is checked out as a git
+no stored absolute time is trusted, and the gate judges the change being submitted,
+nothing older. Its reference is the main the change started from: `make begin` records
+HEAD in `results/baseline/reference.txt` when work on a change begins, and the change
+commits that file with itself. So a slowdown that landed earlier (perhaps measured on
+a machine of another class, where it did not show) never fails an unrelated later
+change; `convbench history report` is where such old steps are seen, per machine class.
+A reference that is not an ancestor of HEAD is refused, saying so (`--ref REV` names
+another). The reference commit is checked out as a git
 worktree under `.convbench-cache/` with its own Numba cache, and every
 benchmark is timed in both trees on this machine in one sitting,
 interleaved process by process: for each benchmark, one pyperf worker
@@ -54,6 +60,11 @@ class ReferenceUnavailable(RuntimeError):
     """The reference commit cannot be checked out here (shallow clone, no git)."""
 
 
+class ReferenceNotAncestor(ValueError):
+    """The recorded reference is not an ancestor of HEAD: the gate cannot say what the
+    change is (a reference from another branch, or a rewritten history)."""
+
+
 class NotInReference(RuntimeError):
     """The reference tree cannot run a benchmark (a cell or layer added since)."""
 
@@ -92,6 +103,34 @@ def resolve(root: Path, rev: str) -> str:
             f"commit {rev} is not in this clone" + (" (a shallow clone: `git fetch "
                                                     "--unshallow` brings it)" if shallow else "")
         ) from None
+
+
+def check_ancestor(root: Path, commit: str) -> int:
+    """The number of commits from `commit` to HEAD; ReferenceUnavailable if `commit` is not
+    an ancestor of HEAD (then the gate would judge more, or other, than this change)."""
+    proc = subprocess.run(["git", "-C", str(root), "merge-base", "--is-ancestor", commit,
+                           "HEAD"], capture_output=True, text=True)
+    if proc.returncode == 1:
+        raise ReferenceNotAncestor(
+            f"reference {commit[:12]} is not an ancestor of HEAD: the gate judges the change "
+            f"since the main it started from; record that with `make begin` at the start of a "
+            f"change (it writes {REFERENCE_FILE}), or pass --ref REV")
+    if proc.returncode != 0:
+        raise ReferenceUnavailable(f"git merge-base: {proc.stderr.strip()}")
+    return int(_git(root, "rev-list", "--count", f"{commit}..HEAD"))
+
+
+def record_reference(root: Path = SOURCE_ROOT) -> str:
+    """Write HEAD into results/baseline/reference.txt: the change starting now is judged
+    against it (`make begin`). Returns the commit."""
+    head = _git(root, "rev-parse", "HEAD")
+    path = root / REFERENCE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# The reference commit of make bench-check (convbench ab): the main this "
+                    "change started from.\n# `make begin` records HEAD here when work on a "
+                    "change begins; commit it with the change.\n" + head + "\n",
+                    encoding="utf-8")
+    return head
 
 
 def worktree(root: Path, commit: str, prefix: str = "ref") -> Path:
@@ -280,7 +319,9 @@ def check(the_plan, ref: str | None = None, out: Path = Path("results/bench-chec
     t0 = time.monotonic()
     if ref_root is None:
         commit = resolve(root, ref or recorded_reference(root))
-        print(f"ab: reference {commit[:12]}: preparing its worktree", file=err, flush=True)
+        behind = check_ancestor(root, commit)
+        print(f"ab: reference {commit[:12]} ({'--ref' if ref else 'the start of this change'}"
+              f", {behind} commit(s) before HEAD): preparing its worktree", file=err, flush=True)
         ref_root = worktree(root, commit)
     else:
         commit = ref or "given-tree"

@@ -32,7 +32,11 @@ _PYPERF_VALUES = (("--processes", "-p", int, "N"), ("--values", "-n", int, "N"),
 
 # What `convbench bench` uses when no pyperf option is given: 3 worker processes
 # (plus pyperf's loop-calibration one), 3 values each, keeping `quick` short on 2 cores.
-BENCH_PYPERF_DEFAULT = ["--processes", "3", "--values", "3", "--warmups", "1"]
+# `make bench`: resident workers (harness.resident), two processes of one warm-up and three
+# values of at least 50 ms each: a quick set in minutes. `make bench-full` and `convbench run`
+# keep pyperf's process per benchmark.
+BENCH_PYPERF_DEFAULT = ["--processes", "2", "--values", "3", "--warmups", "1",
+                        "--min-time", "0.05"]
 
 
 def _add_pyperf_options(p: argparse.ArgumentParser) -> None:
@@ -83,6 +87,33 @@ def _add_modes(p: argparse.ArgumentParser, default: str) -> None:
                         f"timing (default {default})")
 
 
+def _add_timer(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--timer", choices=("pyperf", "resident"), default=default,
+                   help="pyperf: a pyperf run (its own worker processes) per benchmark; "
+                        "resident: a few long-lived workers time one benchmark after another "
+                        f"(harness.resident; much faster, same results format) (default "
+                        f"{default})")
+
+
+def expected_seconds(the_plan, pyperf_args, timer: str) -> float:
+    """A rough forecast of a sweep's time, printed at its start: per benchmark, the timed
+    values at their minimum time and each process's start-up (pyperf) or set-up
+    (resident), from the process costs measured on 2-core machines."""
+    from harness.resident import options_from
+
+    o = options_from(pyperf_args)
+    timed = o["processes"] * (o["warmups"] + o["values"] + 2) * o["min_time"]
+    if timer == "pyperf":  # a pyperf process, a calibration worker, the timing workers
+        per = timed + 1.5 + o["processes"] * 0.8
+    else:
+        per = timed + 0.3
+    return len(the_plan.jobs) * per
+
+
+def _fmt_minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convbench",
@@ -120,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --dask: times a failed shard is retried (default %(default)s)")
     p.add_argument("--machine-class", metavar="CLASS",
                    help="with --dask: run on the workers of this machine class only")
+    _add_timer(p, "pyperf")
     _add_pyperf_options(p)
 
     p = sub.add_parser("calibrate", help="measure sgemm GFLOP/s and memory bandwidth (cached)")
@@ -156,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-peers", action="store_true", help="time the kernels only")
     _add_layouts(p)
     _add_modes(p, "call,prepared")
+    _add_timer(p, "resident")
     _add_pyperf_options(p)
 
     p = sub.add_parser(
@@ -399,9 +432,10 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
     if output.exists() and not args.resume:
         raise ValueError(f"{clip(output, 150)} already exists: pass --resume to "
                          "continue it")
+    timer = getattr(args, "timer", None) or "pyperf"
     options = sweep.sweep_options(the_plan, pyperf_args, getattr(args, "types", None),
                                   getattr(args, "algos", None), peers, shard,
-                                  getattr(args, "rtol", None))
+                                  getattr(args, "rtol", None), timer=timer)
     if getattr(args, "dask", None):
         return _run_on_dask(args, set_name, peers, output, options), output
     with results.results_lock(output):  # writable, and no other sweep on it: say so now
@@ -415,9 +449,13 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
           f"{calibration['calib_bandwidth_gbs']} GB/s", file=sys.stderr)
     print(f"{len(the_plan.jobs)} benchmarks, {len(the_plan.skips)} skipped cells -> {output}",
           file=sys.stderr)
+    print(f"expect about {_fmt_minutes(expected_seconds(the_plan, pyperf_args, timer))} "
+          f"(an estimate: {timer} timer; cells that compile or run long take more)",
+          file=sys.stderr)
     res = sweep.sweep(the_plan, output, pyperf_args, resume=bool(args.resume),
                       calibration=calibration, rtol=getattr(args, "rtol", None),
-                      command=getattr(args, "command_line", ""), options=options)
+                      command=getattr(args, "command_line", ""), options=options,
+                      timer=timer)
     for line in sweep.summary_lines(res):
         print(line)
     return res.exit_code, output
@@ -471,6 +509,11 @@ def cmd_calibrate(args) -> int:
           f"registers, Numba CPU {TARGET.cpu_name}"
           + (", chosen by CONVBENCH_ISA" if TARGET.overridden else "") + ")"
           + (f"; register blocks {result['blocks']}" if result.get("blocks") else ""))
+    from kernels.target import CACHES
+
+    print(f"caches:     L1d {CACHES.l1d >> 10} KiB, L2 {CACHES.l2 >> 10} KiB, L3 "
+          f"{CACHES.l3 >> 20} MiB shared ({CACHES.source}; the blocking budgets scale "
+          f"with them)")
     print(f"sgemm:      {result['calib_sgemm_gflops_1t']:.1f} GFLOP/s on 1 thread, "
           f"{result['calib_sgemm_gflops']:.1f} GFLOP/s on all threads")
     print(f"bandwidth:  {result['calib_bandwidth_gbs']:.1f} GB/s (STREAM triad)")
@@ -574,6 +617,9 @@ def cmd_ab(args) -> int:
     except abcheck.ReferenceUnavailable as exc:
         print(f"convbench ab: SKIPPED, no reference to compare with: {exc}")
         return 0
+    except abcheck.ReferenceNotAncestor as exc:
+        print(f"convbench ab: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"convbench ab: interrupted; what was timed is in {args.out}", file=sys.stderr)
         return 130

@@ -3,14 +3,16 @@
 for `nhwc`, in its name (`harness.results`), so NCHW names stay what they were before
 there were layouts and the A/B gate and the history keep matching them.
 
-The names are kernels.LAYOUTS', listed here too so that reading results does not import
-(and compile) the kernels; tests/test_plan.py checks the two agree.
+The names are the peers' layout contracts (harness.peers.layouts), read without
+importing (and compiling) the kernels; tests/test_layouts.py checks that kernels.LAYOUTS
+agrees.
 """
 
 from __future__ import annotations
 
-LAYOUTS = ("nchw", "nhwc")
-DEFAULT_LAYOUT = "nchw"  # a job, a benchmark or a results file without a layout is `nchw`
+from harness.peers.layouts import DEFAULT_LAYOUT, LAYOUTS, check_layout
+
+__all__ = ["DEFAULT_LAYOUT", "LAYOUTS", "check_layout", "parse_layouts"]
 
 
 def parse_layouts(values) -> tuple[str, ...]:
@@ -23,9 +25,3 @@ def parse_layouts(values) -> tuple[str, ...]:
             raise ValueError(f"--layouts: unknown layout {layout!r}; known: "
                              f"{', '.join(LAYOUTS)}")
     return tuple(dict.fromkeys(items)) or (DEFAULT_LAYOUT,)
-
-
-def check_layout(layout: str) -> str:
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
-    return layout

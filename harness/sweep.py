@@ -314,7 +314,7 @@ class SweepResult:
 
 
 def sweep_options(the_plan: Plan, pyperf_args=(), types=None, algos=None, peers=(),
-                  shard=None, rtol: float | None = None) -> dict:
+                  shard=None, rtol: float | None = None, timer: str = "pyperf") -> dict:
     """What a resumed sweep must repeat: set, selection, thread counts, modes, layouts,
     shard, tolerance and the pyperf options (recorded as `sweep_options` in every
     benchmark's metadata; `modes` only when not just `call` and `layouts` only when not
@@ -331,6 +331,8 @@ def sweep_options(the_plan: Plan, pyperf_args=(), types=None, algos=None, peers=
         options["modes"] = list(the_plan.modes)
     if tuple(the_plan.layouts) != (DEFAULT_LAYOUT,):
         options["layouts"] = list(the_plan.layouts)
+    if timer != "pyperf":  # recorded only when not the default, so older files resume
+        options["timer"] = timer
     return options
 
 
@@ -367,25 +369,39 @@ def check_resume(output, options: dict, suite=None) -> None:
                          "the file's: " + "; ".join(options_differences(recorded, options)))
 
 
+TIMERS = ("pyperf", "resident")
+
+
 def sweep(the_plan: Plan, output, pyperf_args=(), resume: bool = False,
           calibration: dict | None = None, rtol: float | None = None,
-          stream=None, err=None, command: str = "", options: dict | None = None) -> SweepResult:
+          stream=None, err=None, command: str = "", options: dict | None = None,
+          timer: str = "pyperf") -> SweepResult:
     """Run the plan's jobs into `output` (pyperf suite JSON) and its sidecar.
 
     The results file is locked for the whole sweep (see `results_lock`). `options`
     (default: `sweep_options(the_plan, pyperf_args, rtol=rtol)`) go into every
     benchmark's metadata, and a resume whose options differ from the file's is refused.
+    `timer`: "pyperf" (a pyperf run per benchmark, `run_job`) or "resident" (long-lived
+    workers, `harness.resident`).
     """
+    if timer not in TIMERS:
+        raise ValueError(f"timer: {timer!r} is not one of {', '.join(TIMERS)}")
     output = Path(output)
     if options is None:
         options = sweep_options(the_plan, pyperf_args, rtol=rtol)
     with results_lock(output):
+        if timer == "resident":
+            from harness.resident import ResidentTimer
+
+            with ResidentTimer(pyperf_args) as resident:
+                return _sweep(the_plan, output, pyperf_args, resume, calibration, rtol,
+                              stream, err, command, options, resident)
         return _sweep(the_plan, output, pyperf_args, resume, calibration, rtol, stream, err,
                       command, options)
 
 
 def _sweep(the_plan, output: Path, pyperf_args, resume, calibration, rtol, stream, err,
-           command, options) -> SweepResult:
+           command, options, resident=None) -> SweepResult:
     import pyperf
 
     stream = stream or sys.stdout
@@ -415,6 +431,10 @@ def _sweep(the_plan, output: Path, pyperf_args, resume, calibration, rtol, strea
                          skipped=len(the_plan.skips))
 
     todo = [j for j in the_plan.jobs if j.name not in done]
+    if resident is not None:  # one side's workers alive at a time (harness.resident)
+        from harness.resident import order_by_side
+
+        todo = order_by_side(todo)
     result.already = len(the_plan.jobs) - len(todo)
     if result.already:
         print(f"resume: {result.already} benchmarks already in {output}, {len(todo)} to go",
@@ -442,7 +462,8 @@ def _sweep(the_plan, output: Path, pyperf_args, resume, calibration, rtol, strea
             md["sweep_options"] = json.dumps(options, sort_keys=True, separators=(",", ":"))
             tmp_dir(output).mkdir(exist_ok=True)
             with tempfile.TemporaryDirectory(prefix="job-", dir=tmp_dir(output)) as tmp:
-                bench, note = run_job(job, md, Path(tmp), pyperf_args)
+                bench, note = (resident(job, md, Path(tmp)) if resident is not None
+                               else run_job(job, md, Path(tmp), pyperf_args))
             if bench is None:
                 result.errors += 1
                 sidecar[job.name] = layout_skip(job.name, job.conv_type, job.algorithm,

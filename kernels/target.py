@@ -232,7 +232,8 @@ class Target:
         """What every result records about the target."""
         return {"isa": self.isa, "isa_overridden": self.overridden,
                 "numba_cpu_name": self.cpu_name, "vector_bits": self.vector_bits,
-                "vector_registers": self.registers, "blocks": self.blocks}
+                "vector_registers": self.registers, "blocks": self.blocks,
+                **CACHES.describe()}
 
 
 def _check_codegen(env: dict[str, str]) -> None:
@@ -278,3 +279,124 @@ def _resolve() -> Target:
 
 
 TARGET = _resolve()
+
+
+# ------------------------------------------------------------------------------ caches
+# The cache sizes every blocking budget is derived from, read from the OS (Linux sysfs,
+# else glibc's sysconf) once. The budgets were tuned on a core with a 48 KiB L1d and a
+# 1 MiB L2 and are kept as fractions of those caches (`l1d_share`, `l2_share`), so a
+# machine with another cache hierarchy (Zen 3: 512 KiB L2; Ice Lake server: 1.25 MiB)
+# gets budgets of its own. CONVBENCH_CACHES="l1d=32K,l2=512K" overrides (a budget of
+# another machine measured here; tests).
+CACHES_ENV = "CONVBENCH_CACHES"
+SYSFS_CACHE = "/sys/devices/system/cpu/cpu0/cache"
+DEFAULT_CACHES = {"l1d": 32 << 10, "l2": 1 << 20, "l3": 8 << 20}  # when the OS says nothing
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+@dataclass(frozen=True)
+class Caches:
+    """Data cache sizes in bytes: l1d and l2 of one core, l3 as shared by this core's
+    package (the OS's figure), and where they came from."""
+
+    l1d: int
+    l2: int
+    l3: int
+    source: str
+
+    def describe(self) -> dict:
+        return {"cache_l1d_bytes": self.l1d, "cache_l2_bytes": self.l2,
+                "cache_l3_bytes": self.l3, "cache_source": self.source}
+
+
+def parse_cache_size(text: str, field: str = "size") -> int:
+    """'48K' / '1024 KiB' / '2M' / '65536' -> bytes (ValueError naming `field` otherwise)."""
+    t = text.strip().upper().replace("IB", "").replace("B", "").replace(" ", "")
+    number = t.rstrip("KMG")
+    unit = t[len(number):]
+    if not number.isdigit() or not number.isascii() or unit not in _SIZE_UNITS or \
+            int(number) <= 0:
+        raise ValueError(f"{field}: a cache size is a positive whole number of bytes with an "
+                         f"optional K/M/G unit, got {text!r}")
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def _sysfs_caches(root: str) -> dict:
+    found: dict = {}
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.startswith("index"):
+            continue
+        try:
+            def read(name, entry=entry):
+                with open(os.path.join(root, entry, name), encoding="ascii") as f:
+                    return f.read().strip()
+            level, kind, size = read("level"), read("type"), read("size")
+        except OSError:
+            continue
+        key = {"1": "l1d", "2": "l2", "3": "l3"}.get(level)
+        if key and kind in ("Data", "Unified") and (key != "l1d" or kind == "Data"):
+            try:
+                found[key] = parse_cache_size(size)
+            except ValueError:
+                continue
+    return found
+
+
+def _sysconf_caches() -> dict:
+    found = {}
+    for key, name in (("l1d", "SC_LEVEL1_DCACHE_SIZE"), ("l2", "SC_LEVEL2_CACHE_SIZE"),
+                      ("l3", "SC_LEVEL3_CACHE_SIZE")):
+        try:
+            value = os.sysconf(name)
+        except (ValueError, OSError, AttributeError):
+            continue
+        if value and value > 0:
+            found[key] = int(value)
+    return found
+
+
+def read_caches(environ=None, sysfs: str = SYSFS_CACHE) -> Caches:
+    """This machine's cache sizes: CONVBENCH_CACHES, else sysfs, else sysconf, else defaults
+    (each size separately: the first source that knows it)."""
+    env = os.environ if environ is None else environ
+    override: dict = {}
+    for item in (env.get(CACHES_ENV) or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in DEFAULT_CACHES:
+            raise ValueError(f"{CACHES_ENV}: expected l1d=SIZE,l2=SIZE,l3=SIZE, got {item!r}")
+        override[key] = parse_cache_size(value, CACHES_ENV)
+    sources = (("override", override), ("sysfs", _sysfs_caches(sysfs)),
+               ("sysconf", _sysconf_caches()), ("default", DEFAULT_CACHES))
+    sizes, used = {}, []
+    for key in DEFAULT_CACHES:
+        for name, found in sources:
+            if key in found:
+                sizes[key] = found[key]
+                if name not in used:
+                    used.append(name)
+                break
+    return Caches(sizes["l1d"], sizes["l2"], sizes["l3"], "+".join(used))
+
+
+CACHES = read_caches()
+
+# The caches the budgets were tuned against (see above): a budget is a share of these.
+TUNED_L1D = 48 << 10
+TUNED_L2 = 1 << 20
+
+
+def l1d_share(tuned_bytes: int, caches: Caches = CACHES) -> int:
+    """A budget tuned as `tuned_bytes` of a 48 KiB L1d, scaled to this core's L1d."""
+    return max(4096, tuned_bytes * caches.l1d // TUNED_L1D // 1024 * 1024)
+
+
+def l2_share(tuned_bytes: int, caches: Caches = CACHES) -> int:
+    """A budget tuned as `tuned_bytes` of a 1 MiB L2, scaled to this core's L2."""
+    return max(16384, tuned_bytes * caches.l2 // TUNED_L2 // 1024 * 1024)

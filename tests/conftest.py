@@ -3,6 +3,9 @@ for every conv type come from tests/strategies.py."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -12,8 +15,23 @@ from kernels import accuracy, blocks
 
 from .strategies import specs  # noqa: F401  (the tests' spec strategy, read from the catalogue)
 
+# `make test`: derandomized and bounded, so a run is repeatable and quick; `make test-extras`
+# (CI) loads the thorough profile, more examples for the tests that take the profile's count.
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
-settings.load_profile("ci")
+settings.register_profile("thorough", max_examples=100, deadline=None, derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# The optional extras, by import name. With CONVBENCH_REQUIRE_EXTRAS=1 (make test-extras, CI)
+# a missing one fails the run at once instead of letting its tests skip.
+EXTRAS = ("torch", "onnxruntime", "onnx", "openvino", "ai_edge_litert", "ncnn", "distributed")
+
+
+def pytest_sessionstart(session):
+    if os.environ.get("CONVBENCH_REQUIRE_EXTRAS") == "1":
+        missing = [m for m in EXTRAS if importlib.util.find_spec(m) is None]
+        if missing:
+            raise pytest.UsageError(f"CONVBENCH_REQUIRE_EXTRAS=1 but not installed: "
+                                    f"{', '.join(missing)} (make venv-extras)")
 
 try:  # PyTorch is an optional peer and test oracle
     import torch

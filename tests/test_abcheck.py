@@ -129,3 +129,77 @@ def test_calibration_drift_recalibrates(tmp_path, monkeypatch, capsys):
     assert "re-calibrating" in capsys.readouterr().err
     cached = json.loads(calibrate.cache_path().read_text())
     assert cached["recalibrated_because"] == result["recalibrated_because"]
+
+
+# --------------------------------------------------------------------------- the change
+
+
+def test_reference_must_be_an_ancestor_of_head(repo):
+    root, first = repo
+    assert abcheck.check_ancestor(root, first) == 1
+    git(root, "checkout", "-q", "-b", "side", first)
+    (root / "b.txt").write_text("side\n")
+    git(root, "add", "b.txt")
+    git(root, "commit", "-qm", "side")
+    side = git(root, "rev-parse", "HEAD")
+    git(root, "checkout", "-q", "-")
+    with pytest.raises(abcheck.ReferenceNotAncestor, match="not an ancestor of HEAD.*make begin"):
+        abcheck.check_ancestor(root, side)
+
+
+def test_begin_records_head_as_the_reference(repo):
+    root, _ = repo
+    head = abcheck.record_reference(root)
+    assert head == git(root, "rev-parse", "HEAD")
+    assert abcheck.recorded_reference(root) == head
+
+
+# A slowdown planted in code (not through the environment): pointwise/direct takes 3x as long
+# in every tree that holds this commit, reference side included.
+PLANTED = '''
+
+_unplanted_wrap = wrap
+
+
+def wrap(conv_type, algorithm, fn, environ=None):  # planted by the gate's test
+    fn = _unplanted_wrap(conv_type, algorithm, fn, environ)
+    return slowed(fn, {factor}) if (conv_type, algorithm) == ("pointwise", "direct") else fn
+'''
+
+
+def test_gate_judges_the_change_not_an_older_slowdown(tmp_path, monkeypatch):
+    """A slowdown that landed in an earlier commit (say from a machine of another class, where
+    it did not show) must not fail the next, unrelated change; a slowdown in the change itself
+    still fails."""
+    if not (SOURCE_ROOT / ".git").exists():
+        pytest.skip("not a git clone")
+    monkeypatch.setattr(calibrate, "calibrate", lambda **kw: dict(CALIBRATION, cache_path=""))
+    monkeypatch.delenv(slowdown.ENV, raising=False)
+    root = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--shared", str(SOURCE_ROOT), str(root)], check=True)
+    git(root, "config", "user.email", "t@example.com")
+    git(root, "config", "user.name", "t")
+    before = git(root, "rev-parse", "HEAD")
+    module = root / "harness" / "slowdown.py"
+    source = module.read_text()
+    module.write_text(source + PLANTED.format(factor=3.0))       # the earlier, landed slowdown
+    git(root, "commit", "-qam", "an earlier change: pointwise 3x slower")
+    abcheck.record_reference(root)                               # make begin: this change starts
+    (root / "NOTES.txt").write_text("an unrelated change\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "the change under test: unrelated to speed")
+
+    the_plan = plan.plan("tiny", algos=["direct"], threads=["1"], layers=TINY[:1])
+    args = dict(pyperf_args=["--processes", "2", "--values", "4", "--warmups", "1",
+                             "--loops", "8"], threshold=1.5, alpha=0.05, root=root)
+    passed = abcheck.check(the_plan, out=tmp_path / "change", **args)
+    assert passed.exit_code == 0 and not passed.confirmed, passed.markdown
+    # judged against the commit before the planted slowdown, the same tree fails: the
+    # slowdown is real, it is just not this change's
+    old = abcheck.check(the_plan, ref=before, out=tmp_path / "old", **args)
+    assert old.confirmed == ["pointwise/direct/tiny:pw"] and old.exit_code == 1
+    # and a slowdown in the change itself (uncommitted edits count) still fails
+    module.write_text(module.read_text() + PLANTED.format(factor=3.0).replace(
+        "_unplanted_wrap", "_unplanted_again"))
+    failed = abcheck.check(the_plan, out=tmp_path / "slowed", **args)
+    assert failed.confirmed == ["pointwise/direct/tiny:pw"] and failed.exit_code == 1

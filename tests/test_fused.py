@@ -24,6 +24,16 @@ lane_block = importlib.import_module("kernels.direct.lane_block")
 CL = lane_block.CL
 
 
+@pytest.fixture(autouse=True)
+def fused_form(monkeypatch):
+    """depthwise_separable's direct cell times fused against the two stages and keeps the
+    faster (kernels.direct.depthwise_separable): these tests are of the fused form."""
+    from kernels import measured
+
+    monkeypatch.setattr(measured, "_chosen", {})
+    monkeypatch.setenv(measured.ENV, "first")
+
+
 def _lanes_specs(conv_type: str):
     """Small specs (so the depthwise nest is channels in lanes) with up to three channel
     blocks of the target's vector width, strides 1-2, kernels 3 and 5."""

@@ -406,3 +406,62 @@ def test_verification_bound_comes_from_the_accuracy_contract():
         "tolerance"] == 0.25
     assert verify.cell_bound(layer.conv_type, "torch", layer.spec) == bound(
         "direct", layer.conv_type, layer.spec)
+
+
+# --------------------------------------------------------------------------- resident timer
+
+
+def test_resident_timer_sweeps_resumes_and_keeps_sides_apart(tmp_path, capsys):
+    """`--timer resident`: the same results format from long-lived workers; each process's
+    run recorded; peers after ours (one side's workers at a time); resume re-times nothing."""
+    from harness import resident
+
+    out = tmp_path / "r.json"
+    args = ["run", "--set", "tiny", "--algos", "direct", "--peers", "scipy", "--threads", "1",
+            "--timer", "resident", "-p", "2", "-n", "2", "-w", "1", "-l", "2", "-o", str(out)]
+    assert cli.main(args) == 0
+    import pyperf
+
+    suite = pyperf.BenchmarkSuite.load(str(out))
+    names = suite.get_benchmark_names()
+    whole = plan.plan("tiny", algos=["direct"], peers=["scipy"], threads=["1"])
+    assert sorted(names) == sorted(j.name for j in whole.jobs)
+    assert names == [j.name for j in resident.order_by_side(whole.jobs)]
+    assert [resident.side_of(j) for j in resident.order_by_side(whole.jobs)][-1] == "scipy"
+    for bench in suite:
+        runs = bench.get_runs()
+        assert [r.get_metadata()["resident_process"] for r in runs] == [1, 2]
+        assert all(r.get_metadata()["timer"] == "resident" and r.get_metadata()["loops"] == 2
+                   and len(r.values) == 2 for r in runs)
+        assert json.loads(bench.get_metadata()["sweep_options"])["timer"] == "resident"
+    assert "expect about" in capsys.readouterr().err
+    assert cli.main(["run", "--resume", str(out), *args[1:-2]]) == 0
+    assert "resume: " in capsys.readouterr().err
+    assert pyperf.BenchmarkSuite.load(str(out)).get_benchmark_names() == names
+    # resuming with the other timer is refused: the options differ
+    assert cli.main(["run", "--resume", str(out), *[a for a in args[1:-2] if a not in (
+        "--timer", "resident")]]) == 2
+    assert 'timer: "resident" in the file' in capsys.readouterr().err
+
+
+def test_resident_worker_reports_a_broken_job_and_goes_on():
+    from harness import resident
+
+    job = plan.Job("conv2d/direct/tiny:conv", "conv2d", "direct", TINY[0], 1)
+    bad = plan.Job(job.name, "conv2d", "no_such_algorithm", TINY[0], 1)
+    with resident.ResidentTimer(["-p", "1", "-n", "1", "-w", "0", "-l", "1"]) as timer:
+        bench, note = timer(bad, {"conv_type": "conv2d"})
+        assert bench is None and "no_such_algorithm" in note
+        bench, note = timer(job, {"conv_type": "conv2d"})
+        assert bench is not None and np.isfinite(bench.median()) and timer.started == 1
+
+
+def test_resident_options_follow_pyperf_flags():
+    from harness.resident import options_from
+
+    assert options_from([]) == {"processes": 2, "values": 3, "warmups": 1, "min_time": 0.1,
+                                "loops": None}
+    assert options_from(["--processes=3", "-n", "5", "--min-time", "0.02"])["processes"] == 3
+    assert options_from(["--debug-single-value"])["values"] == 1
+    with pytest.raises(ValueError, match="processes"):
+        options_from(["-p", "0"])

@@ -224,3 +224,55 @@ def test_cache_never_crosses_isas(runs):
     # the cache does work: a second process of the same ISA compiles nothing
     isa, again = runs["again"]
     assert again["hits"] > 0 and again["misses"] == 0, isa
+
+
+# ------------------------------------------------------------------------------ caches
+
+
+def _fake_sysfs(root, entries):
+    for i, (level, kind, size) in enumerate(entries):
+        d = root / f"index{i}"
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    return str(root)
+
+
+def test_caches_are_read_from_sysfs(tmp_path):
+    from kernels.target import read_caches
+
+    root = _fake_sysfs(tmp_path, [(1, "Data", "48K"), (1, "Instruction", "32K"),
+                                  (2, "Unified", "1280K"), (3, "Unified", "54M")])
+    c = read_caches(environ={}, sysfs=root)
+    assert (c.l1d, c.l2, c.l3) == (48 << 10, 1280 << 10, 54 << 20)
+    assert c.source == "sysfs"
+
+
+def test_cache_override_and_its_errors(tmp_path):
+    from kernels.target import CACHES_ENV, read_caches
+
+    root = _fake_sysfs(tmp_path, [(1, "Data", "48K"), (2, "Unified", "1M")])
+    c = read_caches(environ={CACHES_ENV: "l2=512K"}, sysfs=root)
+    assert (c.l1d, c.l2) == (48 << 10, 512 << 10) and "override" in c.source
+    for bad in ("l2=12Q", "l4=1M", "l2", "l2=-1K", "l2=١M"):
+        with pytest.raises(ValueError, match=CACHES_ENV):
+            read_caches(environ={CACHES_ENV: bad}, sysfs=root)
+
+
+def test_missing_sysfs_falls_back(tmp_path):
+    from kernels.target import read_caches
+
+    c = read_caches(environ={}, sysfs=str(tmp_path / "none"))
+    assert c.l1d > 0 and c.l2 > 0 and c.l3 > 0 and "sysfs" not in c.source
+
+
+def test_budgets_scale_with_the_caches():
+    from kernels.target import Caches, l1d_share, l2_share
+
+    tuned = Caches(48 << 10, 1 << 20, 32 << 20, "test")
+    zen3 = Caches(32 << 10, 512 << 10, 32 << 20, "test")
+    icx = Caches(48 << 10, 1280 << 10, 54 << 20, "test")
+    assert l2_share(256 << 10, tuned) == 256 << 10 and l1d_share(24 << 10, tuned) == 24 << 10
+    assert l2_share(256 << 10, zen3) == 128 << 10 and l1d_share(24 << 10, zen3) == 16 << 10
+    assert l2_share(256 << 10, icx) == 320 << 10

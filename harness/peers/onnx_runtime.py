@@ -16,6 +16,11 @@ instead of spinning on the cores the next benchmark (or Numba) wants.
 The graph (`harness.peers.layer`): Conv / ConvTranspose with group, strides, pads,
 dilations (and output_padding), two Convs for depthwise separable, the folded full
 kernel for the factored types, Reshape/Transpose/Reshape for the channel shuffle.
+
+NCHW-native (the ONNX Conv operator's layout). In the NHWC contract the graph takes and
+gives NHWC (NDHWC) tensors with a Transpose node on either side of the convolution, so
+the reorder is inside the timed run, where ONNX Runtime's optimiser may fuse it into its
+own layout conversions (as it would for a user exporting a channels-last model).
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from harness.peers.layouts import shape_in, to_first_perm, to_last_perm
+
 NAME = "onnxruntime"
 MODES = ("prepared",)
+NATIVE_LAYOUT = "nchw"
 OPSET = 17
 IR_VERSION = 8  # the oldest IR that opset 17 needs: loadable by any recent runtime
 
@@ -39,7 +47,7 @@ def missing() -> str | None:
     return None
 
 
-def reason(conv_type: str, spec, mode: str) -> str | None:
+def reason(conv_type: str, spec, mode: str, layout: str = "nchw") -> str | None:
     if mode != "prepared":
         return ("ONNX Runtime has no call mode: a session is a prepared plan whose weights "
                 "are initializers, transformed once when it is created")
@@ -50,14 +58,20 @@ def threading_layer() -> str:
     return "onnxruntime-threadpool"
 
 
-def build_model(conv_type: str, spec, weights):
-    """The one-layer ONNX model (weights as initializers): input `x`, output `y`."""
+def build_model(conv_type: str, spec, weights, layout: str = "nchw"):
+    """The one-layer ONNX model (weights as initializers): input `x`, output `y`, both
+    in the `layout` contract (Transpose nodes around the NCHW convolution for "nhwc")."""
     from onnx import TensorProto, helper, numpy_helper
 
     from harness.peers.layer import deployed_layer
 
     layer = deployed_layer(conv_type, spec, weights)
     nodes, inits, prev = [], [], "x"
+    rank = spec.ndim + 2
+    if layout == "nhwc":
+        nodes.append(helper.make_node("Transpose", ["x"], ["x_nchw"],
+                                      perm=to_first_perm(rank)))
+        prev = "x_nchw"
     for i, s in enumerate(layer.stages):
         w, out = f"w{i}", f"s{i}"
         inits.append(numpy_helper.from_array(s.weight, w))
@@ -79,11 +93,15 @@ def build_model(conv_type: str, spec, weights):
                                    perm=[0, 2, 1, *range(3, 3 + len(rest))]),
                   helper.make_node("Reshape", ["swapped", "joined"], ["shuffled"])]
         prev = "shuffled"
-    nodes.append(helper.make_node("Identity", [prev], ["y"]))
+    if layout == "nhwc":
+        nodes.append(helper.make_node("Transpose", [prev], ["y"], perm=to_last_perm(rank)))
+    else:
+        nodes.append(helper.make_node("Identity", [prev], ["y"]))
     graph = helper.make_graph(
         nodes, f"{conv_type}_layer",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(spec.input_shape))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                       shape_in(spec.input_shape, layout))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape_in(out_shape, layout))],
         initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="convbench")
@@ -104,13 +122,13 @@ def session_options(threads: int | None):
 
 
 def function(conv_type: str, spec, x, weights, mode: str = "prepared",
-             threads: int | None = None) -> Callable:
+             threads: int | None = None, layout: str = "nchw") -> Callable:
     import onnxruntime as ort
 
-    why = reason(conv_type, spec, mode)
+    why = reason(conv_type, spec, mode, layout)
     if why:
         raise ValueError(f"mode: {why}")
-    model = build_model(conv_type, spec, weights)
+    model = build_model(conv_type, spec, weights, layout)
     session = ort.InferenceSession(model.SerializeToString(), session_options(threads),
                                    providers=["CPUExecutionProvider"])
     feed = {"x": np.ascontiguousarray(x, dtype=np.float32)}

@@ -17,6 +17,11 @@ GroupConvolution (weights reshaped to [g, k/g, c/g, ...]), ConvolutionBackpropDa
 GroupConvolutionBackpropData with output_padding for transposed, two convolutions for
 depthwise separable, the folded full kernel for the factored types, and
 Reshape/Transpose/Reshape for the channel shuffle.
+
+NCHW-native (the opset's layout; the plugin picks its blocked layouts inside). In the
+NHWC contract the model's parameter and result are NHWC (NDHWC) with a Transpose on
+either side of the convolution, inside the timed inference, where the plugin may fold
+them into its own reorders.
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from harness.peers.layouts import shape_in, to_first_perm, to_last_perm
+
 NAME = "openvino"
 MODES = ("prepared",)
+NATIVE_LAYOUT = "nchw"
 
 
 def missing() -> str | None:
@@ -37,7 +45,7 @@ def missing() -> str | None:
     return None
 
 
-def reason(conv_type: str, spec, mode: str) -> str | None:
+def reason(conv_type: str, spec, mode: str, layout: str = "nchw") -> str | None:
     if mode != "prepared":
         return ("OpenVINO has no call mode: a compiled model is a prepared plan whose "
                 "weights are constants, transformed once when it compiles")
@@ -74,16 +82,22 @@ def _stage(ops, data, s):
                                  list(s.stride), pads, pads, list(s.dilation))
 
 
-def build_model(conv_type: str, spec, weights):
-    """The one-layer openvino.Model: one f32 input, one output."""
+def _transpose(ops, data, perm):
+    return ops.transpose(data, ops.constant(np.asarray(perm, np.int64)))
+
+
+def build_model(conv_type: str, spec, weights, layout: str = "nchw"):
+    """The one-layer openvino.Model: one f32 input, one output, both in the `layout`
+    contract (Transposes around the NCHW convolution for "nhwc")."""
     import openvino
 
     from harness.peers.layer import deployed_layer
 
     ops = _opset()
     layer = deployed_layer(conv_type, spec, weights)
-    x = ops.parameter(list(spec.input_shape), openvino.Type.f32, name="x")
-    y = x
+    rank = spec.ndim + 2
+    x = ops.parameter(shape_in(spec.input_shape, layout), openvino.Type.f32, name="x")
+    y = _transpose(ops, x, to_first_perm(rank)) if layout == "nhwc" else x
     for s in layer.stages:
         y = _stage(ops, y, s)
     if layer.shuffle_groups:
@@ -93,6 +107,8 @@ def build_model(conv_type: str, spec, weights):
         y = ops.transpose(y, ops.constant(np.asarray([0, 2, 1, *range(3, 3 + len(rest))],
                                                      np.int64)))
         y = ops.reshape(y, ops.constant(np.asarray(spec.output_shape, np.int64)), False)
+    if layout == "nhwc":
+        y = _transpose(ops, y, to_last_perm(rank))
     return openvino.Model([ops.result(y)], [x], f"{conv_type}_layer")
 
 
@@ -104,13 +120,14 @@ def compile_config(threads: int | None) -> dict:
 
 
 def function(conv_type: str, spec, x, weights, mode: str = "prepared",
-             threads: int | None = None) -> Callable:
+             threads: int | None = None, layout: str = "nchw") -> Callable:
     import openvino
 
-    why = reason(conv_type, spec, mode)
+    why = reason(conv_type, spec, mode, layout)
     if why:
         raise ValueError(f"mode: {why}")
-    compiled = openvino.Core().compile_model(build_model(conv_type, spec, weights), "CPU",
+    compiled = openvino.Core().compile_model(build_model(conv_type, spec, weights, layout),
+                                             "CPU",
                                              compile_config(threads))
     request = compiled.create_infer_request()
     xin = np.ascontiguousarray(x, dtype=np.float32)

@@ -2,6 +2,7 @@
 
 `call` mode only: scipy.signal takes the kernel with every call and prepares nothing
 from it, so a `prepared` benchmark would time the same call under another name.
+One image of one channel is the same memory in NCHW and NHWC: no reorder in either.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from kernels.types import full_kernel
 
 NAME = "scipy"
 MODES = ("call",)
+NATIVE_LAYOUT = "nchw"
 
 
 def missing() -> str | None:
     return None  # SciPy is a dependency of the kernels
 
 
-def reason(conv_type: str, spec, mode: str) -> str | None:
+def reason(conv_type: str, spec, mode: str, layout: str = "nchw") -> str | None:
     if mode != "call":
         return ("scipy.signal has no prepared form: it takes the kernel with every call "
                 "and transforms nothing ahead (timed in call mode only)")
@@ -33,18 +35,23 @@ def reason(conv_type: str, spec, mode: str) -> str | None:
     return None
 
 
+def reorder_in_call(layout: str) -> bool:
+    return False  # a single channel: (1, 1, h, w) and (1, h, w, 1) are the same memory
+
+
 def threading_layer() -> str:
     return "none"
 
 
 def function(conv_type: str, spec, x, weights, mode: str = "call",
-             threads: int | None = None) -> Callable:
+             threads: int | None = None, layout: str = "nchw") -> Callable:
     """scipy.signal.correlate2d/convolve2d on the single channel, padded like the spec."""
     from scipy import signal
 
     w = full_kernel(conv_type, spec, weights)[0, 0] if conv_type != "depthwise_separable" \
         else weights[0][0, 0] * weights[1][0, 0, 0, 0]
     ph, pw = spec.padding
-    img = np.pad(x[0, 0], ((ph, ph), (pw, pw)))
+    img = np.pad(x.reshape(spec.size), ((ph, ph), (pw, pw)))  # the one image's one channel
     op = signal.convolve2d if spec.flip else signal.correlate2d
-    return lambda: op(img, w, mode="valid")[None, None]
+    shape = (1, 1, *spec.out_size) if layout == "nchw" else (1, *spec.out_size, 1)
+    return lambda: op(img, w, mode="valid").reshape(shape)

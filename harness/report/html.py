@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from . import fmt, networks, plots, seed_ideas, tables
+from . import engines, fmt, networks, plots, seed_ideas, tables
 from .compare import Comparison, per_type_geomeans
 from .load import Results, in_mode, main_threads, mode_order, primary_mode, type_order
 
@@ -220,7 +220,7 @@ def summary_section(res: Results) -> Section | None:
                  "fastest of our algorithms on each layer.")
     else:
         text += " PyTorch did not run in these results, so there is no ratio to it."
-    body = _p(text, "sub")
+    body = engines.engines_html(res.frame) + _p(text, "sub")  # the user's question first
     peers = tables.peer_summary(res.frame)
     if not peers.empty:
         body += _p("Fastest of ours against the fastest peer, per type and mode: on each "

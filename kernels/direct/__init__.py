@@ -9,7 +9,8 @@
 - group_lanes.py: grouped 2-D layers of many small groups (ResNeXt), one group per vector
   lane, on lane_nest.py's nest (shared with depthwise's channels in lanes); dense.py
   picks it by group_lanes.takes_group_lanes
-- fused.py: depthwise separable, depthwise and pointwise fused per band of rows
+- fused.py: depthwise separable, depthwise and pointwise fused per band of rows;
+  depthwise_separable.py times it against the two stages in turn and keeps the faster
 - pointwise.py: 1x1, grouped or not
 - transposed_choice.py: transposed conv, by shape: small.py's serial gather loop for
   tiny layers, subpixel.py (stride phases as one dense or pointwise convolution)
@@ -38,8 +39,8 @@ from .channels_last import (
 )
 from .dense import execute_dense, prepare_dense, takes_lanes
 from .depthwise import execute_depthwise, prepare_depthwise
+from .depthwise_separable import execute_separable, prepare_separable, prepare_separable_plan
 from .dilated import execute_dilated, prepare_dilated
-from .fused import execute_fused, prepare_fused
 from .group_lanes import takes_group_lanes
 from .pointwise import execute_pointwise, prepare_pointwise
 from .small import small_or
@@ -105,5 +106,7 @@ for _t in select(transposed=True, ndim=2):
         execute_direct_transposed)
 
 
-# one pass: the depthwise output of a band of rows stays in cache for the pointwise GEMM
-cell("depthwise_separable", "direct", prepare=prepare_fused)(execute_fused)
+# fused (the depthwise output of a band stays in cache for the pointwise GEMM) or the two
+# stages in turn, whichever measures faster on this machine
+cell("depthwise_separable", "direct", prepare=prepare_separable,
+     prepare_for_plan=prepare_separable_plan)(execute_separable)

@@ -30,6 +30,7 @@ from numba import njit, prange
 
 from ..blocks import JIT, PAR, PB, new_output, pack_channels_last
 from ..spec import ConvSpec
+from ..target import l2_share
 from ..types import flip_spatial
 from .gemm import (
     channel_block,
@@ -49,7 +50,7 @@ from .group_lanes import (
 )
 
 LANE_GROUP_CHANNELS = 16  # groups of at most this many output channels take conv_lanes
-WEIGHT_CHUNK_BYTES = 512 * 1024  # the weights one conv_lanes work item keeps in L2
+WEIGHT_CHUNK_BYTES = l2_share(512 << 10)  # the weights one conv_lanes work item keeps in L2
 ITEMS_PER_THREAD = 4  # conv_lanes work items per thread, so that uneven items still balance
 
 
@@ -299,7 +300,7 @@ def rows_per_item(out_h: int, row_bytes: int) -> int:
     return max(1, min(out_h, ROW_BUFFER_BYTES // max(row_bytes, 1)))
 
 
-ROW_BUFFER_BYTES = 512 * 1024  # the rows of one work item stay in L2
+ROW_BUFFER_BYTES = l2_share(512 << 10)  # the rows of one work item stay in L2
 
 
 def kchunks_for(items: int, nkb: int) -> int:

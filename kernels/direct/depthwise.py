@@ -37,6 +37,7 @@ from numba import njit, prange, uint64
 
 from ..blocks import JIT, PAR, new_output
 from ..spec import ConvSpec
+from ..target import l1d_share
 from ..types import flip_spatial
 from .lane_block import CL
 from .lane_nest import (
@@ -155,7 +156,7 @@ def _plane_taps(spec: ConvSpec, w: np.ndarray):
 # ---- channels in lanes: small planes and strided layers (and the fused dw -> pw kernel) ----
 
 ONE_CHANNEL = np.zeros(1, np.int64)  # kmap0 of depthwise: one output channel per group
-BAND_BYTES = 24 * 1024  # input rows of one channel block a work item gathers (in L1)
+BAND_BYTES = l1d_share(24 << 10)  # input rows of one channel block a work item gathers (L1)
 
 
 @njit(**JIT)

@@ -33,14 +33,15 @@ from numba import njit, prange
 from ..blocks import JIT, PAR, new_output
 from ..outer_block import LANES, PT, WIDE, outer_product
 from ..spec import ConvSpec
+from ..target import l2_share
 from ..types import separable_stages
 from .depthwise import CL, DepthwiseTaps, depthwise_band, gather_band, prepare_lanes
 from .lane_block import lanes_out
 from .lane_nest import band_input, window_span, zero_padding
 
 WIDTH = 2 * LANES if WIDE else LANES  # pixels per GEMM block (the outer block's vectors)
-MID_BYTES = 256 * 1024  # the depthwise outputs of one band (all channels), kept in L2
-L2_BYTES = 1024 * 1024  # the most one band may hold when it is the whole plane
+MID_BYTES = l2_share(256 << 10)  # the depthwise outputs of one band (all channels), in L2
+L2_BYTES = l2_share(1 << 20)  # the most one band may hold when it is the whole plane
 
 
 @njit(**JIT)

@@ -21,6 +21,7 @@ from numba import njit, prange
 
 from ..blocks import PAR, new_output
 from ..spec import ConvSpec
+from ..target import l2_share
 from ..types import flip_spatial
 from .lane_block import CL, KB_CHOICES
 from .lane_nest import (
@@ -39,8 +40,8 @@ CHUNK = 4  # pixels per pass over the output channels (8, 16 or all measured the
 # store scalar: against 256 KB bands and 4 items per thread, 2 threads measured 1.2x on
 # ResNeXt's 7x7 and 14x14 layers (conv5_x 0.140 -> 0.115 ms), the same elsewhere.
 ITEMS_PER_THREAD = 1
-BAND_BYTES = 512 * 1024  # the gathered input and outputs of one work item (L2: 1 MB)
-L2_BYTES = 1024 * 1024  # one output row's gathered input must fit L2
+BAND_BYTES = l2_share(512 << 10)  # the gathered input and outputs of one work item (in L2)
+L2_BYTES = l2_share(1 << 20)  # one output row's gathered input must fit L2
 
 
 def lane_fill(groups: int) -> float:

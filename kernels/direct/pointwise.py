@@ -22,10 +22,11 @@ from numba import njit, prange
 
 from ..blocks import PAR, PB, new_output
 from ..spec import ConvSpec
+from ..target import l2_share
 from .dense import LaneWeights, PackedDense, as_3d, kchunks_for, lane_weights, run_lanes
 from .gemm import channel_block, pack_blocked_weights, split_item
 
-PIXEL_CHUNK_BYTES = 192 * 1024  # input pixels one work item of packed_pointwise keeps in L2
+PIXEL_CHUNK_BYTES = l2_share(192 << 10)  # input pixels a packed_pointwise item keeps in L2
 
 
 def prepare_pointwise(spec: ConvSpec, w: np.ndarray,

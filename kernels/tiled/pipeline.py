@@ -58,14 +58,15 @@ from numba import njit, prange
 from ..blocks import JIT, PAR, new_output
 from ..direct.dense import kchunks_for
 from ..outer_block import LANES, PT, WIDE, outer_product
+from ..target import l2_share
 
-L2_BYTES = 512 * 1024  # V slice of one tile chunk (half the L2 of one core)
+L2_BYTES = l2_share(512 << 10)  # V slice of one tile chunk (half the L2 of one core)
 MIN_CHUNK_TILES = 24  # below this the per-chunk filter transform stops being negligible
 PRE_FILTER_BYTES = 64 << 20  # largest transformed filter computed once per call
 PLANNED_FILTER_BYTES = 256 << 20  # largest transformed filter a plan keeps
-SLAB_BYTES = 192 * 1024  # U of one frequency slab (many-frequency algorithms; stays in L2)
+SLAB_BYTES = l2_share(192 << 10)  # U of one frequency slab (many-frequency algorithms; L2)
 FILTER_CHUNK = 32  # input channels per filter-transform step (taps + tmp stay in L1)
-FILTER_L2 = 320 * 1024  # transformed filter of one channel chunk (stays in L2 with V)
+FILTER_L2 = l2_share(320 << 10)  # transformed filter of one channel chunk (in L2 with V)
 PLANE_PAD = 32  # floats (two cache lines) between the F planes of the transformed filter
 U64 = np.uint64
 
