@@ -92,7 +92,7 @@ NATIVE = [("conv2d", "direct"), ("conv3d", "direct"), ("pointwise", "direct"),
           ("pointwise_grouped", "direct"), ("spatially_separable", "direct"),
           ("flattened", "direct"), ("pointwise", "im2col"), ("pointwise_grouped", "im2col"),
           ("conv2d", "winograd_f2"), ("grouped", "winograd_f4"), ("dilated2d", "winograd_f2"),
-          ("transposed2d", "winograd_f4")]
+          ("transposed2d", "winograd_f4"), ("depthwise_separable", "direct")]
 
 
 def test_the_native_cells_are_registered():

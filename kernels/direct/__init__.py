@@ -15,8 +15,8 @@
 - transposed_choice.py: transposed conv, by shape: small.py's serial gather loop for
   tiny layers, subpixel.py (stride phases as one dense or pointwise convolution)
   or transposed.py (gather form, for dilation > 1)
-- channels_last.py: the native channels-last (NHWC) forms of the dense, pointwise and
-  depthwise cells, on the same register blocks with no transpose
+- channels_last.py: the native channels-last (NHWC) forms of the dense, pointwise,
+  depthwise and depthwise separable cells, on the same register blocks with no transpose
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ from .channels_last import (
     execute_dense_nhwc,
     execute_depthwise_nhwc,
     execute_pointwise_nhwc,
+    execute_separable_nhwc,
     prepare_dense_nhwc,
     prepare_depthwise_nhwc,
     prepare_pointwise_nhwc,
+    prepare_separable_nhwc,
 )
 from .dense import execute_dense, prepare_dense, takes_lanes
 from .depthwise import execute_depthwise, prepare_depthwise
@@ -110,3 +112,5 @@ for _t in select(transposed=True, ndim=2):
 # stages in turn, whichever measures faster on this machine
 cell("depthwise_separable", "direct", prepare=prepare_separable,
      prepare_for_plan=prepare_separable_plan)(execute_separable)
+native_layout("depthwise_separable", "direct", NHWC, prepare=prepare_separable_nhwc)(
+    execute_separable_nhwc)

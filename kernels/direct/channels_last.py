@@ -17,6 +17,8 @@ read where it lies, (n, *size, c), and y is written through a transposed view of
   a band's input rows are gathered as runs of CL channels, where NCHW transposes planes
   into lanes, and the outputs are stored as runs of channels, where NCHW transposes
   them back (NCHW's plane nest for large stride-1 planes needs no lanes at all).
+- depthwise separable: the two stages above in turn, the middle tensor channels-last
+  (NCHW chooses between them and fused.py by measuring: depthwise_separable.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from numba import njit, prange
 from ..blocks import PAR, PB, new_output
 from ..layout import NHWC, output_shape
 from ..spec import ConvSpec
+from ..types import separable_stages
 from .dense import PackedDense, kchunks_for, run_dense
 from .depthwise import BAND_BYTES, DepthwiseTaps, prepare_lanes
 from .gemm import channel_block, pack_blocked_weights, split_item
@@ -202,3 +205,18 @@ def execute_depthwise_nhwc(spec: ConvSpec, x: np.ndarray, taps: DepthwiseTaps) -
     conv_depthwise_nhwc(x, taps.taps, taps.offs, taps.pixels_in, taps.windows, y, spec.stride,
                         spec.padding, taps.Wq, window_span(spec), band)
     return y
+
+
+# ---------------------------------------------------------------------------- separable
+def prepare_separable_nhwc(spec: ConvSpec, weights: tuple) -> tuple:
+    """The depthwise taps and the packed pointwise kernel of the two stages."""
+    dw_spec, pw_spec = separable_stages(spec)
+    return (prepare_depthwise_nhwc(dw_spec, weights[:1]),
+            prepare_pointwise_nhwc(pw_spec, weights[1:]))
+
+
+def execute_separable_nhwc(spec: ConvSpec, x: np.ndarray, state: tuple) -> np.ndarray:
+    """Depthwise, then pointwise, channels-last throughout."""
+    dw_spec, pw_spec = separable_stages(spec)
+    return execute_pointwise_nhwc(pw_spec, execute_depthwise_nhwc(dw_spec, x, state[0]),
+                                  state[1])
