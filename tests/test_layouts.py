@@ -92,7 +92,8 @@ NATIVE = [("conv2d", "direct"), ("conv3d", "direct"), ("pointwise", "direct"),
           ("pointwise_grouped", "direct"), ("spatially_separable", "direct"),
           ("flattened", "direct"), ("pointwise", "im2col"), ("pointwise_grouped", "im2col"),
           ("conv2d", "winograd_f2"), ("grouped", "winograd_f4"), ("dilated2d", "winograd_f2"),
-          ("transposed2d", "winograd_f4"), ("depthwise_separable", "direct")]
+          ("transposed2d", "winograd_f4"), ("depthwise_separable", "direct"),
+          ("dilated2d", "direct")]
 
 
 def test_the_native_cells_are_registered():
@@ -127,6 +128,32 @@ def test_a_native_form_matches_the_reference_with_no_transpose(conv_type, algori
     monkeypatch.setattr(registry, "to_nhwc", no_transpose)
     on_supported_specs(conv_type, algorithm, check, NATIVE_EXAMPLES)
     assert len(native_specs) >= 3, f"only {len(native_specs)} specs ran natively"
+
+
+WIDE = kernels.ConvSpec  # specs with enough output channels for the outer-product blocks
+
+
+@pytest.mark.parametrize("conv_type, algorithm, spec", [
+    ("conv2d", "direct", WIDE(n=2, c=6, k=40, size=(7, 9), kernel=3, padding=1, stride=(1, 2))),
+    ("shuffled_grouped", "direct", WIDE(c=8, k=64, size=6, kernel=3, padding=1, groups=2)),
+    ("pointwise", "direct", WIDE(n=2, c=24, k=40, size=(5, 6), kernel=1, stride=2)),
+    ("dilated2d", "direct", WIDE(c=6, k=40, size=(13, 12), kernel=3, padding=4, dilation=4)),
+    ("dilated2d", "direct", WIDE(c=6, k=40, size=(9, 10), kernel=3, padding=(2, 3),
+                                 dilation=(2, 3), stride=2, flip=True)),
+    ("depthwise", "direct", WIDE(n=2, c=40, k=40, size=(11, 9), kernel=3, padding=1, stride=2,
+                                 groups=40)),
+    ("depthwise_separable", "direct", WIDE(c=20, k=40, size=(8, 8), kernel=3, padding=1)),
+    ("pointwise", "im2col", WIDE(n=2, c=24, k=40, size=(5, 6), kernel=1)),
+    ("conv2d", "winograd_f4", WIDE(c=6, k=40, size=(9, 10), kernel=3, padding=1)),
+])
+def test_a_native_form_with_wide_register_blocks(conv_type, algorithm, spec):
+    """The hypothesis specs have few channels (the dot-product blocks); these fill the
+    outer-product blocks, whose stores write a channels-last pixel's channels in a run."""
+    assert registry._CELLS[(conv_type, algorithm)].runs_natively("nhwc", spec)
+    _, w, y = assert_conforms(conv_type, algorithm, spec, seed=1, layout="nhwc")
+    x, _ = kernels.make_inputs(conv_type, spec, seed=1, layout="nhwc")
+    np.testing.assert_array_equal(kernels.plan(conv_type, algorithm, spec, w, layout="nhwc")(x),
+                                  y)
 
 
 def test_a_cell_without_a_native_form_runs_its_nchw_form_between_transposes(monkeypatch):

@@ -17,6 +17,7 @@
   or transposed.py (gather form, for dilation > 1)
 - channels_last.py: the native channels-last (NHWC) forms of the dense, pointwise,
   depthwise and depthwise separable cells, on the same register blocks with no transpose
+  (dilated.py has its own, `execute_dilated_nhwc`)
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .channels_last import (
 from .dense import execute_dense, prepare_dense, takes_lanes
 from .depthwise import execute_depthwise, prepare_depthwise
 from .depthwise_separable import execute_separable, prepare_separable, prepare_separable_plan
-from .dilated import execute_dilated, prepare_dilated
+from .dilated import execute_dilated, execute_dilated_nhwc, prepare_dilated
 from .group_lanes import takes_group_lanes
 from .pointwise import execute_pointwise, prepare_pointwise
 from .small import small_or
@@ -94,6 +95,9 @@ for _t in select(transposed=False, composition=("dense", "product"), kernel="any
 
 _direct_cell("dilated2d", lambda spec, weights: prepare_dilated(spec, weights[0]),
              execute_dilated)
+native_layout("dilated2d", "direct", NHWC,
+              prepare=lambda spec, weights: prepare_dilated(spec, weights[0]))(
+    execute_dilated_nhwc)
 
 for _t in select(transposed=False, composition="dense", kernel="any", grouping="depthwise"):
     _direct_cell(_t, lambda spec, weights: prepare_depthwise(spec, weights[0]), execute_depthwise)
