@@ -74,6 +74,13 @@ def _add_selection(p: argparse.ArgumentParser, peers_default=None) -> None:
                         "kernels.accuracy)")
 
 
+def _add_layouts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layouts", nargs="+", default=None, metavar="LAYOUT",
+                   help="memory layouts of input and output, e.g. nchw nhwc: `nchw` (the "
+                        "default) or `nhwc` channels-last (NDHWC in 3-D); names of nhwc "
+                        "benchmarks end in @nhwc")
+
+
 def _add_modes(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--modes", nargs="+", default=[default], metavar="MODE",
                    help="timing modes, e.g. call,prepared: `call` times kernels.run on raw "
@@ -123,10 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="run every cell of a set once against the reference")
     _add_selection(p)
+    _add_layouts(p)
     _add_modes(p, "call,prepared")
 
     p = sub.add_parser("run", help="time a shape set with pyperf")
     _add_selection(p)
+    _add_layouts(p)
     _add_modes(p, "call")
     p.add_argument("--threads", nargs="+", metavar="N",
                    help="thread counts, e.g. 1,2 (default: all cores)")
@@ -189,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output")
     p.add_argument("--resume", metavar="FILE")
     p.add_argument("--no-peers", action="store_true", help="time the kernels only")
+    _add_layouts(p)
     _add_modes(p, "call,prepared")
     _add_timer(p, "resident")
     _add_pyperf_options(p)
@@ -202,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "benchmarks are timed again and only regressions both passes show fail "
                     "(exit 1). CONVBENCH_SLOWDOWN slows this tree's side only.")
     _add_selection(p)
+    _add_layouts(p)
     p.add_argument("--threads", nargs="+", metavar="N", help="thread counts (default: all)")
     p.add_argument("--ref", metavar="REV",
                    help="reference commit (default: the one in results/baseline/reference.txt)")
@@ -366,15 +377,15 @@ def cmd_verify(args) -> int:
         print("convbench verify: --set is required", file=sys.stderr)
         return 2
     plan = make_plan(args.set_name, args.types, args.algos, args.peers or (),
-                     threads=(1,), modes=args.modes)
+                     threads=(1,), modes=args.modes, layouts=args.layouts)
     rows, failed = [], 0
     checks: dict = {}
     for i, job in enumerate(plan.jobs, 1):
         print(f"[{i}/{len(plan.jobs)}] {job.name}", file=sys.stderr, flush=True)
-        key = (job.conv_type, job.algorithm, str(job.spec), job.mode)
+        key = (job.conv_type, job.algorithm, str(job.spec), job.mode, job.layout)
         if key not in checks:
             checks[key] = check_cell(job.conv_type, job.algorithm, job.spec, args.rtol,
-                                     job.mode)
+                                     job.mode, layout=job.layout)
         c = checks[key]
         failed += not c["ok"]
         rows.append((job.name, f"{c['max_error']:.2e}", f"{c['tolerance']:.0e}",
@@ -421,7 +432,8 @@ def _run(args, peers, pyperf_args) -> tuple[int, Path | None]:
     shard = plan.parse_shard(getattr(args, "shard", None))
     the_plan = plan.plan(set_name, getattr(args, "types", None),
                          getattr(args, "algos", None), peers, threads=args.threads,
-                         shard=shard, modes=getattr(args, "modes", None))
+                         shard=shard, modes=getattr(args, "modes", None),
+                         layouts=getattr(args, "layouts", None))
     if getattr(args, "dry_run", False):
         for job in the_plan.jobs:
             print(job.name)
@@ -480,7 +492,8 @@ def _run_on_dask(args, set_name: str, peers, output: Path, options: dict) -> int
     def plan_of(shard):
         return plan.plan(set_name, getattr(args, "types", None), getattr(args, "algos", None),
                          peers, threads=args.threads, shard=shard,
-                         modes=getattr(args, "modes", None))
+                         modes=getattr(args, "modes", None),
+                         layouts=getattr(args, "layouts", None))
 
     res = distributed.run(args.dask, run_args, plan_of, output, options, shards=args.shards,
                           resume=bool(args.resume), machine_class=args.machine_class,
@@ -613,8 +626,10 @@ def cmd_ab(args) -> int:
         return 2
     # `call` mode only: the reference commit's worker may predate timing modes (it would
     # time a `prepared` job as `call`), and the gate's names must match across commits
+    # --layouts nhwc needs a reference commit that knows layouts: an older worker ignores
+    # the job's layout and would time NCHW under the @nhwc name
     the_plan = plan.plan(args.set_name, args.types, args.algos, args.peers or (),
-                         threads=args.threads)
+                         threads=args.threads, layouts=args.layouts)
     try:
         res = abcheck.check(the_plan, ref=args.ref, out=Path(args.out),
                             pyperf_args=_pyperf_args(args), threshold=args.threshold,

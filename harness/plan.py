@@ -1,10 +1,12 @@
-"""Planning a sweep: every (layer, algorithm, thread count) of a shape set, in a fixed order.
+"""Planning a sweep: every (layer, algorithm, layout, mode, thread count) of a shape set, in
+a fixed order.
 
 `plan` lists the cells of the set: each layer of `harness.shapes.load_set`
 (tagged with its conv type) against every algorithm in
 `kernels.registry.ALGORITHMS` and the chosen peers (`harness.peers.PEERS`), in each
 chosen timing mode (`harness.modes`; every algorithm of ours has both, a peer those
-it has, and the others are skips with the peer's reason).
+it has, and the others are skips with the peer's reason), in each chosen memory layout
+(`harness.layouts`: `nchw` by default, `nhwc` channels-last).
 Cells that do not apply (`kernels.supports`, `peer_reason`) are skipped with
 their reason, as asv does; new algorithms are picked up as they register, with
 no change here. `--shard i/n` keeps every n-th entry.
@@ -15,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.layouts import DEFAULT_LAYOUT, parse_layouts
 from harness.modes import DEFAULT_MODE, parse_modes
 from harness.peers import PEERS, peer_reason
 from harness.results import bench_name, skip_entry
@@ -22,7 +25,8 @@ from harness.results import bench_name, skip_entry
 
 @dataclass(frozen=True)
 class Job:
-    """One benchmark: a layer, an algorithm (or peer), a thread count and a timing mode."""
+    """One benchmark: a layer, an algorithm (or peer), a thread count, a timing mode and
+    the memory layout of its input and output."""
 
     name: str
     conv_type: str
@@ -30,6 +34,7 @@ class Job:
     layer: Any  # harness.shapes.Layer: network, name, conv_type, spec, repeat
     threads: int
     mode: str = DEFAULT_MODE
+    layout: str = DEFAULT_LAYOUT
 
     @property
     def spec(self):
@@ -43,6 +48,7 @@ class Plan:
     skips: list[dict] = field(default_factory=list)
     threads: tuple[int, ...] = ()
     modes: tuple[str, ...] = (DEFAULT_MODE,)
+    layouts: tuple[str, ...] = (DEFAULT_LAYOUT,)
 
 
 def load_layers(set_name: str) -> list:
@@ -109,25 +115,39 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def cell_skip_reason(conv_type: str, algorithm: str, spec,
-                     mode: str = DEFAULT_MODE) -> str | None:
-    """None if the cell runs on this spec in this mode, else why not (never raises)."""
+def cell_skip_reason(conv_type: str, algorithm: str, spec, mode: str = DEFAULT_MODE,
+                     layout: str = DEFAULT_LAYOUT) -> str | None:
+    """None if the cell runs on this spec in this mode and layout, else why not (never
+    raises)."""
     import kernels
     from kernels.types import check_spec
 
     try:
         if algorithm in PEERS:
             check_spec(conv_type, spec)
-            return peer_reason(algorithm, conv_type, spec, mode)
-        return kernels.supports(conv_type, algorithm, spec)
+            if layout == DEFAULT_LAYOUT:  # as before layouts: any peer module takes this
+                return peer_reason(algorithm, conv_type, spec, mode)
+            return peer_reason(algorithm, conv_type, spec, mode, layout=layout)
+        return kernels.supports(conv_type, algorithm, spec, layout=layout)
     except ValueError as exc:
         return f"the layer does not fit {conv_type}: {exc}"
 
 
+def layout_skip(name, conv_type, algorithm, layer, reason, mode=DEFAULT_MODE,
+                layout=DEFAULT_LAYOUT, **fields) -> dict:
+    """`skip_entry`, with the layout for one other than `nchw` (an entry without one is
+    `nchw`, as entries were before layouts)."""
+    entry = skip_entry(name, conv_type, algorithm, layer, reason, mode=mode, **fields)
+    if layout != DEFAULT_LAYOUT:
+        entry["layout"] = layout
+    return entry
+
+
 def plan(set_name: str, types=None, algos=None, peers=(), threads=None, shard=None,
-         layers=None, modes=None) -> Plan:
-    """Every benchmark of the set (filtered by types/algos, with peers), in each mode of
-    `modes` (default `call`), in a fixed order."""
+         layers=None, modes=None, layouts=None) -> Plan:
+    """Every benchmark of the set (filtered by types/algos, with peers), in each layout of
+    `layouts` (default `nchw`) and each mode of `modes` (default `call`), in a fixed
+    order."""
     from kernels import CONV_TYPES
 
     known = all_algorithms()
@@ -145,6 +165,7 @@ def plan(set_name: str, types=None, algos=None, peers=(), threads=None, shard=No
             raise ValueError(f"--peers: unknown peer {p!r}; known: {', '.join(PEERS)}")
     thread_counts = parse_threads(threads)
     modes = parse_modes(modes)
+    layouts = parse_layouts(layouts)
     algorithms = [a for a in known if not algos or a in algos]
     algorithms += [p for p in PEERS if p in peers or p in algos]
     if layers is None:
@@ -158,25 +179,28 @@ def plan(set_name: str, types=None, algos=None, peers=(), threads=None, shard=No
         if types and conv_type not in types:
             continue
         for algo in algorithms:
-            for mode in modes:
-                base = bench_name(conv_type, algo, layer, mode=mode)
-                if base in seen:
-                    entries.append(skip_entry(base, conv_type, algo, layer,
-                                              "duplicate of an earlier layer of the set",
-                                              mode=mode))
-                    continue
-                seen.add(base)
-                why = cell_skip_reason(conv_type, algo, layer.spec, mode)
-                if why:
-                    entries.append(skip_entry(base, conv_type, algo, layer, why, mode=mode))
-                    continue
-                for t in thread_counts:
-                    name = bench_name(conv_type, algo, layer, t if several else None, mode)
-                    entries.append(Job(name, conv_type, algo, layer, t, mode))
+            for layout in layouts:
+                for mode in modes:
+                    base = bench_name(conv_type, algo, layer, mode=mode, layout=layout)
+                    if base in seen:
+                        entries.append(layout_skip(
+                            base, conv_type, algo, layer,
+                            "duplicate of an earlier layer of the set", mode, layout))
+                        continue
+                    seen.add(base)
+                    why = cell_skip_reason(conv_type, algo, layer.spec, mode, layout)
+                    if why:
+                        entries.append(layout_skip(base, conv_type, algo, layer, why, mode,
+                                                   layout))
+                        continue
+                    for t in thread_counts:
+                        name = bench_name(conv_type, algo, layer, t if several else None,
+                                          mode, layout)
+                        entries.append(Job(name, conv_type, algo, layer, t, mode, layout))
     if shard:
         i, n = shard
         entries = entries[i - 1::n]
-    result = Plan(set_name, threads=thread_counts, modes=modes)
+    result = Plan(set_name, threads=thread_counts, modes=modes, layouts=layouts)
     for e in entries:
         (result.jobs if isinstance(e, Job) else result.skips).append(e)
     return result

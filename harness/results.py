@@ -35,6 +35,7 @@ import sys
 import threading
 from pathlib import Path
 
+from harness.layouts import DEFAULT_LAYOUT, LAYOUTS, check_layout
 from harness.messages import clip, os_error
 from harness.modes import DEFAULT_MODE, MODES, check_mode
 
@@ -53,17 +54,19 @@ HOST_METADATA = ("hostname", "python_executable", "python_config_args", "boot_ti
 
 
 def bench_name(conv_type: str, algorithm: str, layer, threads: int | None = None,
-               mode: str = DEFAULT_MODE) -> str:
-    """`type/algorithm/network:layer`, with `@t<threads>` when a sweep has several counts
-    and `@<mode>` for a mode other than `call`."""
+               mode: str = DEFAULT_MODE, layout: str = DEFAULT_LAYOUT) -> str:
+    """`type/algorithm/network:layer`, with `@t<threads>` when a sweep has several counts,
+    `@<layout>` for a layout other than `nchw` and `@<mode>` for a mode other than `call`."""
     name = f"{conv_type}/{algorithm}/{layer.network}:{layer.name}"
     if threads is not None:
         name = f"{name}@t{threads}"
+    if layout != DEFAULT_LAYOUT:
+        name = f"{name}@{check_layout(layout)}"
     return name if mode == DEFAULT_MODE else f"{name}@{check_mode(mode)}"
 
 
 def parse_name(name: str) -> dict:
-    """`type/algorithm/network:layer[@tN][@mode]` -> its parts (best effort)."""
+    """`type/algorithm/network:layer[@tN][@layout][@mode]` -> its parts (best effort)."""
     parts = name.split("/", 2)
     conv_type, algorithm, rest = (parts + ["", "", ""])[:3] if len(parts) == 3 else (
         "", "", name)
@@ -72,6 +75,11 @@ def parse_name(name: str) -> dict:
     if m:
         mode = m.group(1)
         rest = rest[:m.start()]
+    layout = DEFAULT_LAYOUT
+    m = re.search(r"@(" + "|".join(LAYOUTS) + r")$", rest)
+    if m:
+        layout = m.group(1)
+        rest = rest[:m.start()]
     threads = None
     m = re.search(r"@t(\d+)$", rest)
     if m:
@@ -79,7 +87,7 @@ def parse_name(name: str) -> dict:
         rest = rest[:m.start()]
     network, _, layer = rest.partition(":")
     return {"conv_type": conv_type, "algorithm": algorithm, "network": network,
-            "layer": layer, "threads": threads, "mode": mode}
+            "layer": layer, "threads": threads, "mode": mode, "layout": layout}
 
 
 # --------------------------------------------------------------------------- paths

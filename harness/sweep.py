@@ -47,16 +47,16 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.layouts import DEFAULT_LAYOUT
 from harness.messages import clip
 from harness.modes import DEFAULT_MODE
 from harness.peers import PEERS
-from harness.plan import Job, Plan, parse_list
+from harness.plan import Job, Plan, layout_skip, parse_list
 from harness.results import (
     load_sidecar,
     load_suite,
     results_lock,
     signature,
-    skip_entry,
     tmp_dir,
     write_sidecar,
     write_suite,
@@ -102,7 +102,9 @@ def job_metadata(job: Job, set_name: str, check: dict, calibration: dict,
         compile_seconds=round(float(check["first_call_s"]), 4),
         verify_max_error=float(check["max_error"]),
         mode=job.mode,
-        tags=[job.conv_type, job.algorithm, job.mode],
+        layout=job.layout,
+        tags=[job.conv_type, job.algorithm, job.mode]
+        + ([job.layout] if job.layout != DEFAULT_LAYOUT else []),
     )
     md.update(versions_)
     md.update(calib_metadata(calibration))
@@ -144,13 +146,16 @@ def _inherited(env: dict) -> list[str]:
 
 
 def job_json(job: Job, metadata: dict) -> str:
-    """The worker's --job: a `call` job carries no `mode` (a job without one is `call`), so
-    an older worker (the A/B gate's reference commit) reads the job it always did."""
+    """The worker's --job: a `call` job carries no `mode` (a job without one is `call`) and
+    an `nchw` one no `layout` (one without is `nchw`), so an older worker (the A/B gate's
+    reference commit) reads the job it always did."""
     fields = dict(name=job.name, conv_type=job.conv_type, algorithm=job.algorithm,
                   spec=str(job.spec), transposed=bool(job.spec.transposed),
                   threads=job.threads)
     if job.mode != DEFAULT_MODE:
         fields["mode"] = job.mode
+    if job.layout != DEFAULT_LAYOUT:
+        fields["layout"] = job.layout
     fields["metadata"] = metadata
     return json.dumps(fields, separators=(",", ":"))
 
@@ -274,10 +279,12 @@ def verified_jobs(jobs, set_name: str, calibration: dict, rtol: float | None = N
         print(f"{head(i, len(jobs))} {job.name}  elapsed {_fmt_seconds(elapsed)}"
               + (f"  ETA {_fmt_seconds(eta)}" if eta is not None else ""), file=err,
               flush=True)
-        key = (job.conv_type, job.algorithm, str(job.spec), job.spec.transposed, job.mode)
+        key = (job.conv_type, job.algorithm, str(job.spec), job.spec.transposed, job.mode,
+               job.layout)
         fresh = key not in checks
         if fresh:
-            checks[key] = check_cell(job.conv_type, job.algorithm, job.spec, rtol, job.mode)
+            checks[key] = check_cell(job.conv_type, job.algorithm, job.spec, rtol, job.mode,
+                                     layout=job.layout)
         check = checks[key]
         md = job_metadata(job, set_name, check, calibration, vers) if check["ok"] else None
         yield Step(job, check, md, fresh)
@@ -310,9 +317,10 @@ class SweepResult:
 
 def sweep_options(the_plan: Plan, pyperf_args=(), types=None, algos=None, peers=(),
                   shard=None, rtol: float | None = None, timer: str = "pyperf") -> dict:
-    """What a resumed sweep must repeat: set, selection, thread counts, modes, shard,
-    tolerance and the pyperf options (recorded as `sweep_options` in every benchmark's
-    metadata; `modes` only when not just `call`, so files from before modes resume)."""
+    """What a resumed sweep must repeat: set, selection, thread counts, modes, layouts,
+    shard, tolerance and the pyperf options (recorded as `sweep_options` in every
+    benchmark's metadata; `modes` only when not just `call` and `layouts` only when not
+    just `nchw`, so files from before modes and layouts resume)."""
     options = {"set": the_plan.set_name,
                "types": sorted(parse_list(types)) or None,
                "algos": sorted(parse_list(algos)) or None,
@@ -323,6 +331,8 @@ def sweep_options(the_plan: Plan, pyperf_args=(), types=None, algos=None, peers=
                "pyperf": [str(a) for a in pyperf_args]}
     if tuple(the_plan.modes) != (DEFAULT_MODE,):
         options["modes"] = list(the_plan.modes)
+    if tuple(the_plan.layouts) != (DEFAULT_LAYOUT,):
+        options["layouts"] = list(the_plan.layouts)
     if timer != "pyperf":  # recorded only when not the default, so older files resume
         options["timer"] = timer
     return options
@@ -441,10 +451,10 @@ def _sweep(the_plan, output: Path, pyperf_args, resume, calibration, rtol, strea
                 result.compile_seconds += check["first_call_s"]
             if step.metadata is None:
                 result.failed += 1
-                sidecar[job.name] = skip_entry(job.name, job.conv_type, job.algorithm,
-                                               job.layer, "verification failed: "
-                                               + check["error"], status="failed",
-                                               threads=job.threads, mode=job.mode)
+                sidecar[job.name] = layout_skip(job.name, job.conv_type, job.algorithm,
+                                                job.layer, "verification failed: "
+                                                + check["error"], job.mode, job.layout,
+                                                status="failed", threads=job.threads)
                 write_sidecar(output, sidecar.values())
                 print(f"  FAILED verification, not timed: {check['error']}", file=err)
                 continue
@@ -458,9 +468,9 @@ def _sweep(the_plan, output: Path, pyperf_args, resume, calibration, rtol, strea
                                else run_job(job, md, Path(tmp), pyperf_args))
             if bench is None:
                 result.errors += 1
-                sidecar[job.name] = skip_entry(job.name, job.conv_type, job.algorithm,
-                                               job.layer, note, status="error",
-                                               threads=job.threads, mode=job.mode)
+                sidecar[job.name] = layout_skip(job.name, job.conv_type, job.algorithm,
+                                                job.layer, note, job.mode, job.layout,
+                                                status="error", threads=job.threads)
                 write_sidecar(output, sidecar.values())
                 print(f"  ERROR: {note}", file=err)
                 continue

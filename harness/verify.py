@@ -1,7 +1,8 @@
 """Verifying a cell before it is timed: one call against the float64 reference.
 
 The error and the bound are the accuracy contract's (`kernels.accuracy.error` and
-`kernels.accuracy.bound`). Peers declare no bound of their own: they are held to
+`kernels.accuracy.bound`), in the benchmark's memory layout (input, output and the
+oracle's result all in it). Peers declare no bound of their own: they are held to
 `direct`'s, the plain float32 sum that a library convolution also computes. A
 `--rtol` given to the sweep replaces the bound for every cell.
 """
@@ -13,6 +14,7 @@ import time
 
 import numpy as np
 
+from harness.layouts import DEFAULT_LAYOUT
 from harness.modes import DEFAULT_MODE
 from harness.peers import PEERS
 from harness.timed import timed_callable
@@ -29,12 +31,14 @@ def cell_bound(conv_type: str, algorithm: str, spec) -> float:
 
 
 def check_cell(conv_type: str, algorithm: str, spec, rtol: float | None = None,
-               mode: str = DEFAULT_MODE, threads: int | None = None) -> dict:
+               mode: str = DEFAULT_MODE, threads: int | None = None,
+               layout: str = DEFAULT_LAYOUT) -> dict:
     """Run a cell once against the float64 reference: max error, tolerance, first-call time.
 
     The callable run is the one a benchmark of `mode` times (`harness.timed`), built with
     `threads` where a peer takes its thread count when it is built. `rtol` (the sweep's
     --rtol) overrides the accuracy bound. `first_call_s` includes what the mode prepares.
+    Input, output and reference are in `layout`.
     """
     import kernels
     from kernels.accuracy import error
@@ -44,12 +48,12 @@ def check_cell(conv_type: str, algorithm: str, spec, rtol: float | None = None,
     try:
         tol = cell_bound(conv_type, algorithm, spec) if rtol is None else rtol
         out["tolerance"] = tol
-        x, weights = kernels.make_inputs(conv_type, spec, seed=0)
+        x, weights = kernels.make_inputs(conv_type, spec, seed=0, layout=layout)
         t0 = time.perf_counter()
-        fn = timed_callable(conv_type, algorithm, spec, x, weights, mode, threads)
+        fn = timed_callable(conv_type, algorithm, spec, x, weights, mode, threads, layout)
         y = fn()
         out["first_call_s"] = time.perf_counter() - t0
-        ref = kernels.reference(conv_type, spec, x, weights)
+        ref = kernels.reference(conv_type, spec, x, weights, layout=layout)
         y = np.asarray(y)
         if y.shape != ref.shape:
             out["error"] = f"output shape {y.shape} != reference {ref.shape}"

@@ -15,7 +15,8 @@ Numba compilations in the worker, 0 when the cache works).
 The job is a JSON object: conv_type, algorithm (a kernel algorithm or a
 peer), spec (canonical string), transposed, threads, name, metadata
 (the benchmark's metadata, computed by the sweep) and, optionally, mode
-(`harness.modes`; a job without one is `call`, as every job was before modes).
+(`harness.modes`; a job without one is `call`, as every job was before modes) and
+layout (`harness.layouts`; a job without one is `nchw`): the inputs are made in it.
 The timed callable is `harness.timed.timed_callable`'s for the mode: whatever the
 mode prepares (our plan, a peer's session or compiled model) is built here,
 before the untimed first call.
@@ -98,6 +99,7 @@ def prepare(job: dict):
     """Set up one job in this process: (zero-argument callable, per-run metadata)."""
     import kernels
     from harness import slowdown
+    from harness.layouts import DEFAULT_LAYOUT
     from harness.modes import DEFAULT_MODE
     from harness.timed import timed_callable
 
@@ -106,8 +108,9 @@ def prepare(job: dict):
     spec = kernels.ConvSpec.parse(job["spec"], transposed=bool(job.get("transposed")))
     conv_type, algorithm = job["conv_type"], job["algorithm"]
     mode = job.get("mode") or DEFAULT_MODE
-    x, weights = kernels.make_inputs(conv_type, spec, seed=0)
-    fn = timed_callable(conv_type, algorithm, spec, x, weights, mode, threads)
+    layout = job.get("layout") or DEFAULT_LAYOUT
+    x, weights = kernels.make_inputs(conv_type, spec, seed=0, layout=layout)
+    fn = timed_callable(conv_type, algorithm, spec, x, weights, mode, threads, layout)
     fn = slowdown.wrap(conv_type, algorithm, fn)  # test-only: CONVBENCH_SLOWDOWN
     compiles = _numba_compilations()
     t0 = time.perf_counter()

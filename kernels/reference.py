@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import memory
+from .layout import NCHW, to_nhwc
+from .registry import check_memory
 from .spec import ConvSpec
 from .types import check_inputs, flip_spatial, full_kernel, shuffle_permutation
 from .types import conv_type as conv_type_of
@@ -58,13 +59,20 @@ def conv_transpose_nd(x, w, stride, padding, dilation, groups, output_padding) -
     return conv_nd(up, wt, (1,) * nd, lo, dilation, groups, pad_hi=hi)
 
 
-def reference(conv_type: str, spec: ConvSpec, x, weights) -> np.ndarray:
-    """The exact (float64) output of `conv_type` on `spec`.
+def reference(conv_type: str, spec: ConvSpec, x, weights, layout: str = NCHW) -> np.ndarray:
+    """The exact (float64) output of `conv_type` on `spec`, x and y in `layout`
+    (kernels.layout): channels-last, the NCHW result transposed.
 
     Refused (ValueError) before anything is allocated when its memory estimate
     exceeds the limit (see kernels.memory)."""
-    x, weights = check_inputs(conv_type, spec, x, weights)
-    memory.check(conv_type, "reference", spec)
+    x, weights = check_inputs(conv_type, spec, x, weights, layout)
+    check_memory(conv_type, "reference", spec, layout)
+    if layout != NCHW:
+        return to_nhwc(_reference(conv_type, spec, np.moveaxis(x, -1, 1), weights))
+    return _reference(conv_type, spec, x, weights)
+
+
+def _reference(conv_type: str, spec: ConvSpec, x: np.ndarray, weights: tuple) -> np.ndarray:
     nd = spec.ndim
     conv = dict(stride=spec.stride, padding=spec.padding, dilation=spec.dilation)
     orient = (lambda w: flip_spatial(w, nd)) if spec.flip else (lambda w: w)

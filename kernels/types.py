@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .layout import NCHW, check_layout, input_shape, to_nhwc
 from .spec import ConvSpec
 
 GROUPINGS = ("one", "many", "depthwise", "any")  # groups = 1 | >= 2 | = c = k | any divisor
@@ -174,10 +175,14 @@ def check_spec(name: str, spec: ConvSpec) -> None:
         raise ValueError(f"{why} ({name})")
 
 
-def check_inputs(name: str, spec: ConvSpec, x, weights) -> tuple[np.ndarray, tuple]:
-    """Validate x and weights against the spec; return them as C-contiguous float32."""
+def check_inputs(name: str, spec: ConvSpec, x, weights,
+                 layout: str = NCHW) -> tuple[np.ndarray, tuple]:
+    """Validate x (in `layout`: kernels.layout) and weights against the spec; return them
+    as C-contiguous float32."""
     x_shape, weight_names, weight_shapes = _expected_shapes(name, spec)
-    x = _checked_array("x", x, x_shape)
+    if layout != NCHW:
+        x_shape = input_shape(spec, check_layout(layout))
+    x = _checked_array("x", x, x_shape, layout=layout)
     return x, _checked_weights(name, weight_names, weight_shapes, weights)
 
 
@@ -188,9 +193,10 @@ def check_weights(name: str, spec: ConvSpec, weights) -> tuple:
     return _checked_weights(name, weight_names, weight_shapes, weights)
 
 
-def check_x(spec: ConvSpec, x) -> np.ndarray:
-    """Validate the input x (a float32 array of spec.input_shape); return it C-contiguous."""
-    return _checked_array("x", x, spec.input_shape)
+def check_x(spec: ConvSpec, x, layout: str = NCHW, shape: tuple | None = None) -> np.ndarray:
+    """Validate the input x (a float32 array of spec's input shape in `layout`, which a
+    caller that asks often passes as `shape`); return it C-contiguous."""
+    return _checked_array("x", x, shape or input_shape(spec, layout), layout=layout)
 
 
 def _expected_shapes(name: str, spec: ConvSpec) -> tuple:
@@ -223,7 +229,7 @@ def _checked_weights(name: str, weight_names, weight_shapes, weights) -> tuple:
     return tuple(checked)
 
 
-def _checked_array(field: str, a, shape: tuple, item: str = "") -> np.ndarray:
+def _checked_array(field: str, a, shape: tuple, item: str = "", layout: str = "") -> np.ndarray:
     if type(a) is np.ndarray and a.dtype == np.float32 and a.shape == shape:
         return a if a.flags.c_contiguous else np.ascontiguousarray(a)
     field = f"{field}[{item}]" if item else field  # built only for the message
@@ -232,16 +238,23 @@ def _checked_array(field: str, a, shape: tuple, item: str = "") -> np.ndarray:
     if a.dtype != np.float32:
         raise ValueError(f"{field}: dtype must be float32, got {a.dtype}")
     if a.shape != shape:
-        raise ValueError(f"{field}: shape must be {shape}, got {a.shape}")
+        where = f" in layout {layout}" if layout else ""
+        raise ValueError(f"{field}: shape must be {shape}{where}, got {a.shape}")
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
-def make_inputs(name: str, spec: ConvSpec, seed: int = 0) -> tuple[np.ndarray, tuple]:
-    """Random float32 input and weights, scaled so outputs stay O(1) at any fan-in."""
+def make_inputs(name: str, spec: ConvSpec, seed: int = 0,
+                layout: str = NCHW) -> tuple[np.ndarray, tuple]:
+    """Random float32 input (in `layout`) and weights, scaled so outputs stay O(1) at any
+    fan-in. The values do not depend on the layout: the channels-last x is the NCHW one
+    transposed, and the weights are the same arrays."""
     check_spec(name, spec)
+    check_layout(layout)
     t = conv_type(name)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(spec.input_shape, dtype=np.float32)
+    if layout != NCHW:
+        x = to_nhwc(x)
     weights = []
     for shape in t.weight_shapes(spec):
         # each factor of a product kernel gets its share of the 1/sqrt(fan-in) scale

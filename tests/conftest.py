@@ -82,14 +82,20 @@ def assert_close(y: np.ndarray, ref: np.ndarray, bound: float) -> None:
 
 
 def assert_conforms(conv_type: str, algorithm: str, spec, seed: int = 0,
-                    weights=None) -> tuple:
-    """Run one cell on make_inputs data (or `weights`) and hold it to its accuracy bound
-    against the float64 oracle; returns (x, weights, y)."""
-    x, w = kernels.make_inputs(conv_type, spec, seed=seed)
+                    weights=None, layout: str = "nchw") -> tuple:
+    """Run one cell on make_inputs data (or `weights`) in `layout` and hold it to its
+    accuracy bound against the float64 oracle; returns (x, weights, y). In a layout other
+    than NCHW the oracle is the NCHW reference transposed, and y must be C-contiguous."""
+    x, w = kernels.make_inputs(conv_type, spec, seed=seed, layout=layout)
     w = w if weights is None else weights
-    y = kernels.run(conv_type, algorithm, spec, x, w)
-    assert_close(y, kernels.reference(conv_type, spec, x, w),
-                 accuracy.bound(algorithm, conv_type, spec))
+    y = kernels.run(conv_type, algorithm, spec, x, w, layout=layout)
+    if layout == "nchw":
+        ref = kernels.reference(conv_type, spec, x, w)
+    else:
+        x_nchw, _ = kernels.make_inputs(conv_type, spec, seed=seed)
+        ref = np.moveaxis(kernels.reference(conv_type, spec, x_nchw, w), 1, -1)
+        assert y.flags.c_contiguous, "a channels-last output must be C-contiguous"
+    assert_close(y, ref, accuracy.bound(algorithm, conv_type, spec))
     return x, w, y
 
 

@@ -19,6 +19,10 @@ from .strategies import on_supported_specs
 
 EXAMPLES = 12  # per cell; specs are small, so compile time (once per kernel) dominates
 MIN_RUN = 5  # supported specs each cell must actually run on
+# channels-last: fewer specs per cell (most cells run it through the transposes around the
+# NCHW form the test above covers); a native form gets the full set in tests/test_layouts.py
+NHWC_EXAMPLES = 4
+NHWC_MIN_RUN = 2
 
 
 @pytest.mark.parametrize("conv_type, algorithm", registry.cells())
@@ -26,6 +30,14 @@ def test_cell_matches_reference(conv_type, algorithm):
     ran = on_supported_specs(conv_type, algorithm, lambda spec, seed: assert_conforms(
         conv_type, algorithm, spec, seed=seed), EXAMPLES)
     assert len(ran) >= MIN_RUN, f"only {len(ran)} supported specs ran"
+
+
+@pytest.mark.parametrize("conv_type, algorithm", registry.cells())
+def test_cell_matches_reference_channels_last(conv_type, algorithm):
+    """Every cell in the NHWC layout (NDHWC in 3-D), against the NCHW oracle transposed."""
+    ran = on_supported_specs(conv_type, algorithm, lambda spec, seed: assert_conforms(
+        conv_type, algorithm, spec, seed=seed, layout="nhwc"), NHWC_EXAMPLES)
+    assert len(ran) >= NHWC_MIN_RUN, f"only {len(ran)} supported specs ran"
 
 
 def test_every_registered_cell_is_collected():

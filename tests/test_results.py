@@ -25,7 +25,7 @@ def test_bench_name_round_trips_through_parse_name():
         name = results.bench_name("conv2d", "direct", LAYER, threads)
         assert results.parse_name(name) == dict(conv_type="conv2d", algorithm="direct",
                                                 network="net", layer="c1", threads=threads,
-                                                mode="call")
+                                                mode="call", layout="nchw")
     assert name == "conv2d/direct/net:c1@t4"
 
 
@@ -37,7 +37,7 @@ def test_prepared_names_carry_the_mode_and_round_trip():
         assert name.endswith("@prepared")
         assert results.parse_name(name) == dict(conv_type="conv2d", algorithm="onnxruntime",
                                                 network="net", layer="c1", threads=threads,
-                                                mode="prepared")
+                                                mode="prepared", layout="nchw")
     assert name == "conv2d/onnxruntime/net:c1@t2@prepared"
     with pytest.raises(ValueError, match="mode: 'eager'"):
         results.bench_name("conv2d", "direct", LAYER, None, "eager")

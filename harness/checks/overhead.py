@@ -40,7 +40,7 @@ def stages(conv_type: str, algorithm: str, spec) -> dict[str, float]:
         "kernels.run (total)": per_call(lambda: kernels.run(conv_type, algorithm, spec, x, w)),
         "validation (check_inputs)": per_call(lambda: check_inputs(conv_type, spec, x, w)),
         "cell checks (shape rules, supports, memory; cached)": per_call(
-            lambda: registry._runnable_cell(conv_type, algorithm, spec)),
+            lambda: registry._runnable_form(conv_type, algorithm, spec, "nchw")),
         "  of which reading the memory limit": per_call(memory.memory_limit),
         "cell: allocation + kernel": per_call(lambda: cell.run(spec, xc, wc)),
         "  of which np.empty(output)": per_call(

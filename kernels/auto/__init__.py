@@ -52,6 +52,7 @@ import numba
 
 from .. import measured, memory, registry
 from ..accuracy import Bound
+from ..layout import NHWC
 from ..spec import ConvSpec
 from ..types import CONV_TYPES, make_inputs
 from . import candidates, rule, wisdom  # noqa: F401  (rule: the public name)
@@ -369,6 +370,14 @@ def _register(conv_type: str) -> None:
 
     registry.cell(conv_type, NAME, prepare=prepare, prepare_for_plan=prepare_for_plan,
                   supports=supports, multiplications=multiplications)(_execute)
+
+    # channels-last runs the chosen algorithm channels-last (natively where it can), and
+    # holds what that one holds for the layout
+    @registry.native_layout(conv_type, NAME, NHWC, extra_bytes=lambda spec: (
+        registry.layout_extra_bytes(conv_type, explain(conv_type, spec).algorithm or "direct",
+                                    spec, NHWC)))
+    def run_nhwc(spec, x, weights):
+        return registry.run(conv_type, choose(conv_type, spec), spec, x, weights, NHWC)
 
 
 def _memory_estimate(conv_type: str, spec: ConvSpec, mode: str = "call") -> dict:

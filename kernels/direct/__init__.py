@@ -15,6 +15,9 @@
 - transposed_choice.py: transposed conv, by shape: small.py's serial gather loop for
   tiny layers, subpixel.py (stride phases as one dense or pointwise convolution)
   or transposed.py (gather form, for dilation > 1)
+- channels_last.py: the native channels-last (NHWC) forms of the dense, pointwise,
+  depthwise and depthwise separable cells, on the same register blocks with no transpose
+  (dilated.py has its own, `execute_dilated_nhwc`)
 """
 
 from __future__ import annotations
@@ -22,13 +25,26 @@ from __future__ import annotations
 import functools
 
 from ..accuracy import Bound
-from ..registry import cell, declare_algorithm
+from ..layout import NHWC
+from ..registry import cell, declare_algorithm, native_layout
 from ..types import conv_type as type_of
 from ..types import full_kernel, select, shuffle_permutation
-from .dense import execute_dense, prepare_dense
+from .channels_last import (
+    dense_nhwc_bytes,
+    execute_dense_nhwc,
+    execute_depthwise_nhwc,
+    execute_pointwise_nhwc,
+    execute_separable_nhwc,
+    prepare_dense_nhwc,
+    prepare_depthwise_nhwc,
+    prepare_pointwise_nhwc,
+    prepare_separable_nhwc,
+)
+from .dense import execute_dense, prepare_dense, takes_lanes
 from .depthwise import execute_depthwise, prepare_depthwise
 from .depthwise_separable import execute_separable, prepare_separable, prepare_separable_plan
-from .dilated import execute_dilated, prepare_dilated
+from .dilated import execute_dilated, execute_dilated_nhwc, prepare_dilated
+from .group_lanes import takes_group_lanes
 from .pointwise import execute_pointwise, prepare_pointwise
 from .small import small_or
 from .transposed_choice import execute_direct_transposed, prepare_direct_transposed
@@ -61,6 +77,15 @@ def _dense_cell(conv_type):
 
     _direct_cell(conv_type, prepare, execute_dense, kmap)
 
+    def prepare_nhwc(spec, weights):
+        return prepare_dense_nhwc(spec, full_kernel(conv_type, spec, weights),
+                                  kmap=kmap(spec) if kmap else None)
+
+    # NCHW's lane nests count no padded copy of the input; channels-last packs one
+    native_layout(conv_type, "direct", NHWC, prepare=prepare_nhwc, extra_bytes=lambda spec: (
+        dense_nhwc_bytes(spec) if takes_lanes(spec) or takes_group_lanes(spec) else 0))(
+        execute_dense_nhwc)
+
 
 # every single-kernel type of any dimensionality, grouped or not, shuffled or not
 for _t in select(transposed=False, composition=("dense", "product"), kernel="any",
@@ -70,12 +95,17 @@ for _t in select(transposed=False, composition=("dense", "product"), kernel="any
 
 _direct_cell("dilated2d", lambda spec, weights: prepare_dilated(spec, weights[0]),
              execute_dilated)
+native_layout("dilated2d", "direct", NHWC,
+              prepare=lambda spec, weights: prepare_dilated(spec, weights[0]))(
+    execute_dilated_nhwc)
 
 for _t in select(transposed=False, composition="dense", kernel="any", grouping="depthwise"):
     _direct_cell(_t, lambda spec, weights: prepare_depthwise(spec, weights[0]), execute_depthwise)
+    native_layout(_t, "direct", NHWC, prepare=prepare_depthwise_nhwc)(execute_depthwise_nhwc)
 
 for _t in select(transposed=False, kernel="1x1", shuffle=False):
     _direct_cell(_t, lambda spec, weights: prepare_pointwise(spec, weights[0]), execute_pointwise)
+    native_layout(_t, "direct", NHWC, prepare=prepare_pointwise_nhwc)(execute_pointwise_nhwc)
 
 for _t in select(transposed=True, ndim=2):
     cell(_t, "direct", prepare=lambda spec, weights: prepare_direct_transposed(spec, weights[0]))(
@@ -86,3 +116,5 @@ for _t in select(transposed=True, ndim=2):
 # stages in turn, whichever measures faster on this machine
 cell("depthwise_separable", "direct", prepare=prepare_separable,
      prepare_for_plan=prepare_separable_plan)(execute_separable)
+native_layout("depthwise_separable", "direct", NHWC, prepare=prepare_separable_nhwc)(
+    execute_separable_nhwc)

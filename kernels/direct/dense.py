@@ -237,17 +237,20 @@ def _fill_rows(B, xg, od, oh0, nrows, sd, sh, dd, dh, KD, KH):
 
 
 @njit(**PAR)
-def conv_dense(xp, wb, outer, y, kmap, stride, dilation, kernel, rows, kchunks):
-    """y[n, kmap[k], od, oh, ow] = sum over the group's window of xp * w.
+def conv_dense(xp, wb, outer, y, out_size, kmap, stride, dilation, kernel, rows, kchunks):
+    """y[n, kmap[k], p] = sum over the group's window of xp * w, p the flattened output
+    pixel (od, oh, ow) of the 3-D `out_size`.
 
     xp[n, g, Dp, Hp, Wp, cg] padded input; wb the weights from
     `gemm.pack_blocked_weights`; kmap the output channel of each grouped
-    channel (identity, or ShuffleNet's shuffle). A work item is `rows` output
+    channel (identity, or ShuffleNet's shuffle); y the NCHW output as (n, k, pixels),
+    or a channels-last one seen through a transposed view. A work item is `rows` output
     rows x one chunk of output channel blocks.
     """
     n, groups = xp.shape[0], xp.shape[1]
     cg = xp.shape[5]
-    K, OD, OH, OW = y.shape[1], y.shape[2], y.shape[3], y.shape[4]
+    K = y.shape[1]
+    OD, OH, OW = out_size
     KD, KH, KW = kernel
     kg = K // groups
     nblk = wb.shape[1]
@@ -270,7 +273,7 @@ def conv_dense(xp, wb, outer, y, kmap, stride, dilation, kernel, rows, kchunks):
         offs = np.empty(npix, np.int64)
         for p in range(npix):
             offs[p] = ((p // OW) * Wp + (p % OW) * stride[2]) * L
-        yb = y[b].reshape((K, OD * OH * OW))
+        yb = y[b]
         km = kmap[g * kg:(g + 1) * kg]
         accs = np.empty((npix + PB) * width, np.float32)
         for blk in range(ch * per_chunk, min(nblk, (ch + 1) * per_chunk)):
@@ -350,14 +353,21 @@ def execute_dense(spec: ConvSpec, x: np.ndarray,
         return y
     xp = pack_channels_last(x5, spec.groups, pad, pad, (1, 1, 1))
     y = new_output(spec.output_shape)
-    y5 = as_3d(y, nd)
-    OD, OH, OW = y5.shape[2:]
+    run_dense(spec, xp, packed, y.reshape(spec.n, spec.k, -1))
+    return y
+
+
+def run_dense(spec: ConvSpec, xp: np.ndarray, packed: PackedDense, y: np.ndarray) -> None:
+    """conv_dense of the packed, padded input xp[n, g, Dp, Hp, Wp, c/g] into y[n, k,
+    pixels] (a view: NCHW, or channels-last transposed)."""
+    nd = spec.ndim
+    out_size = _pad3(spec.out_size, nd, 1)
+    OD, OH = out_size[:2]
     window = math.prod(spec.kernel) * (spec.c // spec.groups)
     rows = rows_per_item(OH, xp.shape[4] * window * 4)
     items = spec.n * spec.groups * OD * -(-OH // rows)
     geometry = (_pad3(spec.stride, nd, 1), _pad3(spec.dilation, nd, 1),
                 _pad3(spec.kernel, nd, 1), rows)
     wb = packed.wb
-    conv_dense(xp, wb, packed.outer, y5, packed.kmap, *geometry,
+    conv_dense(xp, wb, packed.outer, y, out_size, packed.kmap, *geometry,
                kchunks_for(items, wb.shape[1]))
-    return y

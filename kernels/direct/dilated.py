@@ -21,6 +21,10 @@ output rows that share one live kernel-row range, and within an item each
 band of columns that shares one live kernel-column range is a GEMM of its own
 (its pixels flattened across the item's rows), reading a sub-run of each
 kernel row's weights.
+
+Channels-last (layout "nhwc", `execute_dilated_nhwc`): the packing copies each column's
+channels as one run (no transpose), and the sums, pixel-major, are stored as runs of
+channels (NCHW transposes them into planes).
 """
 
 from __future__ import annotations
@@ -285,6 +289,42 @@ def _outer_band(buf, offs, npix, nrun, runlen, run_step, wf, wrun, width, accs):
                               cl, accs, p0 * width)
 
 
+@njit(**PAR)
+def pack_phases_nhwc(x, groups, pad_h, where, zero_padding, out):
+    """pack_phases from channels-last x[n, H, W, c]: a column's c/g channels are one run
+    of x, copied as it is."""
+    H, W, C = x.shape[1], x.shape[2], x.shape[3]
+    cg = C // groups
+    Hp = out.shape[2]
+    for item in prange(x.shape[0] * groups * Hp):
+        b = item // (groups * Hp)
+        g = (item // Hp) % groups
+        h = item % Hp
+        dst = out[b, g, h]
+        if zero_padding:
+            dst[:] = 0
+        i = h - pad_h
+        if i < 0 or i >= H:
+            continue
+        src = x[b, i]
+        for j in range(W):
+            dst[where[j], :] = src[j, g * cg:(g + 1) * cg]
+
+
+@njit(**JIT)
+def _store_band_nhwc(yf, K, k0, nk, ybase, out_w, nrows, ncols, accs, width, live):
+    """yf[(ybase + r*out_w + j)*K + k0 + q] = accs[(r*ncols + j)*width + q], q < nk: a
+    column band's rows into a flat channels-last image (zero where no tap is live)."""
+    for r in range(nrows):
+        for j in range(ncols):
+            d = (ybase + r * out_w + j) * K + k0
+            if live:
+                a = (r * ncols + j) * width
+                yf[d:d + nk] = accs[a:a + nk]
+            else:
+                yf[d:d + nk] = 0
+
+
 @njit(**JIT)
 def _store_band(yf, plane, k0, nk, ybase, out_w, nrows, ncols, accs, width, live):
     """yf[(k0 + q)*plane + ybase + r*out_w + j] = accs[(r*ncols + j)*width + q], q < nk:
@@ -313,11 +353,14 @@ def _store_band(yf, plane, k0, nk, ybase, out_w, nrows, ncols, accs, width, live
 
 @njit(**JIT)
 def _run_unit(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands, colpos,
-              kchunks, unit):
+              kchunks, unit, channels_last):
     """One work unit of conv_dilated: one item's output rows, one chunk of its channel
     blocks, of one image and group."""
     n, groups, _, Wq, cg = xq.shape
-    K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    if channels_last:
+        OH, OW, K = y.shape[1], y.shape[2], y.shape[3]
+    else:
+        K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     kg = K // groups
     nblk = wb.shape[1]
     width = wb.shape[3] if outer else wb.shape[2]
@@ -343,7 +386,11 @@ def _run_unit(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands, c
     accs = np.empty((npix + PB) * width, np.float32)
     for blk in range(ch * per_chunk, min(nblk, (ch + 1) * per_chunk)):
         wf = wb[g, blk].ravel()
-        if not outer:  # one band of all columns (prepare): pixels in output order
+        if not outer and channels_last:  # one band of all columns: pixels in output order
+            channel_block(buf, offs, npix, nt, wrun, run_step, wf, width, False,
+                          y[b].reshape((OH * OW, K)).T, km, blk * width, kg, oh0 * OW, accs)
+            continue
+        if not outer:
             channel_block(buf, offs, npix, nt, wrun, run_step, wf, width, False, yb, km,
                           blk * width, kg, oh0 * OW, accs)
             continue
@@ -357,15 +404,20 @@ def _run_unit(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands, c
                 _outer_band(buf, offs[s:s + m], m, nt, nu * cg, run_step,
                             wf[(t0 * KW + u0) * cg * width:], wrun, width, accs)
             # kmap is the identity here: the output channel of k is g*kg + k
-            _store_band(yf, OH * OW, g * kg + blk * width, min(width, kg - blk * width),
-                        oh0 * OW + ow0, OW, nrows, ncols, accs, width, live)
+            if channels_last:
+                _store_band_nhwc(yf, K, g * kg + blk * width, min(width, kg - blk * width),
+                                 oh0 * OW + ow0, OW, nrows, ncols, accs, width, live)
+            else:
+                _store_band(yf, OH * OW, g * kg + blk * width, min(width, kg - blk * width),
+                            oh0 * OW + ow0, OW, nrows, ncols, accs, width, live)
             s += m
 
 
 @njit(**PAR)
 def conv_dilated(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands, colpos,
-                 kchunks, order, starts):
-    """y[n, kmap[k], oh, ow] = sum over the live taps of xq * w.
+                 kchunks, order, starts, channels_last=False):
+    """y[n, kmap[k], oh, ow] = sum over the live taps of xq * w (y[n, oh, ow, kmap[k]] if
+    `channels_last`).
 
     xq from pack_phases; wb the kept kernel in (kh, kw, c) order; items[i] = (first
     output row, rows, first live kept row, live rows), every row of an item running the
@@ -377,7 +429,7 @@ def conv_dilated(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands
     for t in prange(starts.shape[0] - 1):
         for u in range(starts[t], starts[t + 1]):
             _run_unit(xq, wb, outer, y, kmap, sh, dh, first_row, KW, items, col_bands,
-                      colpos, kchunks, order[u])
+                      colpos, kchunks, order[u], channels_last)
 
 
 def work_items(row_bands: np.ndarray, out_w: int) -> np.ndarray:
@@ -473,13 +525,25 @@ def buffer_bytes(spec: ConvSpec) -> dict:
 
 def execute_dilated(spec: ConvSpec, x: np.ndarray, packed: PackedDilated) -> np.ndarray:
     """Direct dilated convolution of x with prepared weights."""
+    return _dilated(spec, x, packed, False)
+
+
+def execute_dilated_nhwc(spec: ConvSpec, x: np.ndarray, packed: PackedDilated) -> np.ndarray:
+    """Direct dilated convolution of channels-last x: (n, H, W, c) -> (n, OH, OW, k)."""
+    return _dilated(spec, x, packed, True)
+
+
+def _dilated(spec: ConvSpec, x: np.ndarray, packed: PackedDilated,
+             channels_last: bool) -> np.ndarray:
     geo, wb = packed.geometry, packed.wb
     ph, sh, dh = spec.padding[0], spec.stride[0], spec.dilation[0]
     # scratch: NaN under test (POISON_OUTPUTS), so a read of unzeroed padding shows
     xq = scratch(packed_input_shape(spec), "dilated.xq")
-    pack_phases(np.ascontiguousarray(x), spec.groups, ph, geo.where, not geo.outer, xq)
-    y = new_output(spec.output_shape)
+    pack = pack_phases_nhwc if channels_last else pack_phases
+    pack(np.ascontiguousarray(x), spec.groups, ph, geo.where, not geo.outer, xq)
+    n, k, OH, OW = spec.output_shape
+    y = new_output((n, OH, OW, k) if channels_last else spec.output_shape)
     kchunks, order, starts = schedule(spec, numba.get_num_threads(), wb.shape[1])
     conv_dilated(xq, wb, geo.outer, y, geo.kmap, sh, dh, geo.first[0], geo.kept[1], geo.items,
-                 geo.col_bands, geo.colpos, kchunks, order, starts)
+                 geo.col_bands, geo.colpos, kchunks, order, starts, channels_last)
     return y

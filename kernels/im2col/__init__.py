@@ -9,6 +9,7 @@
 - transposed.py: GEMM, then col2im scatter-add
 - plan.py: the workspace budget (`set_workspace_budget`) and tiling
 - blas.py: sgemm with leading dimensions from @njit code, BLAS thread control
+- channels_last.py: the 1x1 case on channels-last (NHWC) input, one plain GEMM
 
 `workspace_bytes(conv_type, spec)` is the scratch memory one call allocates
 besides its input, weights and output.
@@ -17,10 +18,12 @@ besides its input, weights and output.
 from __future__ import annotations
 
 from ..accuracy import Bound
-from ..registry import cell, declare_algorithm
+from ..layout import NHWC
+from ..registry import cell, declare_algorithm, native_layout
 from ..spec import ConvSpec
 from ..types import check_spec, full_kernel, select
 from ..types import conv_type as type_of
+from .channels_last import execute_pointwise_nhwc, prepare_pointwise_nhwc, takes_nhwc
 from .dense import dense_tiling, execute_dense, prepare_dense
 from .depthwise import (
     depthwise_tiling,
@@ -63,6 +66,11 @@ def _dense_cell(conv_type):
     @cell(conv_type, "im2col", prepare=prepare)
     def execute(spec, x, wm):
         return execute_dense(spec, x, wm, shuffle=shuffle)
+
+    if not shuffle:  # a shuffled group's output channels are no run of y's rows
+        native_layout(conv_type, "im2col", NHWC, takes=takes_nhwc,
+                      prepare=lambda spec, weights: prepare_pointwise_nhwc(
+                          spec, full_kernel(conv_type, spec, weights)))(execute_pointwise_nhwc)
 
 
 # every single-kernel type (1x1 ones as a bare GEMM), grouped or not, shuffled or not

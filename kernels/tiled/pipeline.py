@@ -10,8 +10,10 @@ use its own (non-square kernels).
 Pipeline (one call does all of it, the filter transform included):
 
 1. pack: x[n, c, H, W] -> xp[n*dh*dw, g, Hs, Ws, c/g], channels-last and zero-padded
-   so that every tile's t_h x t_w window lies inside. A dilated conv is d^2 dense
-   convolutions on the sub-grids (ry + dh*i, rx + dw*j); each sub-grid becomes one
+   so that every tile's t_h x t_w window lies inside. Channels-last input x[n, H, W, c]
+   (layout "nhwc") packs as runs of channels with no transpose (`pack_subgrids_nhwc`),
+   and its output is written through a transposed view of y[n, OH, OW, k]. A dilated
+   conv is d^2 dense convolutions on the sub-grids (ry + dh*i, rx + dw*j); each sub-grid becomes one
    "virtual image", so all of them share one batched product stage.
 2. input transform: V[g, f, t, c] = (B_h^T d B_w)[f] per tile t, vectorised over c.
 3. products + output transform, fused per block of one or two panels of output
@@ -105,6 +107,31 @@ def pack_subgrids(x, xp, lo_h, lo_w, dh, dw):
                     dst[j, cc] = src[sx]
                 else:
                     dst[j, cc] = 0
+
+
+@njit(**PAR)
+def pack_subgrids_nhwc(x, xp, lo_h, lo_w, dh, dw):
+    """pack_subgrids from channels-last x[n, H, W, c]: a packed pixel's c/g channels are
+    one run of x."""
+    H, W = x.shape[1], x.shape[2]
+    VB, groups, Hs, Ws, cg = xp.shape
+    for item in prange(VB * groups * Hs):
+        i = item % Hs
+        g = (item // Hs) % groups
+        vb = item // (Hs * groups)
+        b, ry, rx = subgrid_of(vb, dh, dw)
+        dst = xp[vb, g, i]
+        sy = ry + dh * i - lo_h
+        if sy < 0 or sy >= H:
+            dst[:] = 0
+            continue
+        src = x[b, sy]
+        for j in range(Ws):
+            sx = rx + dw * j - lo_w
+            if 0 <= sx < W:
+                dst[j, :] = src[sx, g * cg:(g + 1) * cg]
+            else:
+                dst[j, :] = 0
 
 
 @njit(**JIT)
@@ -704,12 +731,18 @@ def prepare_filter(w, axes, groups, kmap=None, ftile=0, transform=False) -> Tile
     return replace(filt, U=U)
 
 
-def call_buffers(x, filt: TiledFilter, out_size, lo, dilation) -> dict:
+def call_buffers(x, filt: TiledFilter, out_size, lo, dilation,
+                 channels_last: bool = False) -> dict:
     """Everything one call of `bilinear2d` needs besides `filt`: the buffers, the tiling,
     and the per-call transformed filter where the filter is not transformed ahead and
     several tile chunks would each redo it (the generic transform only). As one dict of
-    the stages' arguments (the stage benchmarks time each part alone)."""
-    n, c, H, W = x.shape
+    the stages' arguments (the stage benchmarks time each part alone). `channels_last`:
+    x is x[n, H, W, c] and the result y[n, OH, OW, k] ("out"; "y" is its transposed
+    view, which the product stage writes)."""
+    if channels_last:
+        n, H, W, c = x.shape
+    else:
+        n, c, H, W = x.shape
     groups = filt.wf.shape[0]
     (ATh, Gh, BTh), (ATw, Gw, BTw) = filt.axes
     k = filt.kmap.shape[0]
@@ -731,14 +764,21 @@ def call_buffers(x, filt: TiledFilter, out_size, lo, dilation) -> dict:
     fill = (not filt.transformed and filt.ftile <= 0 and ntc > 1
             and nblocks * size * 4 <= PRE_FILTER_BYTES)
     Upre = filt.U if filt.transformed else np.empty((nblocks if fill else 0, size), np.float32)
+    extra = {}
+    if channels_last:
+        out = new_output((n, OH, OW, k))
+        y = out.transpose(0, 3, 1, 2)
+        extra = dict(out=out, channels_last=True)
+    else:
+        y = new_output((n, k, OH, OW))
     return dict(
         xp=np.empty((n * dh * dw, groups, th * mh + BTh.shape[1] - mh,
                      tw * mw + BTw.shape[1] - mw, cg), np.float32),
         V=np.empty((groups, F * T * cg), np.float32),
-        wf=filt.wf, y=new_output((n, k, OH, OW)), kmap=filt.kmap, ATh=ATh, Gh=Gh, BTh=BTh,
+        wf=filt.wf, y=y, kmap=filt.kmap, ATh=ATh, Gh=Gh, BTh=BTh,
         ATw=ATw, Gw=Gw, BTw=BTw, ftile=filt.ftile, mh=mh, mw=mw, th=th, tw=tw, lo=lo, dh=dh,
         dw=dw, chunk=chunk, kchunks=kchunks, kv=filt.kv, cc=filt.cc, fslab=filt.fslab,
-        geo=np.array([OH, OW, dh, dw], np.int64), Upre=Upre, fill_upre=fill)
+        geo=np.array([OH, OW, dh, dw], np.int64), Upre=Upre, fill_upre=fill, **extra)
 
 
 def prepare(x, w, axes, groups, out_size, lo, dilation, kmap=None, ftile=0):
@@ -753,7 +793,8 @@ def prepare(x, w, axes, groups, out_size, lo, dilation, kmap=None, ftile=0):
 
 def run_prepared(x, p: dict, stages: int = 15) -> np.ndarray:
     if stages & 16:
-        pack_subgrids(x, p["xp"], p["lo"][0], p["lo"][1], p["dh"], p["dw"])
+        pack = pack_subgrids_nhwc if p.get("channels_last") else pack_subgrids
+        pack(x, p["xp"], p["lo"][0], p["lo"][1], p["dh"], p["dw"])
     if stages & 32:
         input_transform(p["xp"], p["BTh"], p["BTw"], p["V"], p["mh"], p["mw"], p["th"],
                         p["tw"], p["ftile"] <= 0, p["ftile"])
@@ -764,13 +805,14 @@ def run_prepared(x, p: dict, stages: int = 15) -> np.ndarray:
         products_and_output(p["V"], p["wf"], p["Gh"], p["Gw"], p["ATh"], p["ATw"], p["ftile"],
                             p["y"], p["kmap"], p["th"], p["tw"], p["chunk"], p["kchunks"],
                             p["kv"], p["cc"], p["fslab"], p["geo"], p["Upre"], stages & 15)
-    return p["y"]
+    return p.get("out", p["y"])
 
 
 def bilinear2d_prepared(x: np.ndarray, filt: TiledFilter, out_size, lo,
-                        dilation) -> np.ndarray:
-    """`bilinear2d` with its filter prepared by `prepare_filter`."""
-    return run_prepared(x, call_buffers(x, filt, out_size, lo, dilation), 63)
+                        dilation, channels_last: bool = False) -> np.ndarray:
+    """`bilinear2d` with its filter prepared by `prepare_filter`; `channels_last`: x and
+    the result in layout "nhwc"."""
+    return run_prepared(x, call_buffers(x, filt, out_size, lo, dilation, channels_last), 63)
 
 
 def bilinear2d(x: np.ndarray, w: np.ndarray, axes, groups: int, out_size, lo, dilation,

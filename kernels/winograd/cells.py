@@ -8,7 +8,8 @@ from functools import partial
 import numpy as np
 
 from ..direct.pointwise import execute_pointwise, prepare_pointwise
-from ..registry import cell, not_applicable
+from ..layout import NHWC
+from ..registry import cell, native_layout, not_applicable
 from ..spec import ConvSpec
 from ..types import flip_spatial, full_kernel, separable_stages, shuffle_permutation
 from .conv2d import (
@@ -41,6 +42,11 @@ def _oriented(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
 
 def _lo(spec: ConvSpec) -> tuple[int, ...]:
     return spec.padding
+
+
+def _transposed_lo(spec: ConvSpec) -> tuple[int, ...]:
+    """The padding before each axis of the stride-1 conv a stride-1 transposed conv is."""
+    return tuple(2 * d - p for d, p in zip(spec.dilation, spec.padding))
 
 
 # ----------------------------------------------------------------------------- counts
@@ -143,6 +149,10 @@ def _register(algorithm: str, m: int) -> None:
              supports=supports_for(conv_type), multiplications=count_for(conv_type))(
             lambda spec, x, filt: winograd2d_prepared(x, filt, spec.out_size, _lo(spec),
                                                       spec.dilation))
+        # channels-last: the pipeline packs NHWC rows as they are (same filter state)
+        native_layout(conv_type, algorithm, NHWC)(
+            lambda spec, x, filt: winograd2d_prepared(x, filt, spec.out_size, _lo(spec),
+                                                      spec.dilation, channels_last=True))
 
     @cell("depthwise", algorithm, supports=supports_for("depthwise"),
           prepare=lambda spec, weights: depthwise_filter(_oriented(weights[0], spec), m),
@@ -178,8 +188,12 @@ def _register(algorithm: str, m: int) -> None:
           prepare=transposed_filter, prepare_for_plan=partial(transposed_filter, transform=True),
           multiplications=count_for("transposed2d"))
     def _transposed(spec, x, filt):
-        lo = tuple(2 * d - p for d, p in zip(spec.dilation, spec.padding))
-        return winograd2d_prepared(x, filt, spec.out_size, lo, spec.dilation)
+        return winograd2d_prepared(x, filt, spec.out_size, _transposed_lo(spec), spec.dilation)
+
+    @native_layout("transposed2d", algorithm, NHWC)
+    def _transposed_nhwc(spec, x, filt):
+        return winograd2d_prepared(x, filt, spec.out_size, _transposed_lo(spec), spec.dilation,
+                                   channels_last=True)
 
     # Winograd along depth around the grouped 2-D pipeline (kernels.winograd.conv3d); the
     # weights' depth transform is prepared, the 2-D one as for the 2-D cells

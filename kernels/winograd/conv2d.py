@@ -38,9 +38,10 @@ def winograd2d(x: np.ndarray, w: np.ndarray, m: int, groups: int, out_size, lo, 
 
 
 def winograd2d_prepared(x: np.ndarray, filt: pipeline.TiledFilter, out_size, lo,
-                        dilation) -> np.ndarray:
-    """`winograd2d` with the filter from `winograd_filter`."""
-    return pipeline.bilinear2d_prepared(x, filt, out_size, lo, dilation)
+                        dilation, channels_last: bool = False) -> np.ndarray:
+    """`winograd2d` with the filter from `winograd_filter` (`channels_last`: x and the
+    result in layout "nhwc", no transpose: kernels.tiled.pipeline)."""
+    return pipeline.bilinear2d_prepared(x, filt, out_size, lo, dilation, channels_last)
 
 
 def winograd_depthwise(x: np.ndarray, w: np.ndarray, m: int, out_size, lo,
