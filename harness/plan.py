@@ -148,8 +148,9 @@ def plan(set_name: str, types=None, algos=None, peers=(), threads=None, shard=No
     """Every benchmark of the set (filtered by types/algos, with peers), in each layout of
     `layouts` (default `nchw`) and each mode of `modes` (default `call`), in a fixed
     order."""
-    from kernels import CONV_TYPES
+    from kernels import CONV_TYPES, memory_limit
 
+    memory_limit()  # a malformed CONVBENCH_MEMORY_LIMIT is an error, not a sweep of skips
     known = all_algorithms()
     types = parse_list(types)
     algos = parse_list(algos)

@@ -106,6 +106,10 @@ def job_metadata(job: Job, set_name: str, check: dict, calibration: dict,
         tags=[job.conv_type, job.algorithm, job.mode]
         + ([job.layout] if job.layout != DEFAULT_LAYOUT else []),
     )
+    if job.algorithm in PEERS:  # its own layout, and whether the contract's costs a reorder
+        from harness.peers import peer_metadata
+
+        md.update(peer_metadata(job.algorithm, job.layout))
     md.update(versions_)
     md.update(calib_metadata(calibration))
     return md

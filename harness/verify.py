@@ -9,6 +9,7 @@ oracle's result all in it). Peers declare no bound of their own: they are held t
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -28,6 +29,20 @@ def cell_bound(conv_type: str, algorithm: str, spec) -> float:
     from kernels.accuracy import bound
 
     return bound(PEER_BOUND_OF if algorithm in PEERS else algorithm, conv_type, spec)
+
+
+@functools.lru_cache(maxsize=2)
+def _reference(conv_type: str, spec, layout: str) -> np.ndarray:
+    """The float64 reference of make_inputs' data (seed 0), for the cells of one layer in
+    turn: a sweep verifies up to ~40 of them (algorithms, peers, modes, layouts) one after
+    another, and on a large layer the oracle takes longer than the cell. Each cell gets
+    its own fresh inputs; only the oracle's answer is shared (read-only)."""
+    import kernels
+
+    x, weights = kernels.make_inputs(conv_type, spec, seed=0, layout=layout)
+    ref = kernels.reference(conv_type, spec, x, weights, layout=layout)
+    ref.setflags(write=False)
+    return ref
 
 
 def check_cell(conv_type: str, algorithm: str, spec, rtol: float | None = None,
@@ -53,7 +68,7 @@ def check_cell(conv_type: str, algorithm: str, spec, rtol: float | None = None,
         fn = timed_callable(conv_type, algorithm, spec, x, weights, mode, threads, layout)
         y = fn()
         out["first_call_s"] = time.perf_counter() - t0
-        ref = kernels.reference(conv_type, spec, x, weights, layout=layout)
+        ref = _reference(conv_type, spec, layout)
         y = np.asarray(y)
         if y.shape != ref.shape:
             out["error"] = f"output shape {y.shape} != reference {ref.shape}"

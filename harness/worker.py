@@ -122,6 +122,11 @@ def prepare(job: dict):
         "worker_compiles": _numba_compilations() - compiles,
         "threading_layer": threading_layer(algorithm),
     }
+    if algorithm == "auto":  # what auto ran and what decided it (the first call decided)
+        from kernels import auto
+
+        extra.update(auto.metadata(conv_type, spec, "prepared" if mode == "prepared"
+                                   else "call", threads))
     if slowdown.factor(conv_type, algorithm) != 1:
         extra["slowdown"] = slowdown.factor(conv_type, algorithm)
     return fn, extra

@@ -1,4 +1,5 @@
-"""The float64 NumPy oracle: pad, take a strided dilated window view, einsum.
+"""The float64 NumPy oracle: pad, take a strided dilated window view, einsum (transposed:
+scatter each tap's products, by the definition).
 
 Short on purpose (after JAX's lax_reference): every kernel in the suite is
 checked against this, so it must be obviously right rather than fast.
@@ -45,18 +46,28 @@ def conv_nd(x, w, stride, padding, dilation, groups, pad_hi=None) -> np.ndarray:
 
 
 def conv_transpose_nd(x, w, stride, padding, dilation, groups, output_padding) -> np.ndarray:
-    """Transposed conv as the correlation of the zero-upsampled input with the flipped,
-    channel-swapped kernel. x[n, c, *s], w[c, k/g, *r] -> y[n, k, *o]."""
-    nd = x.ndim - 2
+    """Transposed conv by its definition: every input pixel i adds x[i] * w[tap] to output
+    i*stride + tap*dilation - padding. Nothing is multiplied by an inserted zero (as the
+    correlation of a zero-upsampled input would), so a non-finite weight reaches only the
+    outputs it really touches, as in PyTorch. x[n, c, *s], w[c, k/g, *r] -> y[n, k, *o]."""
     n, c = x.shape[:2]
-    up = np.zeros((n, c, *[s * (i - 1) + 1 for i, s in zip(x.shape[2:], stride)]))
-    up[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)] = x
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    size, r = x.shape[2:], w.shape[2:]
     kg = w.shape[1]
-    wt = w.reshape(groups, c // groups, kg, *w.shape[2:]).swapaxes(1, 2)
-    wt = flip_spatial(wt.reshape(groups * kg, c // groups, *w.shape[2:]), nd)
-    lo = [d * (r - 1) - p for r, p, d in zip(w.shape[2:], padding, dilation)]
-    hi = [a + b for a, b in zip(lo, output_padding)]
-    return conv_nd(up, wt, (1,) * nd, lo, dilation, groups, pad_hi=hi)
+    # every position a tap reaches, and output_padding's extra rows at the high end
+    full = [s * (i - 1) + d * (t - 1) + 1 + op
+            for i, s, d, t, op in zip(size, stride, dilation, r, output_padding)]
+    y = np.zeros((n, groups, kg, *full))
+    xg = x.reshape(n, groups, c // groups, *size)
+    wg = w.reshape(groups, c // groups, kg, *r)
+    for tap in np.ndindex(*r):
+        reach = tuple(slice(t * d, t * d + s * (i - 1) + 1, s)
+                      for t, d, s, i in zip(tap, dilation, stride, size))
+        y[(slice(None),) * 3 + reach] += np.einsum(
+            "ngc...,gck->ngk...", xg, wg[(slice(None),) * 3 + tap])
+    out = [f - 2 * p for f, p in zip(full, padding)]
+    y = y[(slice(None),) * 3 + tuple(slice(p, p + o) for p, o in zip(padding, out))]
+    return y.reshape(n, groups * kg, *out)
 
 
 def reference(conv_type: str, spec: ConvSpec, x, weights, layout: str = NCHW) -> np.ndarray:

@@ -88,7 +88,7 @@ def algorithm(name: str) -> Algorithm:
     """The declaration of `name` (ValueError naming the declared ones if there is none)."""
     try:
         return _ALGORITHMS[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable name, e.g. a list
         raise ValueError(
             f"algorithm: unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)} "
             f"(an algorithm package declares itself with declare_algorithm)") from None
@@ -298,11 +298,12 @@ def layout_extra_bytes(conv_type: str, algorithm: str, spec: ConvSpec, layout: s
 
 
 def memory_estimate(conv_type: str, algorithm: str, spec: ConvSpec,
-                    layout: str = NCHW) -> dict:
-    """kernels.memory.estimate for `spec` in `layout`: a layout's extra buffers
+                    layout: str = NCHW, mode: str = "call") -> dict:
+    """kernels.memory.estimate for `spec` in `layout` (`mode` "call" or "plan": a plan
+    also holds its weight copy and prepared state): a layout's extra buffers
     (`layout_extra_bytes`) are part of its workspace and total."""
     check_layout(layout)
-    parts = memory.estimate(conv_type, algorithm, spec)
+    parts = memory.estimate(conv_type, algorithm, spec, mode)
     extra = layout_extra_bytes(conv_type, algorithm, spec, layout)
     if extra:
         parts["workspace"] += extra
@@ -310,14 +311,15 @@ def memory_estimate(conv_type: str, algorithm: str, spec: ConvSpec,
     return parts
 
 
-def _memory_reason(conv_type: str, algorithm: str, spec: ConvSpec, layout: str) -> str | None:
+def _memory_reason(conv_type: str, algorithm: str, spec: ConvSpec, layout: str,
+                   mode: str = "call") -> str | None:
     """memory.reason, the layout's extra buffers counted (NCHW: exactly memory.reason)."""
-    why = memory.reason(conv_type, algorithm, spec)
+    why = memory.reason(conv_type, algorithm, spec, mode)
     if why or layout == NCHW:
         return why
     extra = layout_extra_bytes(conv_type, algorithm, spec, layout)
     limit = memory.memory_limit()
-    est = memory_estimate(conv_type, algorithm, spec, layout)
+    est = memory_estimate(conv_type, algorithm, spec, layout, mode)
     if not extra or est["total"] <= limit:
         return None
     what = "the reference" if algorithm == "reference" else algorithm
@@ -326,9 +328,11 @@ def _memory_reason(conv_type: str, algorithm: str, spec: ConvSpec, layout: str) 
             f"output), over the memory limit of {memory.fmt(limit)}")
 
 
-def check_memory(conv_type: str, algorithm: str, spec: ConvSpec, layout: str = NCHW) -> None:
-    """Raise ValueError if the estimate for `spec` in `layout` exceeds the memory limit."""
-    why = _memory_reason(conv_type, algorithm, spec, layout)
+def check_memory(conv_type: str, algorithm: str, spec: ConvSpec, layout: str = NCHW,
+                 mode: str = "call") -> None:
+    """Raise ValueError if the estimate for `spec` in `layout` (a call, or a plan and its
+    call) exceeds the memory limit."""
+    why = _memory_reason(conv_type, algorithm, spec, layout, mode)
     if why:
         raise ValueError(why)
 
@@ -336,7 +340,10 @@ def check_memory(conv_type: str, algorithm: str, spec: ConvSpec, layout: str = N
 def _runnable_form(conv_type: str, algorithm: str, spec: ConvSpec, layout: str) -> Form:
     """The cell's form for `layout`, after its shape rules and the memory limit accepted
     `spec`."""
-    cell_ = _CELLS.get((conv_type, algorithm))
+    try:
+        cell_ = _CELLS.get((conv_type, algorithm))
+    except TypeError:  # an unhashable name: _refuse says which
+        cell_ = None
     if cell_ is None or not isinstance(spec, ConvSpec):
         _refuse(conv_type, algorithm, spec, layout)  # raises: no such cell, or not a spec
     return _accepted(cell_, conv_type, algorithm, spec, memory.memory_limit(), layout)
@@ -410,6 +417,7 @@ def plan(conv_type: str, algorithm: str, spec: ConvSpec, weights, layout: str = 
     check_layout(layout)
     weights = check_weights(conv_type, spec, weights)
     form = _runnable_form(conv_type, algorithm, spec, layout)
+    check_memory(conv_type, algorithm, spec, layout, mode="plan")  # its copies and state too
     weights = tuple(w.copy() for w in weights)
     return Plan(conv_type, algorithm, spec, form, form.prepare_for_plan(spec, weights), layout)
 

@@ -134,7 +134,7 @@ CONV_TYPES: tuple[str, ...] = tuple(CATALOGUE)
 def conv_type(name: str) -> ConvType:
     try:
         return CATALOGUE[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable name, e.g. a list
         raise ValueError(
             f"conv_type: unknown type {name!r}; known types are {', '.join(CONV_TYPES)}"
         ) from None
@@ -201,8 +201,8 @@ def check_x(spec: ConvSpec, x, layout: str = NCHW, shape: tuple | None = None) -
 
 def _expected_shapes(name: str, spec: ConvSpec) -> tuple:
     """(x's shape, the weight names, their shapes) once `spec` passed the type's rules."""
-    if not isinstance(spec, ConvSpec):
-        check_spec(name, spec)  # raises (and such a spec may not be hashable)
+    if not isinstance(spec, ConvSpec) or not isinstance(name, str):
+        check_spec(name, spec)  # raises (and such a spec or name may not be hashable)
     return _shapes_of(name, spec)
 
 

@@ -279,5 +279,5 @@ def test_the_memory_guard_judges_auto_by_its_choice_in_each_mode():
     for mode, chosen in (("call", "direct"), ("plan", "fft")):
         assert auto.known("conv2d", spec, "prepared" if mode == "plan" else "call") == \
             auto.Choice(chosen, "wisdom")
-        assert kernels.memory_estimate("conv2d", "auto", spec, mode) == \
-            kernels.memory_estimate("conv2d", chosen, spec, mode)
+        assert kernels.memory_estimate("conv2d", "auto", spec, mode=mode) == \
+            kernels.memory_estimate("conv2d", chosen, spec, mode=mode)

@@ -115,3 +115,22 @@ def test_seed_depthwise_separable_ratio(c, k, h, size):
     ratio = (kernels.multiplications("depthwise_separable", "direct", spec)
              / kernels.multiplications("conv2d", "direct", spec))
     assert ratio == pytest.approx(1 / k + 1 / (h * h), rel=1e-12)
+
+
+def test_transposed_nan_weight_reaches_only_the_outputs_it_touches():
+    """A NaN weight at tap t reaches output i*stride + t*dilation - padding of every input
+    pixel i, and nothing else (the zero-upsampled correlation used to multiply it by the
+    inserted zeros too: 144 non-finite outputs instead of 25)."""
+    spec = kernels.ConvSpec(c=2, k=3, size=(5, 5), kernel=3, stride=2, padding=1,
+                            output_padding=1, transposed=True)
+    x, (w,) = kernels.make_inputs("transposed2d", spec, seed=0)
+    w = w.copy()
+    w[1, 2, 0, 2] = np.nan  # input channel 1, output channel 2, tap (0, 2)
+    y = kernels.reference("transposed2d", spec, x, (w,))
+    want = np.zeros(y.shape, bool)
+    for i in range(5):
+        for j in range(5):
+            oh, ow = i * 2 + 0 - 1, j * 2 + 2 - 1
+            if 0 <= oh < y.shape[2] and 0 <= ow < y.shape[3]:
+                want[:, 2, oh, ow] = True
+    np.testing.assert_array_equal(~np.isfinite(y), want)

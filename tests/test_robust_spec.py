@@ -105,3 +105,20 @@ def test_non_integral_limits_are_refused(value):
 def test_integral_limits_are_exact(value, expected):
     kernels.set_memory_limit(value)
     assert kernels.memory_limit() == expected
+
+
+def test_names_of_the_wrong_kind_are_value_errors():
+    """run/plan/supports/multiplications with a list, dict or None for a name: ValueError
+    naming the field (issue: `run(["conv2d"], ...)` raised TypeError)."""
+    import kernels
+
+    spec = kernels.ConvSpec.parse("mb1ic4ih8oc4oh8kh3ph1")
+    x, w = kernels.make_inputs("conv2d", spec)
+    for conv_type, algorithm, field in ((["conv2d"], "direct", "conv_type"),
+                                        ("conv2d", ["direct"], "algorithm"),
+                                        ({"a": 1}, "direct", "conv_type"),
+                                        (None, "direct", "conv_type")):
+        for call, args in ((kernels.run, (spec, x, w)), (kernels.plan, (spec, w)),
+                           (kernels.supports, (spec,)), (kernels.multiplications, (spec,))):
+            with pytest.raises(ValueError, match=f"^{field}: "):
+                call(conv_type, algorithm, *args)

@@ -52,7 +52,7 @@ import numba
 
 from .. import measured, memory, registry
 from ..accuracy import Bound
-from ..layout import NHWC
+from ..layout import NCHW, NHWC
 from ..spec import ConvSpec
 from ..types import CONV_TYPES, make_inputs
 from . import candidates, rule, wisdom  # noqa: F401  (rule: the public name)
@@ -325,15 +325,16 @@ def metadata(conv_type: str, spec: ConvSpec, mode: str = "call",
             "auto_policy": policy()}
 
 
-def _chosen_cell(conv_type: str, spec: ConvSpec, mode: str, weights):
-    """The chosen algorithm's cell: the per-call path is one dictionary lookup."""
+def _chosen_form(conv_type: str, spec: ConvSpec, mode: str, weights, layout: str):
+    """The chosen algorithm's form for `layout` (its prepare, prepare_for_plan and execute
+    steps): the per-call path is one dictionary lookup."""
     key = (os.environ.get(POLICY_ENV), conv_type, spec, numba.get_num_threads(), mode)
     choice = _decided.get(key)
     if choice is None:
         choice = _decided[key] = _decide(conv_type, spec, mode, key[3], weights)
     if choice.algorithm is None:
         raise ValueError(f"algorithm: auto: {choice.how}")
-    return registry._runnable_cell(conv_type, choice.algorithm, spec)
+    return registry._runnable_form(conv_type, choice.algorithm, spec, layout)
 
 
 def _loosest(names) -> Bound:
@@ -360,24 +361,30 @@ def _register(conv_type: str) -> None:
     def multiplications(spec):
         return registry.multiplications(conv_type, known(conv_type, spec).algorithm, spec)
 
-    def prepare(spec, weights):
-        cell_ = _chosen_cell(conv_type, spec, "call", weights)
-        return cell_.execute, cell_.prepare(spec, weights)
+    def forms(layout: str):
+        """prepare and prepare_for_plan for `layout`: the chosen algorithm's own steps
+        and state, so auto's plan is that algorithm's plan in every layout."""
+        def prepare(spec, weights):
+            form = _chosen_form(conv_type, spec, "call", weights, layout)
+            return form.execute, form.prepare(spec, weights)
 
-    def prepare_for_plan(spec, weights):
-        cell_ = _chosen_cell(conv_type, spec, "prepared", weights)
-        return cell_.execute, cell_.prepare_for_plan(spec, weights)
+        def prepare_for_plan(spec, weights):
+            form = _chosen_form(conv_type, spec, "prepared", weights, layout)
+            return form.execute, form.prepare_for_plan(spec, weights)
 
+        return prepare, prepare_for_plan
+
+    prepare, prepare_for_plan = forms(NCHW)
     registry.cell(conv_type, NAME, prepare=prepare, prepare_for_plan=prepare_for_plan,
                   supports=supports, multiplications=multiplications)(_execute)
-
-    # channels-last runs the chosen algorithm channels-last (natively where it can), and
-    # holds what that one holds for the layout
-    @registry.native_layout(conv_type, NAME, NHWC, extra_bytes=lambda spec: (
-        registry.layout_extra_bytes(conv_type, explain(conv_type, spec).algorithm or "direct",
-                                    spec, NHWC)))
-    def run_nhwc(spec, x, weights):
-        return registry.run(conv_type, choose(conv_type, spec), spec, x, weights, NHWC)
+    # channels-last runs the chosen algorithm's channels-last form (native or through the
+    # transposes), and holds what that one holds for the layout
+    prepare, prepare_for_plan = forms(NHWC)
+    registry.native_layout(conv_type, NAME, NHWC, prepare=prepare,
+                           prepare_for_plan=prepare_for_plan, extra_bytes=lambda spec: (
+                               registry.layout_extra_bytes(
+                                   conv_type, explain(conv_type, spec).algorithm or "direct",
+                                   spec, NHWC)))(_execute)
 
 
 def _memory_estimate(conv_type: str, spec: ConvSpec, mode: str = "call") -> dict:
