@@ -403,13 +403,12 @@ def _conv_nd64(n: int, c: int, k: int, padded: int, out: int, taps: int) -> int:
 def _reference(conv_type: str, spec: ConvSpec, mode: str = "call") -> dict:
     taps, out = _prod(spec.kernel), _prod(spec.out_size)
     w64 = F64 * 3 * _kernel_elems(spec)
-    if _type(conv_type).transposed:
-        up = _upsampled(spec)
-        padded = _prod(u + 2 * d * (k - 1) + a for u, k, d, a in
-                       zip(up, spec.kernel, spec.dilation, spec.output_padding))
+    if _type(conv_type).transposed:  # by definition: taps scattered into every reach
+        full = _prod(s * (i - 1) + d * (k - 1) + 1 + a for i, s, d, k, a in zip(
+            spec.size, spec.stride, spec.dilation, spec.kernel, spec.output_padding))
+        inputs = F64 * spec.n * spec.c * _prod(spec.size)
         return dict(output=F64 * spec.n * spec.k * out,
-                    workspace=F64 * spec.n * spec.c * _prod(up)
-                    + _conv_nd64(spec.n, spec.c, 0, padded, out, taps),
+                    workspace=inputs + F64 * spec.n * spec.k * (full + _prod(spec.size)),
                     weights=w64)
     first = _conv_nd64(spec.n, spec.c, 0, _prod(_padded(spec)), out, taps)
     ws = first + F64 * spec.n * spec.c * _prod(spec.size)  # the float64 input
