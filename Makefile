@@ -48,7 +48,7 @@ test-extras: venv
 ISA_TESTS = tests/test_conformance.py tests/test_contract.py tests/test_direct.py \
   tests/test_dilated.py tests/test_fused.py tests/test_group_lanes.py tests/test_lanes.py \
   tests/test_small.py tests/test_subpixel.py tests/test_dilated_blocks.py \
-  tests/test_winograd3d.py \
+  tests/test_winograd3d.py tests/test_layouts.py tests/test_measured.py \
   tests/test_fft.py tests/test_im2col.py tests/test_memory_guard.py tests/test_numerics.py \
   tests/test_plan.py tests/test_reference.py tests/test_robustness.py tests/test_separable.py \
   tests/test_spec.py tests/test_target.py tests/test_winograd.py
