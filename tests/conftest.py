@@ -26,6 +26,17 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 EXTRAS = ("torch", "onnxruntime", "onnx", "openvino", "ai_edge_litert", "ncnn", "distributed")
 
 
+# The files whose first tests compile the most (or start subprocesses that compile for other
+# ISAs) go first, so that under pytest-xdist neither core ends the run alone on one of them.
+HEAVY_FIRST = ("test_target.py", "test_abcheck.py", "test_conformance.py", "test_plan.py",
+               "test_peers.py", "test_layouts.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept
+
+
 def pytest_sessionstart(session):
     if os.environ.get("CONVBENCH_REQUIRE_EXTRAS") == "1":
         missing = [m for m in EXTRAS if importlib.util.find_spec(m) is None]
