@@ -465,3 +465,13 @@ def test_resident_options_follow_pyperf_flags():
     assert options_from(["--debug-single-value"])["values"] == 1
     with pytest.raises(ValueError, match="processes"):
         options_from(["-p", "0"])
+
+
+def test_a_malformed_memory_limit_stops_the_sweep(tmp_path, monkeypatch, capsys):
+    """CONVBENCH_MEMORY_LIMIT=8GG used to skip every cell as not fitting, exit 0, and name
+    a results file it never wrote."""
+    monkeypatch.setenv("CONVBENCH_MEMORY_LIMIT", "8GG")
+    out = tmp_path / "r.json"
+    assert cli.main(["run", "--set", "tiny", "--algos", "direct", "-o", str(out)]) == 2
+    assert "CONVBENCH_MEMORY_LIMIT" in capsys.readouterr().err
+    assert not out.exists()
