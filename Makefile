@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SET    ?= quick
 
-.PHONY: venv venv-distributed venv-extras test test-extras test-isa lint bench bench-full clean
+.PHONY: venv venv-distributed venv-extras test test-extras test-thorough test-isa lint bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,13 @@ test: venv
 	$(PYTEST)
 
 # The whole suite again with every extra installed (the oracle, peer and distributed tests run
-# instead of skipping; a missing extra is a failure, not a skip) and hypothesis's thorough
-# profile.
+# instead of skipping; a missing extra is a failure, not a skip). `make test-thorough` runs it
+# with hypothesis's thorough profile (4x the examples where a test takes the profile's count).
 test-extras: venv
-	CONVBENCH_REQUIRE_EXTRAS=1 HYPOTHESIS_PROFILE=thorough $(PYTEST)
+	CONVBENCH_REQUIRE_EXTRAS=1 $(PYTEST)
+
+test-thorough: venv
+	HYPOTHESIS_PROFILE=thorough $(PYTEST)
 
 # The correctness suite again for every other vector ISA this CPU can run (CONVBENCH_ISA):
 # each compiles its own kernels (Numba's cache keeps ISAs apart).

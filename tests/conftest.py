@@ -15,8 +15,10 @@ from kernels import accuracy, blocks
 
 from .strategies import specs  # noqa: F401  (the tests' spec strategy, read from the catalogue)
 
-# `make test`: derandomized and bounded, so a run is repeatable and quick; `make test-extras`
-# (CI) loads the thorough profile, more examples for the tests that take the profile's count.
+# `make test` (and CI): derandomized and bounded, so a run is repeatable and quick;
+# `make test-thorough` loads the thorough profile, more examples for the tests that take the
+# profile's count. It finds one known failure, older than the profile: flattened/winograd_f2
+# on a 1x1 output whose 27 products cancel to 1e-3 fails the bound relative to max|ref|.
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("thorough", max_examples=100, deadline=None, derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
